@@ -1,0 +1,21 @@
+# CPU image for FaceCast. The neural engine's CUDA stage arrives with it (DESIGN.md §2, §6).
+FROM python:3.11-slim AS base
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    FACECAST_DATA_DIR=/data
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY core ./core
+COPY bots ./bots
+COPY facecast ./facecast
+COPY clips ./clips
+RUN pip install .
+
+RUN useradd --create-home --uid 10001 facecast && mkdir -p /data && chown facecast /data
+USER facecast
+VOLUME ["/data"]
+ENTRYPOINT ["facecast"]
+CMD ["--help"]

@@ -1,0 +1,46 @@
+"""One frozen settings object, read from ``FACECAST_*`` variables and an optional ``.env``.
+
+It is built once at the edge (the CLI, a server) and passed in; nothing deeper reads the
+environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EngineName = Literal["classic"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FACECAST_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Field(
+        default=Path("~/.facecast"), description="Database, face data, clip packs, outputs."
+    )
+    engine: EngineName = "classic"
+
+    # Image intake: a cap on bytes and decoded pixels keeps decompression bombs out.
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    min_image_side: int = Field(default=64, gt=0)
+
+    # Enrolment thresholds (eye distance is between the outer eye corners, in pixels).
+    min_eye_distance: float = Field(default=40.0, gt=0)
+    good_eye_distance: float = Field(default=80.0, gt=0)
+    min_sharpness: float = Field(default=60.0, ge=0)
+    max_yaw_degrees: float = Field(default=40.0, gt=0, le=90)
+    # A second face at least this large (relative eye distance) makes a selfie ambiguous.
+    rival_face_ratio: float = Field(default=0.6, gt=0, le=1)
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser()
+
+
+__all__ = ["EngineName", "Settings"]

@@ -1,0 +1,1 @@
+"""The ``facecast`` command: the composition root that wires settings, core and adapters."""
