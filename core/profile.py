@@ -1,0 +1,199 @@
+"""Enrolment: one selfie in, a reusable :class:`FaceProfile` out, or a clear refusal.
+
+A profile is the face resampled into a fixed, level frame (the *texture*), its landmarks in
+that frame (68 plus extrapolated forehead points), a triangulation of those points, and the
+identity embedding. Swapping later needs nothing else from the original photo.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from scipy.spatial import Delaunay
+
+from .config import Settings
+from .errors import (
+    BadMedia,
+    FaceCropped,
+    FaceTooBlurry,
+    FaceTooSmall,
+    FaceTurnedAway,
+    NoFaceFound,
+    TooManyFaces,
+)
+from .faces import Analyzer, Embedding, Face, FaceQuality
+from .landmarks import (
+    Points,
+    extend_points,
+    similarity_to_template,
+    transform_points,
+)
+from .media import RGBImage
+
+TEXTURE_SIZE = 384
+_EYE_SPAN = 0.24  # eye-centre distance as a share of the texture side
+_EYE_HEIGHT = 0.40  # eye line height as a share of the texture side
+_FORMAT_VERSION = 1
+
+Triangles = NDArray[np.int32]
+
+
+@dataclass(frozen=True, slots=True)
+class FaceProfile:
+    texture: RGBImage  # (TEXTURE_SIZE, TEXTURE_SIZE, 3), the face level and centred
+    points: Points  # (N_EXTENDED, 2) landmark + forehead positions in the texture
+    triangles: Triangles  # (T, 3) indices into ``points``
+    embedding: Embedding | None
+    quality: FaceQuality
+    notes: tuple[str, ...] = field(default=())  # friendly remarks for the user
+
+    def to_bytes(self) -> bytes:
+        """A compact, pickle-free serialisation (numpy ``.npz``) for the store."""
+        buffer = io.BytesIO()
+        q = self.quality
+        np.savez_compressed(
+            buffer,
+            version=np.int32(_FORMAT_VERSION),
+            texture=self.texture,
+            points=self.points,
+            triangles=self.triangles,
+            embedding=(self.embedding if self.embedding is not None else np.zeros(0, np.float32)),
+            quality=np.array(
+                [q.eye_distance, q.sharpness, q.yaw, q.roll, q.greyscale, q.cropped], np.float64
+            ),
+            notes=np.array(self.notes, dtype=np.str_),
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> FaceProfile:
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+                if int(archive["version"]) != _FORMAT_VERSION:
+                    raise BadMedia("That saved face was made by another FaceCast version.")
+                values = archive["quality"]
+                embedding = archive["embedding"].astype(np.float32)
+                return cls(
+                    texture=archive["texture"].astype(np.uint8),
+                    points=archive["points"].astype(np.float32),
+                    triangles=archive["triangles"].astype(np.int32),
+                    embedding=embedding if embedding.size else None,
+                    quality=FaceQuality(
+                        eye_distance=float(values[0]),
+                        sharpness=float(values[1]),
+                        yaw=float(values[2]),
+                        roll=float(values[3]),
+                        greyscale=bool(values[4]),
+                        cropped=bool(values[5]),
+                    ),
+                    notes=tuple(str(note) for note in archive["notes"]),
+                )
+        except (OSError, KeyError, ValueError) as exc:
+            raise BadMedia("That saved face is damaged; send a new selfie.") from exc
+
+
+def triangulate(points: Points) -> Triangles:
+    """Delaunay triangles over the extended points, as index triples."""
+    return np.asarray(Delaunay(points.astype(np.float64)).simplices, dtype=np.int32)
+
+
+def build_profile(
+    image: RGBImage, face: Face, *, embedding: Embedding | None = None, notes: tuple[str, ...] = ()
+) -> FaceProfile:
+    """Resample ``face`` into the level texture frame. No quality checks: see :func:`enroll`."""
+    matrix = similarity_to_template(face.landmarks, TEXTURE_SIZE, _EYE_SPAN, _EYE_HEIGHT)
+    texture = cv2.warpAffine(
+        image,
+        matrix,
+        (TEXTURE_SIZE, TEXTURE_SIZE),
+        flags=cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REPLICATE,  # a forehead at the photo's edge still gets pixels
+    )
+    points = transform_points(extend_points(face.landmarks), matrix)
+    return FaceProfile(
+        texture=np.ascontiguousarray(texture),
+        points=points,
+        triangles=triangulate(points),
+        embedding=embedding if embedding is not None else face.embedding,
+        quality=face.quality,
+        notes=notes,
+    )
+
+
+def _position_word(face: Face, width: int) -> str:
+    x = face.centre[0] / max(width, 1)
+    return "on the left" if x < 0.4 else "on the right" if x > 0.6 else "in the middle"
+
+
+def choose_selfie_face(faces: list[Face], image_width: int, settings: Settings) -> Face:
+    """The one face a selfie is about, or a refusal that says which faces were seen."""
+    if not faces:
+        raise NoFaceFound()
+    by_size = sorted(faces, key=lambda f: f.quality.eye_distance, reverse=True)
+    main = by_size[0]
+    rivals = [
+        f
+        for f in by_size[1:]
+        if f.quality.eye_distance >= settings.rival_face_ratio * main.quality.eye_distance
+    ]
+    if rivals:
+        where = ", ".join(_position_word(f, image_width) for f in [main, *rivals])
+        raise TooManyFaces(
+            f"I see {len(rivals) + 1} faces of similar size ({where}). "
+            "Crop the photo to just yours and send it again."
+        )
+    return main
+
+
+def check_quality(quality: FaceQuality, settings: Settings) -> tuple[str, ...]:
+    """Refuse faces that would give a poor swap; return remarks for acceptable flaws."""
+    if quality.eye_distance < settings.min_eye_distance:
+        raise FaceTooSmall(
+            f"Your face is too small in that photo ({quality.eye_distance:.0f} px between the "
+            f"eyes, I need {settings.min_eye_distance:.0f}). Take a closer selfie."
+        )
+    if quality.cropped:
+        raise FaceCropped(
+            "Part of your face is cut off at the edge of the photo. "
+            "Make sure your whole face, chin included, is in the picture."
+        )
+    if abs(quality.yaw) > settings.max_yaw_degrees:
+        raise FaceTurnedAway(
+            f"Your head is turned too far (about {abs(quality.yaw):.0f}°). "
+            "Look straight at the camera."
+        )
+    if quality.sharpness < settings.min_sharpness:
+        raise FaceTooBlurry()
+    notes = []
+    if quality.eye_distance < settings.good_eye_distance:
+        notes.append("Your face is quite small in that photo; a closer selfie will look sharper.")
+    if quality.greyscale:
+        notes.append(
+            "That's a black-and-white photo: I'll borrow skin colour from each scene. "
+            "A colour selfie looks more natural."
+        )
+    return tuple(notes)
+
+
+def enroll(image: RGBImage, analyzer: Analyzer, settings: Settings) -> FaceProfile:
+    """Turn a selfie into a profile, or raise the :class:`FaceCastError` that says why not."""
+    faces = analyzer.detect(image)
+    face = choose_selfie_face(faces, image.shape[1], settings)
+    notes = check_quality(face.quality, settings)
+    embedding = analyzer.embedding(image, face.landmarks)
+    return build_profile(image, face, embedding=embedding, notes=notes)
+
+
+__all__ = [
+    "TEXTURE_SIZE",
+    "FaceProfile",
+    "build_profile",
+    "check_quality",
+    "choose_selfie_face",
+    "enroll",
+    "triangulate",
+]
