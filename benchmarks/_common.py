@@ -1,0 +1,57 @@
+"""Helpers shared by the benchmark scripts: one-core pinning and the public sample faces."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def pin_to_one_core() -> str:
+    """Run on one CPU so figures mean "per core"; returns a description of the machine."""
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = "1"
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    import cv2
+
+    cv2.setNumThreads(1)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, 1 core pinned, Python {platform.python_version()}"
+
+
+def sample_dir() -> Path:
+    spec = importlib.util.find_spec("insightface")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("insightface's sample images are missing: run `make setup` first")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "images"
+
+
+def timings(action: Callable[[], object], repeat: int, warmup: int = 2) -> list[float]:
+    for _ in range(warmup):
+        action()
+    result = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        result.append((time.perf_counter() - started) * 1000.0)
+    return result
+
+
+def summary(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p90
