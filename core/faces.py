@@ -20,6 +20,8 @@ from .landmarks import Points, eye_distance, roll_degrees, yaw_degrees
 from .media import RGBImage
 
 Embedding = NDArray[np.float32]
+Box = tuple[int, int, int, int]
+"""x0, y0, x1, y1 in image pixels."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,7 @@ class FaceQuality:
 
 @dataclass(frozen=True, slots=True)
 class Face:
-    bbox: tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels
+    bbox: Box
     score: float  # detector confidence; higher is surer
     landmarks: Points  # (68, 2), iBUG 300-W order
     quality: FaceQuality
@@ -60,6 +62,16 @@ class Analyzer(Protocol):
 
     def embedding(self, image: RGBImage, landmarks: Points) -> Embedding:
         """The identity vector of the face at ``landmarks``; same person ⇔ small distance."""
+        ...
+
+    def detect_boxes(
+        self, image: RGBImage, *, upsample: bool | None = None, verify: bool = True
+    ) -> list[tuple[Box, float]]:
+        """Face boxes and scores only: the fast path for tracking through a video."""
+        ...
+
+    def landmarks(self, image: RGBImage, box: Box) -> Points:
+        """The 68 landmarks of the face in ``box``."""
         ...
 
 
@@ -141,7 +153,8 @@ def assess(image: RGBImage, landmarks: Points) -> FaceQuality:
     )
 
 
-def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes."""
     ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
@@ -190,18 +203,26 @@ class DlibAnalyzer:
         # dlib's objects are not documented as thread-safe; one analyzer may serve threads.
         self._lock = threading.Lock()
 
-    def _boxes(self, image: RGBImage) -> list[tuple[tuple[int, int, int, int], float]]:
+    def detect_boxes(
+        self, image: RGBImage, *, upsample: bool | None = None, verify: bool = True
+    ) -> list[tuple[Box, float]]:
+        """Boxes and HOG scores. ``upsample`` None means: only for small pictures;
+        ``verify=False`` skips the CNN check (for tracking a face already known)."""
+        image = np.ascontiguousarray(image)  # dlib refuses views such as crops
         height, width = image.shape[:2]
         scale = min(1.0, self.detect_max_side / max(height, width))
         small = image
         if scale < 1.0:
             size = (round(width * scale), round(height * scale))
             small = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
-        found: list[tuple[tuple[int, int, int, int], float]] = []
-        passes = [0] if max(small.shape[:2]) > self.upsample_below else [0, 1]
+        found: list[tuple[Box, float]] = []
+        if upsample is None:
+            upsample = max(small.shape[:2]) <= self.upsample_below
+        passes = [0, 1] if upsample else [0]
         verified = 0
-        for upsample in passes:
-            rects, scores, _ = self._detector.run(small, upsample, self.threshold)
+        for pass_upsample in passes:
+            with self._lock:
+                rects, scores, _ = self._detector.run(small, pass_upsample, self.threshold)
             for rect, score in sorted(zip(rects, scores, strict=True), key=lambda r: -r[1]):
                 box = (
                     round(rect.left() / scale),
@@ -209,16 +230,16 @@ class DlibAnalyzer:
                     round(rect.right() / scale),
                     round(rect.bottom() / scale),
                 )
-                if any(_iou(box, kept) >= 0.3 for kept, _ in found):
+                if any(box_iou(box, kept) >= 0.3 for kept, _ in found):
                     continue
-                if score < self.verify_below:
+                if verify and score < self.verify_below:
                     verified += 1
                     if verified > self.max_verifications or not self._confirm(image, box):
                         continue
                 found.append((box, float(score)))
         return found
 
-    def _confirm(self, image: RGBImage, box: tuple[int, int, int, int]) -> bool:
+    def _confirm(self, image: RGBImage, box: Box) -> bool:
         """Ask the CNN detector whether a doubtful HOG box really holds a face."""
         x0, y0, x1, y1 = box
         pad = (x1 - x0) // 2
@@ -232,19 +253,21 @@ class DlibAnalyzer:
         scale = _VERIFY_SIDE / max(crop.shape[:2])
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         resized = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=interpolation)
-        return len(self._verifier(np.ascontiguousarray(resized), 0)) > 0
+        with self._lock:
+            return len(self._verifier(np.ascontiguousarray(resized), 0)) > 0
 
-    def _shape(self, image: RGBImage, box: tuple[int, int, int, int]) -> Any:
+    def _shape(self, image: RGBImage, box: Box) -> Any:
         return self._predictor(image, self._dlib.rectangle(*box))
 
-    def landmarks(self, image: RGBImage, box: tuple[int, int, int, int]) -> Points:
+    def landmarks(self, image: RGBImage, box: Box) -> Points:
+        image = np.ascontiguousarray(image)
         with self._lock:
             shape = self._shape(image, box)
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
     def detect(self, image: RGBImage, *, embed: bool = False) -> list[Face]:
-        with self._lock:
-            boxes = self._boxes(image)
+        image = np.ascontiguousarray(image)
+        boxes = self.detect_boxes(image)
         faces = []
         for box, score in boxes:
             points = self.landmarks(image, box)
@@ -261,17 +284,19 @@ class DlibAnalyzer:
         parts = [dlib.point(round(float(x)), round(float(y))) for x, y in landmarks]
         shape = dlib.full_object_detection(rect, parts)
         with self._lock:
-            vector = self._encoder.compute_face_descriptor(image, shape)
+            vector = self._encoder.compute_face_descriptor(np.ascontiguousarray(image), shape)
         return np.asarray(vector, dtype=np.float32)
 
 
 __all__ = [
     "Analyzer",
+    "Box",
     "DlibAnalyzer",
     "Embedding",
     "Face",
     "FaceQuality",
     "assess",
+    "box_iou",
     "identity_distance",
     "is_greyscale",
     "measure_sharpness",

@@ -26,10 +26,10 @@ OUTER_EYE_CORNERS = (36, 45)
 
 # How far above each brow point (17..26) the forehead reaches, as a share of the
 # eyes-to-chin distance: an arc, lower at the temples than above the nose.
-_FOREHEAD_RISE = np.array(
+FOREHEAD_RISE = np.array(
     [0.16, 0.24, 0.29, 0.32, 0.33, 0.33, 0.32, 0.29, 0.24, 0.16], dtype=np.float32
 )
-N_EXTENDED = 68 + len(_FOREHEAD_RISE)
+N_EXTENDED = 68 + len(FOREHEAD_RISE)
 
 
 def eye_centres(points: Points) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -43,14 +43,19 @@ def eye_distance(points: Points) -> float:
     return float(np.linalg.norm(points[a] - points[b]))
 
 
-def extend_points(points: Points) -> Points:
-    """The 68 landmarks plus forehead points extrapolated up the face's own vertical axis."""
+def extend_points(points: Points, reach: NDArray[np.float32] | None = None) -> Points:
+    """The 68 landmarks plus forehead points extrapolated up the face's own vertical axis.
+
+    ``reach`` (10 values in 0..1) shortens each forehead point's rise, e.g. to stop below a
+    selfie's fringe.
+    """
     left_eye, right_eye = eye_centres(points)
     eyes_mid = (left_eye + right_eye) / 2.0
     up = eyes_mid - points[8]
     length = float(np.linalg.norm(up))
     up = up / max(length, 1e-6)
-    forehead = points[BROWS] + np.outer(_FOREHEAD_RISE * length, up)
+    rise = FOREHEAD_RISE if reach is None else FOREHEAD_RISE * reach
+    forehead = points[BROWS] + np.outer(rise * length, up)
     return np.vstack([points, forehead]).astype(np.float32)
 
 
@@ -104,6 +109,7 @@ def transform_points(points: Points, matrix: NDArray[np.float64]) -> Points:
 
 __all__ = [
     "BROWS",
+    "FOREHEAD_RISE",
     "INNER_LIPS",
     "JAW",
     "LEFT_EYE",

@@ -25,14 +25,18 @@ from .errors import (
     NoFaceFound,
     TooManyFaces,
 )
-from .faces import Analyzer, Embedding, Face, FaceQuality
+from .faces import Analyzer, Embedding, Face, FaceQuality, is_greyscale
 from .landmarks import (
+    BROWS,
+    FOREHEAD_RISE,
     Points,
     extend_points,
+    eye_distance,
     similarity_to_template,
     transform_points,
 )
 from .media import RGBImage
+from .skin import colour_stats, skin_likeness, skin_mask, to_lab
 
 TEXTURE_SIZE = 384
 _EYE_SPAN = 0.24  # eye-centre distance as a share of the texture side
@@ -47,6 +51,7 @@ class FaceProfile:
     texture: RGBImage  # (TEXTURE_SIZE, TEXTURE_SIZE, 3), the face level and centred
     points: Points  # (N_EXTENDED, 2) landmark + forehead positions in the texture
     triangles: Triangles  # (T, 3) indices into ``points``
+    reach: NDArray[np.float32]  # (10,) share of the standard forehead rise that is skin
     embedding: Embedding | None
     quality: FaceQuality
     notes: tuple[str, ...] = field(default=())  # friendly remarks for the user
@@ -61,6 +66,7 @@ class FaceProfile:
             texture=self.texture,
             points=self.points,
             triangles=self.triangles,
+            reach=self.reach,
             embedding=(self.embedding if self.embedding is not None else np.zeros(0, np.float32)),
             quality=np.array(
                 [q.eye_distance, q.sharpness, q.yaw, q.roll, q.greyscale, q.cropped], np.float64
@@ -81,6 +87,7 @@ class FaceProfile:
                     texture=archive["texture"].astype(np.uint8),
                     points=archive["points"].astype(np.float32),
                     triangles=archive["triangles"].astype(np.int32),
+                    reach=archive["reach"].astype(np.float32),
                     embedding=embedding if embedding.size else None,
                     quality=FaceQuality(
                         eye_distance=float(values[0]),
@@ -101,23 +108,62 @@ def triangulate(points: Points) -> Triangles:
     return np.asarray(Delaunay(points.astype(np.float64)).simplices, dtype=np.int32)
 
 
+def skin_reach(texture: RGBImage, points: Points, *, minimum: float = 0.3) -> NDArray[np.float32]:
+    """How far up each forehead point the selfie shows skin before hair (a fringe) starts.
+
+    Walks from each brow point towards its full-rise forehead point in the texture and stops
+    where the colour leaves the skin's (measured on cheeks and nose), so a swap never pastes
+    the selfie's fringe onto someone's forehead. At least ``minimum`` of the rise is kept,
+    which keeps the triangulation sound.
+    """
+    lab = to_lab(texture)
+    unit = eye_distance(points[:68])
+    stats = colour_stats(lab, skin_mask(points, lab.shape[:2], unit))
+    grey = is_greyscale(texture, points[:68])
+    softened = np.asarray(cv2.GaussianBlur(lab, (0, 0), 1.5), np.float32)
+    likeness = skin_likeness(softened, stats, use_chroma=not grey)
+    height, width = likeness.shape
+    reach = np.ones(len(FOREHEAD_RISE), dtype=np.float32)
+    brows, tops = points[BROWS], points[68:]
+    steps = np.linspace(0.0, 1.0, 25)
+    for index, (brow, top) in enumerate(zip(brows, tops, strict=True)):
+        samples = brow[None, :] + steps[:, None] * (top - brow)[None, :]
+        xs = np.clip(samples[:, 0].round().astype(int), 0, width - 1)
+        ys = np.clip(samples[:, 1].round().astype(int), 0, height - 1)
+        skin = likeness[ys, xs] >= 0.5
+        # Skip the brow itself (the first fifth), then stop at the first non-skin sample.
+        start = 5
+        misses = np.nonzero(~skin[start:])[0]
+        if len(misses):
+            reach[index] = steps[start + misses[0]] * 0.9
+    # Neighbouring points should agree: a hairline is smooth.
+    smoothed = np.convolve(np.pad(reach, 1, mode="edge"), np.ones(3) / 3.0, mode="valid")
+    return np.asarray(np.clip(np.minimum(reach, smoothed), minimum, 1.0), dtype=np.float32)
+
+
 def build_profile(
     image: RGBImage, face: Face, *, embedding: Embedding | None = None, notes: tuple[str, ...] = ()
 ) -> FaceProfile:
     """Resample ``face`` into the level texture frame. No quality checks: see :func:`enroll`."""
     matrix = similarity_to_template(face.landmarks, TEXTURE_SIZE, _EYE_SPAN, _EYE_HEIGHT)
-    texture = cv2.warpAffine(
-        image,
-        matrix,
-        (TEXTURE_SIZE, TEXTURE_SIZE),
-        flags=cv2.INTER_CUBIC,
-        borderMode=cv2.BORDER_REPLICATE,  # a forehead at the photo's edge still gets pixels
+    texture = np.ascontiguousarray(
+        cv2.warpAffine(
+            image,
+            matrix,
+            (TEXTURE_SIZE, TEXTURE_SIZE),
+            flags=cv2.INTER_CUBIC,
+            borderMode=cv2.BORDER_REPLICATE,  # a forehead at the photo's edge still gets pixels
+        ),
+        dtype=np.uint8,
     )
-    points = transform_points(extend_points(face.landmarks), matrix)
+    full = transform_points(extend_points(face.landmarks), matrix)
+    reach = skin_reach(texture, full)
+    points = transform_points(extend_points(face.landmarks, reach), matrix)
     return FaceProfile(
-        texture=np.ascontiguousarray(texture),
+        texture=texture,
         points=points,
         triangles=triangulate(points),
+        reach=reach,
         embedding=embedding if embedding is not None else face.embedding,
         quality=face.quality,
         notes=notes,
@@ -195,5 +241,6 @@ __all__ = [
     "check_quality",
     "choose_selfie_face",
     "enroll",
+    "skin_reach",
     "triangulate",
 ]

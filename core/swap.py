@@ -16,21 +16,21 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from .landmarks import (
-    BROWS,
-    INNER_LIPS,
-    JAW,
-    LEFT_EYE,
-    OUTER_LIPS,
-    RIGHT_EYE,
-    Points,
-    extend_points,
-    eye_distance,
-)
+from .landmarks import BROWS, INNER_LIPS, JAW, Points, extend_points, eye_distance
 from .media import RGBImage
 from .profile import FaceProfile
-
-FloatImage = NDArray[np.float32]
+from .skin import (
+    ColourStats,
+    FloatImage,
+    blur,
+    colour_stats,
+    features,
+    fill,
+    from_lab,
+    skin_likeness,
+    skin_mask,
+    to_lab,
+)
 
 
 @runtime_checkable
@@ -39,15 +39,48 @@ class Swapper(Protocol):
 
     name: ClassVar[str]
 
-    def swap(self, profile: FaceProfile, frame: RGBImage, target: Points) -> RGBImage: ...
+    def swap(
+        self,
+        profile: FaceProfile,
+        frame: RGBImage,
+        target: Points,
+        *,
+        sequence: SwapSequence | None = None,
+    ) -> RGBImage:
+        """A copy of ``frame`` with the face replaced; ``sequence`` carries state between
+        consecutive frames of one clip."""
+        ...
 
 
-@dataclass(frozen=True, slots=True)
-class ColourStats:
-    """Mean and standard deviation of the skin in CIELAB (L 0-100, a/b about 0)."""
+def _blend_stats(old: ColourStats, new: ColourStats, weight: float) -> ColourStats:
+    return ColourStats(
+        mean=(old.mean * (1.0 - weight) + new.mean * weight).astype(np.float32),
+        std=(old.std * (1.0 - weight) + new.std * weight).astype(np.float32),
+    )
 
-    mean: NDArray[np.float32]
-    std: NDArray[np.float32]
+
+class SwapSequence:
+    """What an engine remembers between the frames of one clip.
+
+    Colour statistics measured per frame wobble with compression noise and with the
+    skin area in view; an exponential moving average over ~5 frames keeps the face's colour
+    steady without missing a real change of light for long.
+    """
+
+    def __init__(self, response: float = 0.2) -> None:
+        self.response = response
+        self._colour: tuple[ColourStats, ColourStats] | None = None
+
+    def steady(self, source: ColourStats, target: ColourStats) -> tuple[ColourStats, ColourStats]:
+        if self._colour is None:
+            self._colour = (source, target)
+        else:
+            old_source, old_target = self._colour
+            self._colour = (
+                _blend_stats(old_source, source, self.response),
+                _blend_stats(old_target, target, self.response),
+            )
+        return self._colour
 
 
 def _affines(source: Points, target: Points, triangles: NDArray[np.int32]) -> FloatImage:
@@ -64,95 +97,9 @@ def _affines(source: Points, target: Points, triangles: NDArray[np.int32]) -> Fl
     return matrices.astype(np.float32)
 
 
-def _fill(shape: tuple[int, int], polygon: Points, *, convex: bool = False) -> NDArray[np.uint8]:
-    mask = np.zeros(shape, dtype=np.uint8)
-    pts = np.round(polygon * 16).astype(np.int32)  # 4 bits of sub-pixel precision
-    if convex:
-        cv2.fillConvexPoly(mask, pts, 255, lineType=cv2.LINE_AA, shift=4)
-    else:
-        cv2.fillPoly(mask, [pts], 255, lineType=cv2.LINE_AA, shift=4)
-    return mask
-
-
-def _blur(mask: NDArray[np.uint8] | FloatImage, sigma: float) -> FloatImage:
-    """Gaussian blur; wide ones run on a smaller copy (same look, a fraction of the time)."""
-    values = mask.astype(np.float32) / (255.0 if mask.dtype == np.uint8 else 1.0)
-    if sigma < 0.3:
-        return values
-    factor = int(sigma // 3)
-    height, width = values.shape[:2]
-    if factor < 2 or min(height, width) < 8 * factor:
-        return np.asarray(cv2.GaussianBlur(values, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT))
-    small = cv2.resize(
-        values, (max(1, width // factor), max(1, height // factor)), interpolation=cv2.INTER_AREA
-    )
-    small = cv2.GaussianBlur(small, (0, 0), sigma / factor, borderType=cv2.BORDER_CONSTANT)
-    return np.asarray(cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR))
-
-
-def _disc(radius: int) -> NDArray[np.uint8]:
-    size = 2 * max(1, radius) + 1
-    return np.asarray(cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
-
-
 def _outline(points: Points) -> Points:
     """Jaw line then forehead arc: the outer boundary of the extended points, in order."""
     return np.vstack([points[JAW], points[68:][::-1]])
-
-
-def _inner_outline(points: Points) -> Points:
-    """Jaw line then brows: the outline of the 68 landmarks alone, without the forehead."""
-    return np.vstack([points[JAW], points[BROWS][::-1]])
-
-
-def _features(points: Points, shape: tuple[int, int]) -> NDArray[np.uint8]:
-    """Eyes, brows, nose and mouth: the part of the face that carries identity."""
-    hull = np.asarray(cv2.convexHull(points[17:68]), np.float32).reshape(-1, 2)
-    return _fill(shape, hull, convex=True)
-
-
-def _skin_mask(points: Points, shape: tuple[int, int], unit: float) -> NDArray[np.bool_]:
-    """Cheeks, nose and chin (below the brows, so no fringe of hair): where skin colour is
-    measured, with eyes, brows and mouth cut out."""
-    radius = max(1, round(unit * 0.05))
-    skin = cv2.erode(_fill(shape, _inner_outline(points)), _disc(radius)) > 0
-    for part in (RIGHT_EYE, LEFT_EYE, OUTER_LIPS, BROWS):
-        hull = np.asarray(cv2.convexHull(points[part]), np.float32).reshape(-1, 2)
-        blocked = cv2.dilate(_fill(shape, hull, convex=True), _disc(2 * radius))
-        skin &= blocked == 0
-    return np.asarray(skin, dtype=np.bool_)
-
-
-def colour_stats(lab: FloatImage, mask: NDArray[np.bool_]) -> ColourStats:
-    """Skin colour statistics, ignoring the darkest and brightest tenth (shadows, shine)."""
-    pixels = lab[mask]
-    if len(pixels) < 16:
-        pixels = lab.reshape(-1, 3)
-    low, high = np.percentile(pixels[:, 0], [10, 90])
-    trimmed = pixels[(pixels[:, 0] >= low) & (pixels[:, 0] <= high)]
-    if len(trimmed) >= 16:
-        pixels = trimmed
-    return ColourStats(
-        mean=pixels.mean(axis=0).astype(np.float32), std=pixels.std(axis=0).astype(np.float32)
-    )
-
-
-def skin_likeness(lab: FloatImage, stats: ColourStats, *, use_chroma: bool = True) -> FloatImage:
-    """1 where a pixel looks like the face's skin, falling to 0 for hair, glasses, beard."""
-    floor = np.array([6.0, 3.0, 3.0], dtype=np.float32)
-    z = (lab - stats.mean) / np.maximum(stats.std, floor)
-    distance = np.sqrt((z * z).sum(axis=2)) if use_chroma else np.abs(z[:, :, 0]) * 1.4
-    # Skin sits within ~2.5 deviations; blond hair is already ~4 away in L and b together.
-    return np.clip((4.0 - distance) / 1.5, 0.0, 1.0).astype(np.float32)
-
-
-def _to_lab(image: RGBImage) -> FloatImage:
-    """CIELAB with L in 0..100 (OpenCV's float convention)."""
-    return np.asarray(cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB))
-
-
-def _from_lab(lab: FloatImage) -> FloatImage:
-    return np.asarray(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)) * 255.0
 
 
 _ANALYSIS_EYE_DISTANCE = 64.0  # colour and lighting are measured at this face scale
@@ -196,12 +143,19 @@ class ClassicSwapper:
         self.max_gain = max_gain  # cap on the colour contrast change
         self.shading = shading  # scale of the lighting that is matched, same unit
 
-    def swap(self, profile: FaceProfile, frame: RGBImage, target: Points) -> RGBImage:
+    def swap(
+        self,
+        profile: FaceProfile,
+        frame: RGBImage,
+        target: Points,
+        *,
+        sequence: SwapSequence | None = None,
+    ) -> RGBImage:
         result = frame.copy()
         unit = eye_distance(target)
         if unit < 4:
             return result
-        points = extend_points(target)
+        points = extend_points(target, profile.reach)
         height, width = frame.shape[:2]
         pad = int(unit * 0.2) + 2
         x0, y0 = np.floor(points.min(axis=0)).astype(int) - pad
@@ -215,8 +169,10 @@ class ClassicSwapper:
 
         warped, covered = self._warp(profile, local, shape)
         region = frame[y0:y1, x0:x1]
-        corrected, likeness = self._match_colour(profile, warped, region, local, unit, covered)
-        alpha = self._alpha(local, shape, unit, covered, likeness)[:, :, None]
+        corrected, source_like, target_like = self._match_colour(
+            profile, warped, region, local, unit, covered, sequence
+        )
+        alpha = self._alpha(local, shape, unit, covered, source_like, target_like)[:, :, None]
         blended = corrected * alpha + region.astype(np.float32) * (1.0 - alpha)
         result[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
         return result
@@ -251,8 +207,10 @@ class ClassicSwapper:
         local: Points,
         unit: float,
         covered: NDArray[np.bool_],
-    ) -> tuple[FloatImage, FloatImage]:
-        """The warped face recoloured and relit like the target, and where both are skin."""
+        sequence: SwapSequence | None,
+    ) -> tuple[FloatImage, FloatImage, FloatImage]:
+        """The warped face recoloured and relit like the target, and where the source and
+        the target look like skin."""
         height, width = covered.shape
         scale = min(1.0, _ANALYSIS_EYE_DISTANCE / unit)
         small = (max(8, round(width * scale)), max(8, round(height * scale)))
@@ -267,14 +225,16 @@ class ClassicSwapper:
                 return image
             return np.asarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR))
 
-        source_lab, target_lab = _to_lab(warped), _to_lab(region)
+        source_lab, target_lab = to_lab(warped), to_lab(region)
         source_small, target_small = shrink(source_lab), shrink(target_lab)
         covered_small = shrink(covered.astype(np.float32)) > 0.5
         unit_small = unit * small[0] / width
-        skin = _skin_mask(local * (small[0] / width), covered_small.shape, unit_small)
+        skin = skin_mask(local * (small[0] / width), covered_small.shape, unit_small)
         skin &= covered_small
         src = colour_stats(source_small, skin)
         dst = colour_stats(target_small, skin)
+        if sequence is not None:
+            src, dst = sequence.steady(src, dst)
         gain = np.clip(dst.std / np.maximum(src.std, 1e-3), 1.0 / self.max_gain, self.max_gain)
         transfer = _ColourTransfer(src, dst, gain.astype(np.float32))
         grey = profile.quality.greyscale or float(src.std[1:].max()) < 1.5
@@ -283,21 +243,22 @@ class ClassicSwapper:
         out_small = transfer.apply(source_small)
         if grey:
             # No chroma to transfer: colour the face with the target's own, smoothed.
-            chroma = grow(_blur(target_small[:, :, 1:], max(1.0, unit_small * 0.12)))
+            chroma = grow(blur(target_small[:, :, 1:], max(1.0, unit_small * 0.12)))
             out[:, :, 1:] = chroma
-        likeness = skin_likeness(target_small, dst) * skin_likeness(
-            source_small, src, use_chroma=not grey
-        )
+        target_like = skin_likeness(target_small, dst)
+        source_like = skin_likeness(source_small, src, use_chroma=not grey)
+        likeness = target_like * source_like
         # Match the lighting too: the target's large-scale shading (a key light from one
         # side, a darker jaw) replaces the source's, measured on skin seen in both.
         weight = likeness * covered_small
         sigma = max(1.0, unit_small * self.shading)
-        norm = np.maximum(_blur(weight, sigma), 1e-3)
-        target_shade = _blur(target_small[:, :, 0] * weight, sigma) / norm
-        source_shade = _blur(out_small[:, :, 0] * weight, sigma) / norm
+        norm = np.maximum(blur(weight, sigma), 1e-3)
+        target_shade = blur(target_small[:, :, 0] * weight, sigma) / norm
+        source_shade = blur(out_small[:, :, 0] * weight, sigma) / norm
         out[:, :, 0] += grow(np.clip(target_shade - source_shade, -20.0, 20.0))
         out[:, :, 0] = np.clip(out[:, :, 0], 0.0, 100.0)
-        return _from_lab(out), grow(_blur(likeness, max(0.5, unit_small * self.feather * 0.5)))
+        soften = max(0.5, unit_small * self.feather * 0.5)
+        return from_lab(out), grow(blur(source_like, soften)), grow(blur(target_like, soften))
 
     def _alpha(
         self,
@@ -305,20 +266,24 @@ class ClassicSwapper:
         shape: tuple[int, int],
         unit: float,
         covered: NDArray[np.bool_],
-        likeness: FloatImage,
+        source_like: FloatImage,
+        target_like: FloatImage,
     ) -> FloatImage:
         ramp = max(1.0, unit * self.feather * 2.4)
-        face = _fill(shape, _outline(local))
+        face = fill(shape, _outline(local))
         # A ramp by distance from the outline, ending on the jaw line, never on background.
         inside = cv2.distanceTransform((face > 127).astype(np.uint8), cv2.DIST_L2, 3)
         t = np.clip(inside / ramp, 0.0, 1.0)
         alpha = (t * t * (3.0 - 2.0 * t)).astype(np.float32)
-        # Outside eyes, nose and mouth, swap only skin for skin: a fringe of hair, a beard
-        # or glasses' arms on either face stay the target's.
-        features = _blur(_features(local, shape), unit * self.feather)
-        alpha *= features + (1.0 - features) * likeness
-        mouth = _fill(shape, local[INNER_LIPS])
-        alpha *= 1.0 - _blur(mouth, max(0.5, unit * 0.02))
+        # Outside eyes, nose and mouth, only the source's skin is pasted (not a fringe or
+        # strands of hair), and on the forehead only over the target's skin (its fringe stays).
+        sigma = unit * self.feather
+        identity = blur(features(local, shape), sigma)
+        forehead = blur(fill(shape, np.vstack([local[BROWS], local[68:][::-1]])), sigma)
+        keep = source_like * (1.0 - forehead + forehead * target_like)
+        alpha *= identity + (1.0 - identity) * keep
+        mouth = fill(shape, local[INNER_LIPS])
+        alpha *= 1.0 - blur(mouth, max(0.5, unit * 0.02))
         alpha[~covered] = 0.0
         return np.asarray(alpha, dtype=np.float32)
 
@@ -337,9 +302,7 @@ def get_swapper(name: str) -> Swapper:
 __all__ = [
     "SWAPPERS",
     "ClassicSwapper",
-    "ColourStats",
+    "SwapSequence",
     "Swapper",
-    "colour_stats",
     "get_swapper",
-    "skin_likeness",
 ]

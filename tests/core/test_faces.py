@@ -98,3 +98,14 @@ def test_yaw_flips_sign_with_the_picture_and_flags_turned_heads(
 
 def test_cropped_chin_is_noticed(analyzer: DlibAnalyzer, hanks: RGBImage) -> None:
     assert analyzer.detect(hanks)[0].quality.cropped
+
+
+def test_crops_that_are_views_work_everywhere(
+    analyzer: DlibAnalyzer, group_photo: RGBImage
+) -> None:
+    view = group_photo[180:480, 0:260]  # a slice, not a contiguous copy
+    assert not view.flags.c_contiguous
+    faces = analyzer.detect(view, embed=True)
+    assert len(faces) == 1
+    assert faces[0].embedding is not None
+    assert analyzer.landmarks(view, faces[0].bbox).shape == (68, 2)
