@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from skimage import data
 
-from core import DlibAnalyzer, RGBImage, Settings, load_image
+from core import DlibAnalyzer, Face, FaceProfile, RGBImage, Settings, encode, enroll, load_image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,3 +62,21 @@ def analyzer() -> DlibAnalyzer:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def astronaut_face(analyzer: DlibAnalyzer, astronaut: RGBImage) -> Face:
+    return analyzer.detect(astronaut)[0]
+
+
+@pytest.fixture(scope="session")
+def selfie_profile(analyzer: DlibAnalyzer, group_photo: RGBImage) -> FaceProfile:
+    """A second person (the third from the left in the group photo) as an enrolled face."""
+    selfie = np.ascontiguousarray(group_photo[200:520, 380:650])
+    return enroll(selfie, analyzer, Settings())
+
+
+def make_video(path: Path, frames: Iterable[RGBImage], fps: float = 12.0) -> Path:
+    """Write real H.264 MP4 test footage."""
+    encode(frames, path, fps=fps)
+    return path
