@@ -5,10 +5,13 @@ Adapters use only the names listed in ``__all__``.
 
 from __future__ import annotations
 
+from .camera import MOTIONS, Motion, animate_still
+from .clips import Clip, ClipLibrary, ClipManifest, ClipSource, ClipTrack, build_clip, load_clip
 from .config import EngineName, Settings
 from .errors import (
     BadMedia,
     ClipNotFound,
+    ClipRejected,
     FaceCastError,
     FaceCropped,
     FaceIndexOutOfRange,
@@ -22,9 +25,21 @@ from .errors import (
     TooManyFaces,
 )
 from .faces import Analyzer, DlibAnalyzer, Face, FaceQuality, identity_distance
-from .media import AI_NOTE, RGBImage, add_ai_label, load_image, save_image
+from .media import (
+    AI_NOTE,
+    EncodedVideo,
+    RGBImage,
+    VideoInfo,
+    add_ai_label,
+    encode,
+    load_image,
+    probe_video,
+    read_video,
+    save_image,
+)
 from .profile import FaceProfile, build_profile, check_quality, enroll
-from .swap import SWAPPERS, ClassicSwapper, Swapper, get_swapper
+from .render import render_clip, render_to_file
+from .swap import SWAPPERS, ClassicSwapper, Swapper, SwapSequence, get_swapper
 
 
 def make_analyzer(settings: Settings) -> Analyzer:
@@ -45,12 +60,20 @@ def image_limits(settings: Settings) -> dict[str, int]:
 
 __all__ = [
     "AI_NOTE",
+    "MOTIONS",
     "SWAPPERS",
     "Analyzer",
     "BadMedia",
     "ClassicSwapper",
+    "Clip",
+    "ClipLibrary",
+    "ClipManifest",
     "ClipNotFound",
+    "ClipRejected",
+    "ClipSource",
+    "ClipTrack",
     "DlibAnalyzer",
+    "EncodedVideo",
     "EngineName",
     "Face",
     "FaceCastError",
@@ -62,21 +85,32 @@ __all__ = [
     "FaceTooSmall",
     "FaceTurnedAway",
     "ModelUnavailable",
+    "Motion",
     "NoFaceFound",
     "NotAllowed",
     "QuotaExceeded",
     "RGBImage",
     "Settings",
+    "SwapSequence",
     "Swapper",
     "TooManyFaces",
+    "VideoInfo",
     "add_ai_label",
+    "animate_still",
+    "build_clip",
     "build_profile",
     "check_quality",
+    "encode",
     "enroll",
     "get_swapper",
     "identity_distance",
     "image_limits",
+    "load_clip",
     "load_image",
     "make_analyzer",
+    "probe_video",
+    "read_video",
+    "render_clip",
+    "render_to_file",
     "save_image",
 ]

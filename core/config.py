@@ -14,6 +14,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EngineName = Literal["classic"]
 
+# The project's own clip packs; a wheel install (or the Docker image) points
+# FACECAST_BUNDLED_CLIPS_DIR at its copy instead.
+_SOURCE_CLIPS = Path(__file__).resolve().parents[1] / "clips"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -23,7 +27,18 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path("~/.facecast"), description="Database, face data, clip packs, outputs."
     )
+    clips_dir: Path | None = Field(
+        default=None, description="The operator's clip packs; default <data dir>/clips."
+    )
+    bundled_clips_dir: Path = Field(
+        default=_SOURCE_CLIPS, description="Read-only clip packs that ship with FaceCast."
+    )
     engine: EngineName = "classic"
+
+    # Clip packs: what `facecast clips add` accepts.
+    max_video_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    max_clip_seconds: float = Field(default=30.0, gt=0)
+    min_coverage: float = Field(default=0.6, ge=0, le=1)
 
     # Image intake: a cap on bytes and decoded pixels keeps decompression bombs out.
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
@@ -41,6 +56,11 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser()
+
+    @property
+    def resolved_clips_dir(self) -> Path:
+        """Where `facecast clips add` writes: never inside the installed package."""
+        return (self.clips_dir or self.resolved_data_dir / "clips").expanduser()
 
 
 __all__ = ["EngineName", "Settings"]

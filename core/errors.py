@@ -60,6 +60,12 @@ class ClipNotFound(FaceCastError):
     default_message = "I don't know that clip."
 
 
+class ClipRejected(FaceCastError):
+    """A video cannot become a clip pack (too little face, too long, a clash of ids)."""
+
+    default_message = "That video can't be made into a clip."
+
+
 class NotAllowed(FaceCastError):
     default_message = "You're not allowed to do that."
 
@@ -71,6 +77,7 @@ class QuotaExceeded(FaceCastError):
 __all__ = [
     "BadMedia",
     "ClipNotFound",
+    "ClipRejected",
     "FaceCastError",
     "FaceCropped",
     "FaceIndexOutOfRange",

@@ -15,19 +15,27 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from core import (
+    Analyzer,
     BadMedia,
+    Clip,
+    ClipLibrary,
+    ClipSource,
     FaceCastError,
     FaceCropped,
     FaceIndexOutOfRange,
+    FaceProfile,
     FaceTooBlurry,
     FaceTooSmall,
     FaceTurnedAway,
+    Motion,
     NoFaceFound,
     Settings,
     add_ai_label,
+    build_clip,
     build_profile,
     check_quality,
     enroll,
@@ -35,6 +43,7 @@ from core import (
     image_limits,
     load_image,
     make_analyzer,
+    render_to_file,
     save_image,
 )
 
@@ -69,6 +78,27 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(USER_ERROR) from None
 
 
+LENIENT_HELP = "Accept a selfie that is blurry, turned or cut off instead of refusing it."
+
+
+def _profile_from(
+    face: Path, settings: Settings, analyzer: Analyzer, *, lenient: bool
+) -> FaceProfile:
+    """Enrol the selfie at ``face``; ``lenient`` skips the quality refusals."""
+    selfie = load_image(face, **image_limits(settings))
+    if not lenient:
+        return enroll(selfie, analyzer, settings)
+    faces = analyzer.detect(selfie, embed=True)
+    if not faces:
+        raise NoFaceFound()
+    return build_profile(selfie, max(faces, key=lambda f: f.quality.eye_distance))
+
+
+def _print_notes(profile: FaceProfile) -> None:
+    for note in profile.notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def swap(
     face: Annotated[Path, typer.Option("--face", "-f", help="The selfie whose face to use.")],
@@ -88,13 +118,7 @@ def swap(
             "shows). Default: every face.",
         ),
     ] = None,
-    lenient: Annotated[
-        bool,
-        typer.Option(
-            "--lenient",
-            help="Accept a selfie that is blurry, turned or cut off instead of refusing it.",
-        ),
-    ] = False,
+    lenient: Annotated[bool, typer.Option("--lenient", help=LENIENT_HELP)] = False,
 ) -> None:
     """Put the face from a selfie onto the faces in a picture."""
     with user_errors():
@@ -103,15 +127,7 @@ def swap(
         settings = Settings()
         started = time.perf_counter()
         analyzer = make_analyzer(settings)
-        selfie = load_image(face, **image_limits(settings))
-        if lenient:
-            faces = analyzer.detect(selfie, embed=True)
-            if not faces:
-                raise NoFaceFound()
-            best = max(faces, key=lambda f: f.quality.eye_distance)
-            profile = build_profile(selfie, best)
-        else:
-            profile = enroll(selfie, analyzer, settings)
+        profile = _profile_from(face, settings, analyzer, lenient=lenient)
 
         picture = load_image(target, **image_limits(settings))
         targets = analyzer.detect(picture)
@@ -131,8 +147,7 @@ def swap(
         output.parent.mkdir(parents=True, exist_ok=True)
         save_image(add_ai_label(result), output)
         elapsed = time.perf_counter() - started
-        for note in profile.notes:
-            err.print(f"note: {note}", highlight=False, soft_wrap=True)
+        _print_notes(profile)
         out.print(
             f"Swapped {len(targets)} face(s) into {output} in {elapsed:.1f}s.", highlight=False
         )
@@ -178,6 +193,191 @@ def faces(
                 verdict,
             )
         out.print(table)
+
+
+clips_app = typer.Typer(
+    help="Clip packs: videos whose face track is computed once, ahead of renders.",
+    no_args_is_help=True,
+)
+app.add_typer(clips_app, name="clips")
+
+
+def _progress() -> Progress:
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+@clips_app.command("add")
+def clips_add(
+    video: Annotated[
+        Path,
+        typer.Argument(
+            help="A video, or a still picture to animate with --motion.", metavar="VIDEO"
+        ),
+    ],
+    clip_id: Annotated[str, typer.Option("--id", help="Short id: lower-case, digits, - or _.")],
+    title: Annotated[str | None, typer.Option(help="Title shown to users.")] = None,
+    tags: Annotated[str, typer.Option(help="Comma-separated search tags.")] = "",
+    start: Annotated[float, typer.Option(min=0, help="Start, in seconds.")] = 0.0,
+    end: Annotated[float | None, typer.Option(help="End, in seconds.")] = None,
+    face: Annotated[
+        int | None,
+        typer.Option(min=1, help="Which face to track: N-th from the left in the first frame."),
+    ] = None,
+    max_side: Annotated[int, typer.Option(min=64, help="Long side of the stored media.")] = 480,
+    motion: Annotated[
+        Motion | None,
+        typer.Option(help="For a still picture: the camera move (default push-in)."),
+    ] = None,
+    seconds: Annotated[
+        float, typer.Option(min=0.5, help="For a still picture: clip length.")
+    ] = 3.0,
+    fps: Annotated[
+        float, typer.Option(min=1, max=60, help="For a still picture: frame rate.")
+    ] = 24.0,
+    license_name: Annotated[
+        str, typer.Option("--license", help="Licence of the footage, e.g. CC-BY-4.0.")
+    ] = "unknown",
+    source: Annotated[str | None, typer.Option(help="Where the footage comes from.")] = None,
+    attribution: Annotated[str, typer.Option(help="Credit line the licence asks for.")] = "",
+    replace: Annotated[bool, typer.Option(help="Overwrite a pack with the same id.")] = False,
+) -> None:
+    """Pre-process a video into a clip pack in the operator's clips folder."""
+    with user_errors():
+        settings = Settings()
+        request = ClipSource(
+            video=video,
+            clip_id=clip_id,
+            title=title,
+            tags=tuple(t.strip() for t in tags.split(",") if t.strip()),
+            start=start,
+            end=end,
+            face=face,
+            max_side=max_side,
+            motion=motion,
+            seconds=seconds,
+            fps=fps,
+            licence=license_name,
+            source=source,
+            attribution=attribution,
+        )
+        started = time.perf_counter()
+        with _progress() as bar:
+            task = bar.add_task(f"tracking faces in {video.name}", total=None)
+            clip = build_clip(
+                request,
+                settings,
+                make_analyzer(settings),
+                replace=replace,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        elapsed = time.perf_counter() - started
+        m = clip.manifest
+        out.print(
+            f"Added {m.id!r} to {clip.folder}: {m.frames} frames, {m.width}x{m.height}, "
+            f"face visible in {m.coverage:.0%} of frames, jitter {m.jitter_raw:.2%} -> "
+            f"{m.jitter_smoothed:.2%} of the eye distance, "
+            f"{m.frames / max(elapsed, 1e-6):.0f} frames/s.",
+            highlight=False,
+        )
+
+
+@clips_app.command("list")
+def clips_list() -> None:
+    """Every clip pack, bundled and the operator's."""
+    with user_errors():
+        clips = ClipLibrary(Settings()).all()
+        table = Table(title=f"{len(clips)} clip(s)")
+        table.add_column("id", no_wrap=True)
+        table.add_column("title")
+        for column in ("duration", "frames", "coverage"):
+            table.add_column(column, justify="right", no_wrap=True)
+        table.add_column("licence")
+        for clip in clips:
+            m = clip.manifest
+            table.add_row(
+                m.id,
+                m.title,
+                f"{m.duration:.1f}s",
+                str(m.frames),
+                f"{m.coverage:.0%}",
+                m.licence.name,
+            )
+        out.print(table)
+
+
+@clips_app.command("show")
+def clips_show(clip_id: Annotated[str, typer.Argument(help="The clip's id.")]) -> None:
+    """Everything about one clip pack."""
+    with user_errors():
+        clip = ClipLibrary(Settings()).get(clip_id)
+        m = clip.manifest
+        table = Table(show_header=False, title=m.title)
+        rows = [
+            ("id", m.id),
+            ("folder", f"{clip.folder} ({'bundled' if clip.bundled else 'operator'})"),
+            ("tags", ", ".join(m.tags) or "-"),
+            (
+                "media",
+                f"{m.media}: {m.width}x{m.height}, {m.fps:g} fps, {m.frames} frames, "
+                f"{m.duration:.2f}s",
+            ),
+            ("face visible", f"{m.coverage:.0%} of frames"),
+            ("landmark jitter", f"{m.jitter_raw:.2%} raw -> {m.jitter_smoothed:.2%} smoothed"),
+            ("licence", m.licence.name),
+            ("source", m.licence.source),
+            ("attribution", m.licence.attribution or "-"),
+        ]
+        for key, value in rows:
+            table.add_row(key, value)
+        out.print(table)
+
+
+@app.command()
+def render(
+    face: Annotated[Path, typer.Option("--face", "-f", help="The selfie whose face to use.")],
+    clip_id: Annotated[str, typer.Option("--clip", "-c", help="The clip's id (clips list).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="OUT.mp4 or OUT.gif.")],
+    size: Annotated[
+        int | None, typer.Option(min=64, help="Long side in pixels (never upscaled).")
+    ] = None,
+    max_mb: Annotated[
+        float | None, typer.Option("--max-mb", help="Shrink until the file fits this size.")
+    ] = None,
+    lenient: Annotated[bool, typer.Option("--lenient", help=LENIENT_HELP)] = False,
+) -> None:
+    """Render the face from a selfie into a clip, as MP4 or GIF."""
+    with user_errors():
+        if output.suffix.lower() not in (".mp4", ".gif"):
+            raise BadMedia(f"The output must end in .mp4 or .gif: got {output}.")
+        settings = Settings()
+        started = time.perf_counter()
+        clip: Clip = ClipLibrary(settings).get(clip_id)
+        profile = _profile_from(face, settings, make_analyzer(settings), lenient=lenient)
+        with _progress() as bar:
+            task = bar.add_task(f"rendering {clip.id}", total=clip.manifest.frames)
+            result = render_to_file(
+                profile,
+                clip,
+                get_swapper(settings.engine),
+                output,
+                size=size,
+                max_bytes=None if max_mb is None else int(max_mb * 1024 * 1024),
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        elapsed = time.perf_counter() - started
+        _print_notes(profile)
+        out.print(
+            f"Rendered {clip.id!r} to {output}: {result.frames} frames, "
+            f"{result.width}x{result.height}, {result.size_bytes / 1e6:.2f} MB in {elapsed:.1f}s.",
+            highlight=False,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,76 @@
+"""Rendering a face profile into a clip pack: the fast, per-request half of the work.
+
+With the face track computed ahead, each frame is only warp + blend; frames where the face
+was lost pass through untouched. Frames stream from decoder to encoder, never all in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .clips import Clip
+from .errors import ClipNotFound
+from .media import EncodedVideo, RGBImage, add_ai_label, encode, read_video
+from .profile import FaceProfile
+from .swap import Swapper, SwapSequence
+
+Progress = Callable[[int, int], None]
+"""``progress(frames_done, frames_total)``."""
+
+
+def render_clip(
+    profile: FaceProfile,
+    clip: Clip,
+    swapper: Swapper,
+    *,
+    size: int | None = None,
+    label: bool = True,
+    progress: Progress | None = None,
+) -> Iterator[RGBImage]:
+    """Yield the clip's frames with ``profile``'s face swapped in.
+
+    ``size`` caps the long side in pixels (the clip is never upscaled); ``label`` stamps
+    the visible "AI" badge on every frame.
+    """
+    track = clip.load_track()
+    total = track.frames
+    sequence = SwapSequence()
+    index = -1
+    for index, frame in enumerate(read_video(clip.media, max_side=size)):
+        if index >= total:
+            break
+        result = frame
+        if track.visible[index]:
+            scale = np.float32(frame.shape[1] / clip.manifest.width)
+            result = swapper.swap(profile, frame, track.landmarks[index] * scale, sequence=sequence)
+        if label:
+            result = add_ai_label(result)
+        if progress is not None:
+            progress(index + 1, total)
+        yield result
+    if index + 1 < total:
+        raise ClipNotFound(
+            f"The clip {clip.id!r} is damaged: its video has {index + 1} frames, "
+            f"its face track {total}."
+        )
+
+
+def render_to_file(
+    profile: FaceProfile,
+    clip: Clip,
+    swapper: Swapper,
+    output: Path,
+    *,
+    size: int | None = None,
+    max_bytes: int | None = None,
+    progress: Progress | None = None,
+) -> EncodedVideo:
+    """Render and encode to ``output`` (.mp4 or .gif) within ``max_bytes``."""
+    frames = render_clip(profile, clip, swapper, size=size, progress=progress)
+    return encode(frames, output, fps=clip.manifest.fps, max_bytes=max_bytes)
+
+
+__all__ = ["Progress", "render_clip", "render_to_file"]

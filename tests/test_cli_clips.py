@@ -1,0 +1,112 @@
+"""`facecast clips ...` and `facecast render` as an operator and a user run them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core import probe_video, read_video
+
+from .conftest import REPO
+
+
+def facecast(data_dir: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FACECAST_DATA_DIR": str(data_dir)}
+    env.pop("FACECAST_CLIPS_DIR", None)
+    return subprocess.run(
+        [sys.executable, "-m", "facecast", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=env,
+        cwd=REPO,
+    )
+
+
+@pytest.fixture
+def selfie(tmp_path: Path, samples: Path) -> Path:
+    from PIL import Image
+
+    group = Image.open(samples / "t1.jpg").convert("RGB")
+    path = tmp_path / "selfie.jpg"
+    group.crop((380, 200, 650, 520)).save(path, quality=95)
+    return path
+
+
+def test_add_list_show_and_render(tmp_path: Path, selfie: Path) -> None:
+    data = tmp_path / "data"
+    run = facecast(
+        data,
+        "clips",
+        "add",
+        REPO / "clips" / "examples" / "astronaut.jpg",
+        "--id",
+        "my-zoom",
+        "--motion",
+        "push-in",
+        "--seconds",
+        "1",
+        "--fps",
+        "12",
+        "--license",
+        "Public domain",
+    )
+    assert run.returncode == 0, run.stderr
+    assert "face visible in 100% of frames" in run.stdout
+    assert (data / "clips" / "my-zoom" / "clip.toml").is_file()
+
+    listing = facecast(data, "clips", "list")
+    assert listing.returncode == 0, listing.stderr
+    for clip_id in ("my-zoom", "astronaut-pan", "drawn-astronaut-sway"):
+        assert clip_id in listing.stdout
+
+    shown = facecast(data, "clips", "show", "my-zoom")
+    assert shown.returncode == 0
+    assert "Public domain" in shown.stdout
+    assert "12 frames" in shown.stdout
+
+    out = tmp_path / "me.mp4"
+    rendered = facecast(data, "render", "--face", selfie, "--clip", "my-zoom", "-o", out)
+    assert rendered.returncode == 0, rendered.stderr
+    assert "Rendered 'my-zoom'" in rendered.stdout
+    assert probe_video(out).frames == 12
+    assert len(list(read_video(out))) == 12
+
+
+def test_render_a_bundled_clip_as_a_small_gif(tmp_path: Path, selfie: Path) -> None:
+    out = tmp_path / "me.gif"
+    run = facecast(
+        tmp_path / "data",
+        "render", "-f", selfie, "-c", "astronaut-shake", "-o", out, "--size", "240",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    info = probe_video(out)
+    assert (info.width, info.height) == (240, 180)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("clips", "show", "astronaut-pam"), ("astronaut-pan",)),
+        (("clips", "add", "README.md", "--id", "readme"), ("isn't a video",)),
+        (("clips", "add", "clips/examples/astronaut.jpg", "--id", "Nope!"), ("clip id",)),
+        (("render", "-f", "README.md", "-c", "astronaut-pan", "-o", "x.mp4"), ("isn't an image",)),
+        (("render", "-f", "clips/examples/astronaut.jpg", "-c", "x", "-o", "x.avi"), (".mp4",)),
+    ],
+)
+def test_mistakes_exit_2_with_one_line(
+    tmp_path: Path, args: tuple[str, ...], words: tuple[str, ...]
+) -> None:
+    run = facecast(tmp_path / "data", *args)
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    for word in words:
+        assert word in lines[0]
+    assert not (tmp_path / "data" / "clips" / "readme").exists()
