@@ -33,6 +33,7 @@ from .media import (
     add_ai_label,
     encode,
     load_image,
+    load_picture,
     probe_video,
     read_video,
     save_image,
@@ -47,15 +48,6 @@ def make_analyzer(settings: Settings) -> Analyzer:
     # Only the classic engine exists so far; its analyzer is dlib.
     del settings
     return DlibAnalyzer()
-
-
-def image_limits(settings: Settings) -> dict[str, int]:
-    """Keyword arguments for :func:`load_image` from the settings."""
-    return {
-        "max_bytes": settings.max_image_bytes,
-        "max_pixels": settings.max_image_pixels,
-        "min_side": settings.min_image_side,
-    }
 
 
 __all__ = [
@@ -104,9 +96,9 @@ __all__ = [
     "enroll",
     "get_swapper",
     "identity_distance",
-    "image_limits",
     "load_clip",
     "load_image",
+    "load_picture",
     "make_analyzer",
     "probe_video",
     "read_video",

@@ -28,7 +28,7 @@ from .camera import Motion, animate_still
 from .config import Settings
 from .errors import BadMedia, ClipNotFound, ClipRejected, NoFaceFound
 from .faces import Analyzer
-from .media import RGBImage, encode, even_size, load_image, probe_video, read_video
+from .media import RGBImage, encode, even_size, load_picture, probe_video, read_video
 from .tracking import Track, TrackPoints, TrackRecorder, TrackSettings
 
 MANIFEST = "clip.toml"
@@ -205,12 +205,7 @@ def _source_frames(
 ) -> tuple[Iterator[RGBImage], float, float]:
     """The frames to track and store, their rate, and the clip's length in seconds."""
     if _is_picture(request.video):
-        picture = load_image(
-            request.video,
-            max_bytes=settings.max_image_bytes,
-            max_pixels=settings.max_image_pixels,
-            min_side=settings.min_image_side,
-        )
+        picture = load_picture(request.video, settings)
         faces = analyzer.detect(picture)
         if not faces:
             raise NoFaceFound(f"I couldn't find a face in {request.video.name}.")

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     min_image_side: int = Field(default=64, gt=0)
+    # Selfies are decoded no larger than needed (JPEG's reduced-scale decoding).
+    selfie_max_side: int = Field(default=1600, ge=256)
 
     # Enrolment thresholds (eye distance is between the outer eye corners, in pixels).
     min_eye_distance: float = Field(default=40.0, gt=0)

@@ -40,8 +40,7 @@ from core import (
     check_quality,
     enroll,
     get_swapper,
-    image_limits,
-    load_image,
+    load_picture,
     make_analyzer,
     render_to_file,
     save_image,
@@ -85,7 +84,7 @@ def _profile_from(
     face: Path, settings: Settings, analyzer: Analyzer, *, lenient: bool
 ) -> FaceProfile:
     """Enrol the selfie at ``face``; ``lenient`` skips the quality refusals."""
-    selfie = load_image(face, **image_limits(settings))
+    selfie = load_picture(face, settings, selfie=True)
     if not lenient:
         return enroll(selfie, analyzer, settings)
     faces = analyzer.detect(selfie, embed=True)
@@ -129,7 +128,7 @@ def swap(
         analyzer = make_analyzer(settings)
         profile = _profile_from(face, settings, analyzer, lenient=lenient)
 
-        picture = load_image(target, **image_limits(settings))
+        picture = load_picture(target, settings)
         targets = analyzer.detect(picture)
         if not targets:
             raise NoFaceFound(f"I couldn't find a face in {target.name} to swap into.")
@@ -160,7 +159,7 @@ def faces(
     """List the faces in a picture, left to right, with their boxes and quality."""
     with user_errors():
         settings = Settings()
-        picture = load_image(image, **image_limits(settings))
+        picture = load_picture(image, settings)
         found = make_analyzer(settings).detect(picture)
         if not found:
             raise NoFaceFound(f"I couldn't find a face in {image.name}.")
