@@ -107,20 +107,34 @@ _ANALYSIS_EYE_DISTANCE = 64.0  # colour and lighting are measured at this face s
 
 @dataclass(frozen=True, slots=True)
 class _ColourTransfer:
-    """Reinhard's transfer from the source's skin statistics to the target's."""
+    """Move the source's skin colour onto the target's.
+
+    Lightness: Reinhard's mean/std transfer. Chroma (skin is warm: a, b > 0): towards a
+    warmer target each of a and b is shifted, less in dark pixels whose gamut is small;
+    towards a cooler target it is *scaled* down by the ratio of the means. Reinhard's plain
+    shift pushed near-neutral pixels (a shine on the nose, the whites of the eyes) past grey
+    into the opposite hue, which showed as blue-grey patches; scaling keeps neutral
+    neutral. Scaling up instead of shifting would amplify blotches and redden lips.
+    """
 
     src: ColourStats
     dst: ColourStats
     gain: NDArray[np.float32]
 
     def apply(self, lab: FloatImage) -> FloatImage:
-        out = (lab - self.src.mean) * self.gain + self.src.mean
-        # Move the chroma less in dark pixels (pupils, nostrils), whose gamut is small.
-        shade = np.clip(lab[:, :, :1] / max(float(self.src.mean[0]), 1.0), 0.0, 1.0)
-        shift = self.dst.mean - self.src.mean
-        out[:, :, :1] += shift[0]
-        out[:, :, 1:] += shift[1:] * shade
-        return np.asarray(out, dtype=np.float32)
+        out = np.empty_like(lab)
+        light = lab[:, :, 0]
+        out[:, :, 0] = (light - self.src.mean[0]) * self.gain[0] + self.dst.mean[0]
+        shade = np.clip(light / max(float(self.src.mean[0]), 1.0), 0.0, 1.0)
+        for channel in (1, 2):
+            source_mean = float(self.src.mean[channel])
+            target_mean = float(self.dst.mean[channel])
+            if target_mean < source_mean and source_mean > 3.0:
+                ratio = max(target_mean, 0.0) / source_mean
+                out[:, :, channel] = lab[:, :, channel] * ratio
+            else:
+                out[:, :, channel] = lab[:, :, channel] + (target_mean - source_mean) * shade
+        return out
 
 
 class ClassicSwapper:
@@ -137,11 +151,17 @@ class ClassicSwapper:
     name: ClassVar[str] = "classic"
 
     def __init__(
-        self, *, feather: float = 0.07, max_gain: float = 1.6, shading: float = 0.45
+        self,
+        *,
+        feather: float = 0.07,
+        max_gain: float = 1.6,
+        shading: float = 0.45,
+        tint: float = 0.15,
     ) -> None:
         self.feather = feather  # blend ramp width, as a share of the eye distance
         self.max_gain = max_gain  # cap on the colour contrast change
-        self.shading = shading  # scale of the lighting that is matched, same unit
+        self.shading = shading  # scale of the lightness that is matched, same unit
+        self.tint = tint  # scale of the chroma that is matched, same unit
 
     def swap(
         self,
@@ -247,15 +267,22 @@ class ClassicSwapper:
             out[:, :, 1:] = chroma
         target_like = skin_likeness(target_small, dst)
         source_like = skin_likeness(source_small, src, use_chroma=not grey)
-        likeness = target_like * source_like
-        # Match the lighting too: the target's large-scale shading (a key light from one
-        # side, a darker jaw) replaces the source's, measured on skin seen in both.
-        weight = likeness * covered_small
-        sigma = max(1.0, unit_small * self.shading)
-        norm = np.maximum(blur(weight, sigma), 1e-3)
-        target_shade = blur(target_small[:, :, 0] * weight, sigma) / norm
-        source_shade = blur(out_small[:, :, 0] * weight, sigma) / norm
-        out[:, :, 0] += grow(np.clip(target_shade - source_shade, -20.0, 20.0))
+        # Match the light too: the target's large-scale shading and tint (a key light from
+        # one side, a darker jaw, a warm lamp) replace the source's, measured over the
+        # target's skin (the selfie's own blown-out or shadowed patches must count,
+        # they are what needs correcting). The selfie keeps its finer detail.
+        # Chroma carries little identity, so it follows the target at a finer scale than
+        # lightness does: a selfie with a blown-out nose and an orange rim comes out evenly
+        # skin-coloured, while keeping its finer colour detail (lips, blush).
+        weight = target_like * covered_small
+        channels = (0,) if grey else (0, 1, 2)  # a grey selfie's chroma is the target's
+        for channel in channels:
+            scale, limit = (self.shading, 20.0) if channel == 0 else (self.tint, 25.0)
+            sigma = max(1.0, unit_small * scale)
+            norm = np.maximum(blur(weight, sigma), 1e-3)
+            target_light = blur(target_small[:, :, channel] * weight, sigma) / norm
+            source_light = blur(out_small[:, :, channel] * weight, sigma) / norm
+            out[:, :, channel] += grow(np.clip(target_light - source_light, -limit, limit))
         out[:, :, 0] = np.clip(out[:, :, 0], 0.0, 100.0)
         soften = max(0.5, unit_small * self.feather * 0.5)
         return from_lab(out), grow(blur(source_like, soften)), grow(blur(target_like, soften))
