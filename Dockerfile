@@ -4,7 +4,8 @@ FROM python:3.11-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    FACECAST_DATA_DIR=/data
+    FACECAST_DATA_DIR=/data \
+    FACECAST_BUNDLED_CLIPS_DIR=/app/clips
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
