@@ -10,6 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+from numpy.typing import NDArray
+
 OUT = Path(__file__).resolve().parent / "out"
 
 
@@ -55,3 +58,23 @@ def summary(values: list[float]) -> tuple[float, float]:
     ordered = sorted(values)
     p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
     return statistics.median(ordered), p90
+
+
+def labelled_row(cells: list[NDArray[np.uint8]], caption: str) -> NDArray[np.uint8]:
+    """Pictures of equal height side by side, with a caption in the top-left corner."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    row = Image.fromarray(np.hstack(cells))
+    font = ImageFont.load_default(size=15)
+    ImageDraw.Draw(row).text((5, 3), caption, font=font, fill=(255, 255, 0))
+    return np.asarray(row)
+
+
+def save_sheet(rows: list[NDArray[np.uint8]], path: Path) -> None:
+    """Stack rows of different widths (left-aligned, a thin gap between) into one PNG."""
+    from PIL import Image
+
+    width = max(row.shape[1] for row in rows)
+    padded = [np.pad(row, ((0, 3), (0, width - row.shape[1]), (0, 0))) for row in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.vstack(padded)).save(path)

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from _common import OUT, sample_dir
-from PIL import Image, ImageDraw, ImageFont
+from _common import OUT, labelled_row, sample_dir, save_sheet
 from skimage import data
 
 from core import (
@@ -43,14 +42,12 @@ def _pick(frames: list[RGBImage], count: int = 6) -> list[RGBImage]:
     return [frames[i] for i in indices]
 
 
-def _row(frames: list[RGBImage], caption: str, font: ImageFont.ImageFont) -> RGBImage:
+def _row(frames: list[RGBImage], caption: str) -> RGBImage:
     cells = []
     for frame in _pick(frames):
         scale = CELL / frame.shape[0]
         cells.append(cv2.resize(frame, (round(frame.shape[1] * scale), CELL)))
-    row = Image.fromarray(np.hstack(cells))
-    ImageDraw.Draw(row).text((4, 2), caption, font=font, fill=(255, 255, 0))
-    return np.asarray(row)
+    return labelled_row(cells, caption)
 
 
 def main() -> None:
@@ -71,18 +68,14 @@ def main() -> None:
     profiles = [(name, _profile(analyzer, image)) for name, image in selfies]
     library = ClipLibrary(Settings())
     clips = [library.get(c) for c in args.clip] if args.clip else library.all()
-    font = ImageFont.load_default(size=14)
     rows = []
     for clip in clips:
         if args.raw:
-            rows.append(_row(list(read_video(clip.media)), f"{clip.id} (original)", font))
+            rows.append(_row(list(read_video(clip.media)), f"{clip.id} (original)"))
         for name, profile in profiles:
             frames = list(render_clip(profile, clip, ClassicSwapper()))
-            rows.append(_row(frames, f"{clip.id} <- {name}", font))
-    width = max(r.shape[1] for r in rows)
-    sheet = np.vstack([np.pad(r, ((0, 3), (0, width - r.shape[1]), (0, 0))) for r in rows])
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(args.output)
+            rows.append(_row(frames, f"{clip.id} <- {name}"))
+    save_sheet(rows, args.output)
     print(f"wrote {args.output}: {len(rows)} rows of 6 frames")
 
 

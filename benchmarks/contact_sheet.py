@@ -13,8 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from _common import OUT, sample_dir
-from PIL import Image, ImageDraw, ImageFont
+from _common import OUT, labelled_row, sample_dir, save_sheet
 from skimage import data
 
 from core import ClassicSwapper, DlibAnalyzer, Face, RGBImage, build_profile, load_image
@@ -70,7 +69,6 @@ def main() -> None:
         for (name_a, a), (name_b, b) in zip(loaded, loaded[1:] + loaded[:1], strict=True):
             pictures.append((name_a, a, name_b, b))
 
-    font = ImageFont.load_default(size=16)
     rows = []
     for source_name, source, target_name, target in pictures:
         profile = build_profile(source, _biggest(analyzer, source))
@@ -81,15 +79,8 @@ def main() -> None:
             _fit(_crop_around(target, face)),
             _fit(_crop_around(result, face)),
         ]
-        row = Image.fromarray(np.hstack(cells))
-        ImageDraw.Draw(row).text(
-            (6, 4), f"{source_name} -> {target_name}", font=font, fill=(255, 255, 0)
-        )
-        rows.append(np.asarray(row))
-    width = max(r.shape[1] for r in rows)
-    sheet = np.vstack([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows])
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(args.output)
+        rows.append(labelled_row(cells, f"{source_name} -> {target_name}"))
+    save_sheet(rows, args.output)
     print(f"wrote {args.output} ({len(rows)} pairs: source texture | target | result)")
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -80,3 +83,29 @@ def make_video(path: Path, frames: Iterable[RGBImage], fps: float = 12.0) -> Pat
     """Write real H.264 MP4 test footage."""
     encode(frames, path, fps=fps)
     return path
+
+
+def run_facecast(data_dir: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The installed command in a real process, with its own data folder."""
+    env = {**os.environ, "FACECAST_DATA_DIR": str(data_dir)}
+    env.pop("FACECAST_CLIPS_DIR", None)
+    return subprocess.run(
+        [sys.executable, "-m", "facecast", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=env,
+        cwd=REPO,
+    )
+
+
+def assert_user_error(run: subprocess.CompletedProcess[str], *words: str) -> None:
+    """Exit code 2 and exactly one line on stderr, naming the problem; no traceback."""
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in run.stderr
+    for word in words:
+        assert word in lines[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,29 +13,21 @@ from PIL import Image
 
 from core import AI_NOTE, RGBImage, load_image
 
+from .conftest import assert_user_error, run_facecast
 
-def facecast(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "facecast", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def _assert_user_error(run: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert run.returncode == 2, run.stderr
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1, run.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in run.stderr
-    for word in words:
-        assert word in lines[0]
+@pytest.fixture
+def facecast(tmp_path: Path) -> Runner:
+    def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return run_facecast(tmp_path / "data", *args)
+
+    return run
 
 
 def test_swap_into_every_face_of_the_group_photo(
-    tmp_path: Path, astronaut_file: Path, samples: Path
+    facecast: Runner, tmp_path: Path, astronaut_file: Path, samples: Path
 ) -> None:
     out = tmp_path / "nested" / "swap.png"
     run = facecast("swap", "--face", astronaut_file, "--target", samples / "t1.jpg", "-o", out)
@@ -49,7 +41,9 @@ def test_swap_into_every_face_of_the_group_photo(
         assert saved.text["Comment"] == AI_NOTE
 
 
-def test_swap_only_the_chosen_face(tmp_path: Path, astronaut_file: Path, samples: Path) -> None:
+def test_swap_only_the_chosen_face(
+    facecast: Runner, tmp_path: Path, astronaut_file: Path, samples: Path
+) -> None:
     out = tmp_path / "one.jpg"
     run = facecast(
         "swap", "-f", astronaut_file, "-t", samples / "t1.jpg", "--target-face", "3", "-o", out
@@ -64,14 +58,16 @@ def test_swap_only_the_chosen_face(tmp_path: Path, astronaut_file: Path, samples
     assert columns.max() < 640
 
 
-def test_target_face_out_of_range(tmp_path: Path, astronaut_file: Path, samples: Path) -> None:
+def test_target_face_out_of_range(
+    facecast: Runner, tmp_path: Path, astronaut_file: Path, samples: Path
+) -> None:
     run = facecast(
         "swap", "-f", astronaut_file, "-t", samples / "t1.jpg", "-n", "7", "-o", tmp_path / "x.png"
     )
-    _assert_user_error(run, "6 face(s)", "1 to 6")
+    assert_user_error(run, "6 face(s)", "1 to 6")
 
 
-def test_faces_lists_boxes_and_quality(samples: Path) -> None:
+def test_faces_lists_boxes_and_quality(facecast: Runner, samples: Path) -> None:
     run = facecast("faces", samples / "t1.jpg")
     assert run.returncode == 0, run.stderr
     assert "6 face(s) in t1.jpg" in run.stdout
@@ -116,6 +112,7 @@ def _jpeg(image: RGBImage) -> bytes:
     ],
 )
 def test_bad_selfies_exit_2_with_a_message_naming_the_problem(
+    facecast: Runner,
     tmp_path: Path,
     astronaut: RGBImage,
     astronaut_file: Path,
@@ -126,18 +123,20 @@ def test_bad_selfies_exit_2_with_a_message_naming_the_problem(
     assert callable(make)
     bad = _write(tmp_path / name, make(astronaut))
     run = facecast("swap", "--face", bad, "--target", astronaut_file, "-o", tmp_path / "o.png")
-    _assert_user_error(run, *words)
+    assert_user_error(run, *words)
     assert not (tmp_path / "o.png").exists()
 
 
-def test_missing_file_and_bad_output_suffix(tmp_path: Path, astronaut_file: Path) -> None:
+def test_missing_file_and_bad_output_suffix(
+    facecast: Runner, tmp_path: Path, astronaut_file: Path
+) -> None:
     run = facecast("swap", "-f", tmp_path / "nope.jpg", "-t", astronaut_file, "-o", "x.png")
-    _assert_user_error(run, "nope.jpg")
+    assert_user_error(run, "nope.jpg")
     run = facecast("swap", "-f", astronaut_file, "-t", astronaut_file, "-o", tmp_path / "x.gif")
-    _assert_user_error(run, ".png")
+    assert_user_error(run, ".png")
 
 
-def test_help_reads_well() -> None:
+def test_help_reads_well(facecast: Runner) -> None:
     run = facecast("swap", "--help")
     assert run.returncode == 0
     for option in ("--face", "--target", "--output", "--target-face", "left to right"):

@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from core import probe_video, read_video
 
-from .conftest import REPO
-
-
-def facecast(data_dir: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FACECAST_DATA_DIR": str(data_dir)}
-    env.pop("FACECAST_CLIPS_DIR", None)
-    return subprocess.run(
-        [sys.executable, "-m", "facecast", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        env=env,
-        cwd=REPO,
-    )
+from .conftest import REPO, assert_user_error, run_facecast
 
 
 @pytest.fixture
@@ -40,7 +23,7 @@ def selfie(tmp_path: Path, samples: Path) -> Path:
 
 def test_add_list_show_and_render(tmp_path: Path, selfie: Path) -> None:
     data = tmp_path / "data"
-    run = facecast(
+    run = run_facecast(
         data,
         "clips",
         "add",
@@ -60,18 +43,18 @@ def test_add_list_show_and_render(tmp_path: Path, selfie: Path) -> None:
     assert "face visible in 100% of frames" in run.stdout
     assert (data / "clips" / "my-zoom" / "clip.toml").is_file()
 
-    listing = facecast(data, "clips", "list")
+    listing = run_facecast(data, "clips", "list")
     assert listing.returncode == 0, listing.stderr
     for clip_id in ("my-zoom", "astronaut-pan", "drawn-astronaut-sway"):
         assert clip_id in listing.stdout
 
-    shown = facecast(data, "clips", "show", "my-zoom")
+    shown = run_facecast(data, "clips", "show", "my-zoom")
     assert shown.returncode == 0
     assert "Public domain" in shown.stdout
     assert "12 frames" in shown.stdout
 
     out = tmp_path / "me.mp4"
-    rendered = facecast(data, "render", "--face", selfie, "--clip", "my-zoom", "-o", out)
+    rendered = run_facecast(data, "render", "--face", selfie, "--clip", "my-zoom", "-o", out)
     assert rendered.returncode == 0, rendered.stderr
     assert "Rendered 'my-zoom'" in rendered.stdout
     assert probe_video(out).frames == 12
@@ -80,7 +63,7 @@ def test_add_list_show_and_render(tmp_path: Path, selfie: Path) -> None:
 
 def test_render_a_bundled_clip_as_a_small_gif(tmp_path: Path, selfie: Path) -> None:
     out = tmp_path / "me.gif"
-    run = facecast(
+    run = run_facecast(
         tmp_path / "data",
         "render", "-f", selfie, "-c", "astronaut-shake", "-o", out, "--size", "240",
     )  # fmt: skip
@@ -102,11 +85,6 @@ def test_render_a_bundled_clip_as_a_small_gif(tmp_path: Path, selfie: Path) -> N
 def test_mistakes_exit_2_with_one_line(
     tmp_path: Path, args: tuple[str, ...], words: tuple[str, ...]
 ) -> None:
-    run = facecast(tmp_path / "data", *args)
-    assert run.returncode == 2, run.stderr
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1, run.stderr
-    assert "Traceback" not in run.stderr
-    for word in words:
-        assert word in lines[0]
+    run = run_facecast(tmp_path / "data", *args)
+    assert_user_error(run, *words)
     assert not (tmp_path / "data" / "clips" / "readme").exists()
