@@ -66,6 +66,10 @@ class ClipRejected(FaceCastError):
     default_message = "That video can't be made into a clip."
 
 
+class CaptionTooLong(FaceCastError):
+    default_message = "That caption is too long for a meme."
+
+
 class NotAllowed(FaceCastError):
     default_message = "You're not allowed to do that."
 
@@ -76,6 +80,7 @@ class QuotaExceeded(FaceCastError):
 
 __all__ = [
     "BadMedia",
+    "CaptionTooLong",
     "ClipNotFound",
     "ClipRejected",
     "FaceCastError",
