@@ -7,6 +7,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     FACECAST_DATA_DIR=/data \
     FACECAST_BUNDLED_CLIPS_DIR=/app/clips
 
+# CJK and colour-emoji fonts for meme captions (Latin and Cyrillic ship with FaceCast).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-droid-fallback fonts-noto-color-emoji \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY core ./core

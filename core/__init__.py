@@ -6,10 +6,12 @@ Adapters use only the names listed in ``__all__``.
 from __future__ import annotations
 
 from .camera import MOTIONS, Motion, animate_still
+from .captions import BOTTOM, MAX_CAPTION_CHARS, TOP, CaptionBox, check_caption, render_caption
 from .clips import Clip, ClipLibrary, ClipManifest, ClipSource, ClipTrack, build_clip, load_clip
 from .config import EngineName, Settings
 from .errors import (
     BadMedia,
+    CaptionTooLong,
     ClipNotFound,
     ClipRejected,
     FaceCastError,
@@ -38,6 +40,7 @@ from .media import (
     read_video,
     save_image,
 )
+from .memes import MemeLibrary, MemeTemplate, meme_timing, render_meme, render_meme_to_file
 from .profile import FaceProfile, build_profile, check_quality, enroll
 from .render import render_clip, render_to_file
 from .swap import SWAPPERS, ClassicSwapper, Swapper, SwapSequence, get_swapper
@@ -52,10 +55,15 @@ def make_analyzer(settings: Settings) -> Analyzer:
 
 __all__ = [
     "AI_NOTE",
+    "BOTTOM",
+    "MAX_CAPTION_CHARS",
     "MOTIONS",
     "SWAPPERS",
+    "TOP",
     "Analyzer",
     "BadMedia",
+    "CaptionBox",
+    "CaptionTooLong",
     "ClassicSwapper",
     "Clip",
     "ClipLibrary",
@@ -76,6 +84,8 @@ __all__ = [
     "FaceTooBlurry",
     "FaceTooSmall",
     "FaceTurnedAway",
+    "MemeLibrary",
+    "MemeTemplate",
     "ModelUnavailable",
     "Motion",
     "NoFaceFound",
@@ -91,6 +101,7 @@ __all__ = [
     "animate_still",
     "build_clip",
     "build_profile",
+    "check_caption",
     "check_quality",
     "encode",
     "enroll",
@@ -100,9 +111,13 @@ __all__ = [
     "load_image",
     "load_picture",
     "make_analyzer",
+    "meme_timing",
     "probe_video",
     "read_video",
+    "render_caption",
     "render_clip",
+    "render_meme",
+    "render_meme_to_file",
     "render_to_file",
     "save_image",
 ]

@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
 import tomli_w
@@ -97,6 +97,10 @@ class Clip:
         return self.manifest.title
 
     @property
+    def tags(self) -> tuple[str, ...]:
+        return self.manifest.tags
+
+    @property
     def media(self) -> Path:
         return self.folder / self.manifest.media
 
@@ -122,58 +126,96 @@ def _write_track(folder: Path, track: Track) -> None:
     )
 
 
-def load_clip(folder: Path, *, bundled: bool = False) -> Clip:
-    """Read and validate one pack folder."""
+ManifestT = TypeVar("ManifestT", bound=BaseModel)
+
+
+def _read_toml(folder: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        manifest = ClipManifest.model_validate(data)
+        return tomllib.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ClipNotFound(f"{folder.name}: no readable {MANIFEST} ({exc}).") from exc
+
+
+def read_manifest(folder: Path, model: type[ManifestT]) -> ManifestT:
+    """Read and validate ``folder/clip.toml`` as ``model``; the folder must be its id."""
+    try:
+        manifest = model.model_validate(_read_toml(folder))
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
         )
         raise ClipNotFound(f"{folder.name}/{MANIFEST} is invalid: {problems}.") from exc
-    if manifest.id != folder.name:
-        raise ClipNotFound(f"{folder.name}/{MANIFEST} says its id is {manifest.id!r}.")
-    return Clip(manifest, folder, bundled)
+    if getattr(manifest, "id", None) != folder.name:
+        raise ClipNotFound(f"{folder.name}/{MANIFEST} says its id is not {folder.name!r}.")
+    return manifest
 
 
-class ClipLibrary:
-    """All clip packs an installation can use: bundled first, the operator's on top."""
+def load_clip(folder: Path, *, bundled: bool = False) -> Clip:
+    """Read and validate one pack folder."""
+    return Clip(read_manifest(folder, ClipManifest), folder, bundled)
+
+
+class Pack(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+
+
+PackT = TypeVar("PackT", bound=Pack)
+
+
+class PackLibrary(Generic[PackT]):
+    """Every pack of one kind an installation can use: the bundled folder first, the
+    operator's on top (same id: the operator's wins)."""
+
+    kind: ClassVar[str]
+    noun: ClassVar[str]
 
     def __init__(self, settings: Settings) -> None:
         self.roots = [(settings.bundled_clips_dir, True), (settings.resolved_clips_dir, False)]
 
-    def all(self) -> list[Clip]:
-        found: dict[str, Clip] = {}
+    def load(self, folder: Path, bundled: bool) -> PackT:
+        raise NotImplementedError
+
+    def all(self) -> list[PackT]:
+        found: dict[str, PackT] = {}
         for root, bundled in self.roots:
             if not root.is_dir():
                 continue
             for folder in sorted(root.iterdir()):
-                if folder.is_dir() and (folder / MANIFEST).is_file():
-                    clip = load_clip(folder, bundled=bundled)
-                    found[clip.id] = clip  # the operator's folder comes last and wins
-        return sorted(found.values(), key=lambda clip: clip.id)
+                if not (folder.is_dir() and (folder / MANIFEST).is_file()):
+                    continue
+                if _read_toml(folder).get("kind", "clip") == self.kind:
+                    pack = self.load(folder, bundled)
+                    found[pack.id] = pack
+        return sorted(found.values(), key=lambda pack: pack.id)
 
-    def get(self, clip_id: str) -> Clip:
-        clips = {clip.id: clip for clip in self.all()}
-        if clip_id in clips:
-            return clips[clip_id]
-        close = difflib.get_close_matches(clip_id, list(clips), n=3, cutoff=0.5)
+    def get(self, pack_id: str) -> PackT:
+        packs = {pack.id: pack for pack in self.all()}
+        if pack_id in packs:
+            return packs[pack_id]
+        close = difflib.get_close_matches(pack_id, list(packs), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ClipNotFound(f"I don't know a clip called {clip_id!r}.{hint}")
+        raise ClipNotFound(f"I don't know a {self.noun} called {pack_id!r}.{hint}")
 
-    def search(self, query: str) -> list[Clip]:
+    def search(self, query: str) -> list[PackT]:
         words = query.lower().split()
         return [
-            clip
-            for clip in self.all()
-            if all(
-                word in clip.id or word in clip.title.lower() or word in clip.manifest.tags
-                for word in words
-            )
+            pack
+            for pack in self.all()
+            if all(w in pack.id or w in pack.title.lower() or w in pack.tags for w in words)
         ]
+
+
+class ClipLibrary(PackLibrary[Clip]):
+    kind = "clip"
+    noun = "clip"
+
+    def load(self, folder: Path, bundled: bool) -> Clip:
+        return load_clip(folder, bundled=bundled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +387,8 @@ __all__ = [
     "ClipManifest",
     "ClipSource",
     "ClipTrack",
+    "PackLibrary",
     "build_clip",
     "load_clip",
+    "read_manifest",
 ]

@@ -28,12 +28,14 @@ def render_clip(
     *,
     size: int | None = None,
     label: bool = True,
+    step: int = 1,
     progress: Progress | None = None,
 ) -> Iterator[RGBImage]:
     """Yield the clip's frames with ``profile``'s face swapped in.
 
     ``size`` caps the long side in pixels (the clip is never upscaled); ``label`` stamps
-    the visible "AI" badge on every frame.
+    the visible "AI" badge on every frame; ``step`` keeps only every n-th frame (the
+    others are decoded but never swapped).
     """
     track = clip.load_track()
     total = track.frames
@@ -42,6 +44,8 @@ def render_clip(
     for index, frame in enumerate(read_video(clip.media, max_side=size)):
         if index >= total:
             break
+        if index % step:
+            continue
         result = frame
         if track.visible[index]:
             scale = np.float32(frame.shape[1] / clip.manifest.width)

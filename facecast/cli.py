@@ -31,17 +31,20 @@ from core import (
     FaceTooBlurry,
     FaceTooSmall,
     FaceTurnedAway,
+    MemeLibrary,
     Motion,
     NoFaceFound,
     Settings,
     add_ai_label,
     build_clip,
     build_profile,
+    check_caption,
     check_quality,
     enroll,
     get_swapper,
     load_picture,
     make_analyzer,
+    render_meme_to_file,
     render_to_file,
     save_image,
 )
@@ -374,6 +377,76 @@ def render(
         _print_notes(profile)
         out.print(
             f"Rendered {clip.id!r} to {output}: {result.frames} frames, "
+            f"{result.width}x{result.height}, {result.size_bytes / 1e6:.2f} MB in {elapsed:.1f}s.",
+            highlight=False,
+        )
+
+
+memes_app = typer.Typer(help="Meme templates: effects on your face or captioned clips.")
+app.add_typer(memes_app, name="memes")
+
+
+@memes_app.command("list")
+def memes_list() -> None:
+    """Every meme template, bundled and the operator's."""
+    with user_errors():
+        templates = MemeLibrary(Settings()).all()
+        table = Table(title=f"{len(templates)} meme template(s)")
+        table.add_column("id", no_wrap=True)
+        table.add_column("title")
+        table.add_column("kind")
+        table.add_column("default captions")
+        for template in templates:
+            m = template.manifest
+            kind = f"effect: {m.effect}" if m.effect else f"clip: {m.clip}"
+            captions = " / ".join(text for text in (m.top, m.bottom) if text) or "-"
+            table.add_row(m.id, m.title, kind, captions)
+        out.print(table)
+
+
+@app.command()
+def meme(
+    face: Annotated[Path, typer.Option("--face", "-f", help="The selfie whose face to use.")],
+    template_id: Annotated[
+        str, typer.Option("--template", "-t", help="The template's id (memes list).")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="OUT.gif or OUT.mp4.")],
+    top: Annotated[
+        str | None, typer.Option(help="Top caption (replaces the template's; '' for none).")
+    ] = None,
+    bottom: Annotated[
+        str | None, typer.Option(help="Bottom caption (replaces the template's; '' for none).")
+    ] = None,
+    max_mb: Annotated[
+        float | None, typer.Option("--max-mb", help="Shrink until the file fits this size.")
+    ] = None,
+    lenient: Annotated[bool, typer.Option("--lenient", help=LENIENT_HELP)] = False,
+) -> None:
+    """Make a captioned meme GIF or MP4 with the face from a selfie."""
+    with user_errors():
+        if output.suffix.lower() not in (".mp4", ".gif"):
+            raise BadMedia(f"The output must end in .gif or .mp4: got {output}.")
+        for caption in (top, bottom):
+            if caption is not None:
+                check_caption(caption)  # before the slow part
+        settings = Settings()
+        started = time.perf_counter()
+        template = MemeLibrary(settings).get(template_id)
+        profile = _profile_from(face, settings, make_analyzer(settings), lenient=lenient)
+        result = render_meme_to_file(
+            profile,
+            template,
+            settings,
+            get_swapper(settings.engine),
+            output,
+            top=top,
+            bottom=bottom,
+            max_bytes=None if max_mb is None else int(max_mb * 1024 * 1024),
+        )
+        elapsed = time.perf_counter() - started
+        _print_notes(profile)
+        out.print(
+            f"Made {template.id!r} meme {output}: {result.frames} frames, "
             f"{result.width}x{result.height}, {result.size_bytes / 1e6:.2f} MB in {elapsed:.1f}s.",
             highlight=False,
         )

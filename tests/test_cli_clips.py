@@ -88,3 +88,28 @@ def test_mistakes_exit_2_with_one_line(
     run = run_facecast(tmp_path / "data", *args)
     assert_user_error(run, *words)
     assert not (tmp_path / "data" / "clips" / "readme").exists()
+
+
+def test_memes_list_and_a_meme(tmp_path: Path, selfie: Path) -> None:
+    listing = run_facecast(tmp_path / "data", "memes", "list")
+    assert listing.returncode == 0, listing.stderr
+    for template in ("deal-with-it", "earthquake", "speed-lines"):
+        assert template in listing.stdout
+    out = tmp_path / "dwi.gif"
+    run = run_facecast(
+        tmp_path / "data",
+        "meme", "--face", selfie, "--template", "deal-with-it", "--top", "Мой код", "-o", out,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "Made 'deal-with-it' meme" in run.stdout
+    assert len(list(read_video(out))) == 30
+
+
+def test_meme_mistakes_exit_2(tmp_path: Path, selfie: Path) -> None:
+    long = "x" * 200
+    run = run_facecast(
+        tmp_path / "data", "meme", "-f", selfie, "-t", "spin", "--top", long, "-o", "x.gif"
+    )
+    assert_user_error(run, "at most 140")
+    run = run_facecast(tmp_path / "data", "meme", "-f", selfie, "-t", "spinn", "-o", "x.gif")
+    assert_user_error(run, "meme template", "spin")
