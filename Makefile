@@ -6,7 +6,7 @@ STAMP := $(VENV)/.facecast-installed
 # insightface ships the sample group photo the demo and tests use (see README: OpenCV).
 SAMPLES = $(shell $(BIN)/python -c 'import importlib.util as u, pathlib as p; print(p.Path(next(iter(u.find_spec("insightface").submodule_search_locations))) / "data" / "images")')
 
-.PHONY: setup run test lint bench bundled-clips clean
+.PHONY: setup run demo test lint bench bundled-clips clean
 
 setup: $(STAMP)
 
@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
+	$(BIN)/facecast serve --host 127.0.0.1 --port 8080
+
+demo: setup
 	$(BIN)/facecast swap --face clips/examples/astronaut.jpg --target $(SAMPLES)/t1.jpg -o out/swap.png
 
 test: setup

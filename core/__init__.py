@@ -27,6 +27,7 @@ from .errors import (
     TooManyFaces,
 )
 from .faces import Analyzer, DlibAnalyzer, Face, FaceQuality, identity_distance
+from .jobs import JobRunner, LocalJobRunner, RenderFailed, RunnerBusy, UsageLimits
 from .media import (
     AI_NOTE,
     EncodedVideo,
@@ -41,8 +42,25 @@ from .media import (
     save_image,
 )
 from .memes import MemeLibrary, MemeTemplate, meme_timing, render_meme, render_meme_to_file
+from .metrics import Metrics
 from .profile import FaceProfile, build_profile, check_quality, enroll
 from .render import render_clip, render_to_file
+from .service import (
+    HELP,
+    Chat,
+    Choice,
+    Choices,
+    Media,
+    Person,
+    Progress,
+    ProtectedFaces,
+    Quoted,
+    Reply,
+    Request,
+    Service,
+    Text,
+)
+from .store import GROUP_MEMES, Store
 from .swap import SWAPPERS, ClassicSwapper, Swapper, SwapSequence, get_swapper
 
 
@@ -56,6 +74,8 @@ def make_analyzer(settings: Settings) -> Analyzer:
 __all__ = [
     "AI_NOTE",
     "BOTTOM",
+    "GROUP_MEMES",
+    "HELP",
     "MAX_CAPTION_CHARS",
     "MOTIONS",
     "SWAPPERS",
@@ -64,6 +84,9 @@ __all__ = [
     "BadMedia",
     "CaptionBox",
     "CaptionTooLong",
+    "Chat",
+    "Choice",
+    "Choices",
     "ClassicSwapper",
     "Clip",
     "ClipLibrary",
@@ -84,18 +107,34 @@ __all__ = [
     "FaceTooBlurry",
     "FaceTooSmall",
     "FaceTurnedAway",
+    "JobRunner",
+    "LocalJobRunner",
+    "Media",
     "MemeLibrary",
     "MemeTemplate",
+    "Metrics",
     "ModelUnavailable",
     "Motion",
     "NoFaceFound",
     "NotAllowed",
+    "Person",
+    "Progress",
+    "ProtectedFaces",
     "QuotaExceeded",
+    "Quoted",
     "RGBImage",
+    "RenderFailed",
+    "Reply",
+    "Request",
+    "RunnerBusy",
+    "Service",
     "Settings",
+    "Store",
     "SwapSequence",
     "Swapper",
+    "Text",
     "TooManyFaces",
+    "UsageLimits",
     "VideoInfo",
     "add_ai_label",
     "animate_still",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EngineName = Literal["classic"]
@@ -54,6 +54,36 @@ class Settings(BaseSettings):
     max_yaw_degrees: float = Field(default=40.0, gt=0, le=90)
     # A second face at least this large (relative eye distance) makes a selfie ambiguous.
     rival_face_ratio: float = Field(default=0.6, gt=0, le=1)
+
+    # The chat service: storage, privacy, limits, the render queue.
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; default SQLite in the data dir."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None, description="Encrypts face data at rest and signs web sessions."
+    )
+    retention_days: float = Field(default=30.0, gt=0)
+    max_faces_per_user: int = Field(default=5, ge=1, le=50)
+    protected_dir: Path | None = Field(
+        default=None, description="Reference photos of people who may not be enrolled."
+    )
+    protected_threshold: float = Field(default=0.5, gt=0, lt=2)
+    daily_quota: int = Field(default=50, ge=1)
+    renders_per_minute: int = Field(default=6, ge=1)
+    workers: int = Field(default=2, ge=1, le=64)
+    max_queue: int = Field(default=20, ge=0)
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    output_max_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.resolved_data_dir / 'facecast.db'}"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.resolved_data_dir / "outputs"
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -23,7 +23,7 @@ from .effects import EFFECTS, Scene
 from .errors import ClipNotFound
 from .media import EncodedVideo, Overlay, RGBImage, add_ai_label, encode
 from .profile import FaceProfile
-from .render import render_clip
+from .render import Progress, render_clip
 from .swap import Swapper
 
 
@@ -133,6 +133,7 @@ def render_meme(
     bottom: str | None = None,
     fonts: FontSet | None = None,
     label: bool = True,
+    progress: Progress | None = None,
 ) -> Iterator[RGBImage]:
     """The meme's frames: the effect or the face-swapped clip, captioned and labelled.
 
@@ -169,6 +170,8 @@ def render_meme(
         for overlay, box in overlays:
             if box.start <= t < box.stop or (box.stop == 1.0 and t >= box.start):
                 frame = overlay.apply(frame)
+        if progress is not None:
+            progress(index + 1, total)
         yield add_ai_label(frame) if label else frame
 
 
@@ -182,8 +185,11 @@ def render_meme_to_file(
     top: str | None = None,
     bottom: str | None = None,
     max_bytes: int | None = None,
+    progress: Progress | None = None,
 ) -> EncodedVideo:
-    frames = render_meme(profile, template, settings, swapper, top=top, bottom=bottom)
+    frames = render_meme(
+        profile, template, settings, swapper, top=top, bottom=bottom, progress=progress
+    )
     _, fps = meme_timing(template, settings)
     return encode(frames, output, fps=fps, max_bytes=max_bytes)
 

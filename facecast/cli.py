@@ -31,10 +31,14 @@ from core import (
     FaceTooBlurry,
     FaceTooSmall,
     FaceTurnedAway,
+    LocalJobRunner,
     MemeLibrary,
     Motion,
     NoFaceFound,
+    ProtectedFaces,
+    Service,
     Settings,
+    Store,
     add_ai_label,
     build_clip,
     build_profile,
@@ -450,6 +454,59 @@ def meme(
             f"{result.width}x{result.height}, {result.size_bytes / 1e6:.2f} MB in {elapsed:.1f}s.",
             highlight=False,
         )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+) -> None:
+    """Run the bot: the built-in web chat (and Telegram/Discord when their tokens are set)."""
+    import asyncio
+    import contextlib
+    import logging
+
+    from aiohttp import web
+
+    from bots.web import create_app
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = Settings()
+
+    async def build() -> web.Application:
+        store = await Store.open(settings)
+        runner = LocalJobRunner(settings.workers, settings.max_queue)
+        analyzer = make_analyzer(settings)
+        protected = ProtectedFaces.load(settings, analyzer)
+        service = Service(settings, store, runner, analyzer, protected=protected)
+        application = create_app(service)
+        tasks: list[asyncio.Task[None]] = []
+
+        async def start(_: web.Application) -> None:
+            tasks.append(asyncio.create_task(service.housekeeping()))
+
+        async def stop(_: web.Application) -> None:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await runner.close()
+            await store.close()
+
+        application.on_startup.append(start)
+        application.on_cleanup.append(stop)
+        out.print(
+            f"FaceCast web chat on http://{host}:{port}/ "
+            f"({len(service.clips.all())} clips, {len(service.memes.all())} memes, "
+            f"{settings.workers} render workers). Ctrl+C stops it.",
+            highlight=False,
+        )
+        return application
+
+    with user_errors():
+        web.run_app(build(), host=host, port=port, print=None, handle_signals=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,262 @@
+"""The built-in web chat: FaceCast's embedded default adapter (aiohttp).
+
+``/`` is a single-page chat (selfie upload by drag-and-drop or file picker, a command box,
+clip choices as buttons, live progress, the result playing inline with a download link).
+``/api/ws`` carries the conversation as JSON over a WebSocket, ``/api/message`` is the same
+as one JSON request/response, ``/api/clips`` and ``/api/memes`` list what there is,
+``/healthz`` and ``/metrics`` (Prometheus) are for operators. A browser is one user,
+identified by a signed cookie; it can fetch only its own renders.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from core import (
+    Chat,
+    Choices,
+    Person,
+    Progress,
+    Reply,
+    Request,
+    Service,
+    Settings,
+    Text,
+)
+
+log = logging.getLogger(__name__)
+
+COOKIE = "facecast_session"
+STATIC = Path(__file__).resolve().parent / "static"
+SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
+SECRET: web.AppKey[bytes] = web.AppKey("secret", bytes)
+PLATFORM = "web"
+
+
+def session_secret(settings: Settings) -> bytes:
+    """The configured secret, or a random one kept (0600) in the data folder."""
+    if settings.secret_key is not None:
+        return hashlib.sha256(b"web:" + settings.secret_key.get_secret_value().encode()).digest()
+    path = settings.resolved_data_dir / "web-session.key"
+    if path.is_file():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    path.write_bytes(key)
+    path.chmod(0o600)
+    return key
+
+
+def _sign(secret: bytes, user: str) -> str:
+    return hmac.new(secret, user.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _user_of(request: web.Request) -> str | None:
+    value = request.cookies.get(COOKIE, "")
+    user, _, signature = value.partition(".")
+    if user and hmac.compare_digest(signature, _sign(request.app[SECRET], user)):
+        return user
+    return None
+
+
+@web.middleware
+async def sessions(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Give every browser a signed, HTTP-only session cookie on its first visit."""
+    user = _user_of(request)
+    fresh = user is None
+    if user is None:
+        user = secrets.token_hex(12)
+    request["user"] = user
+    response = await handler(request)
+    if fresh and not response.prepared:
+        response.set_cookie(
+            COOKIE,
+            f"{user}.{_sign(request.app[SECRET], user)}",
+            httponly=True,
+            samesite="Strict",
+            max_age=60 * 60 * 24 * 365,
+        )
+    return response
+
+
+def reply_json(reply: Reply) -> dict[str, Any]:
+    if isinstance(reply, Text):
+        return {"type": "text", "text": reply.text, "error": reply.error}
+    if isinstance(reply, Choices):
+        return {
+            "type": "choices",
+            "text": reply.text,
+            "choices": [{"label": c.label, "command": c.command} for c in reply.choices],
+        }
+    if isinstance(reply, Progress):
+        return {
+            "type": "progress",
+            "job": reply.job,
+            "text": reply.text,
+            "done": reply.done,
+            "total": reply.total,
+        }
+    return {
+        "type": "media",
+        "url": f"/media/{reply.path.parent.name}/{reply.path.name}",
+        "kind": reply.kind,
+        "caption": reply.caption,
+        "width": reply.width,
+        "height": reply.height,
+    }
+
+
+def _error(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text, "error": True}
+
+
+def _request(user: str, text: str = "", image: bytes | None = None) -> Request:
+    return Request(Person(PLATFORM, user), Chat(user), text=text, image=image)
+
+
+async def _answer(app: web.Application, request: Request) -> AsyncIterator[dict[str, Any]]:
+    """The service's replies as JSON, one at a time; never a traceback."""
+    try:
+        async for reply in app[SERVICE].handle(request):
+            yield reply_json(reply)
+    except Exception:
+        log.exception("web request failed")
+        yield _error("Something went wrong on my side; try again.")
+
+
+def _decode_image(data: str) -> bytes:
+    try:
+        return base64.b64decode(data.split(",", 1)[-1], validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    return web.json_response({"status": "ok", "queue": service.runner.queue_length})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[SERVICE].metrics.exposition()
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
+
+
+async def list_clips(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    clips = [
+        {"id": c.id, "title": c.title, "duration": c.manifest.duration} for c in service.clips.all()
+    ]
+    return web.json_response({"clips": clips})
+
+
+async def list_memes(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    memes = [
+        {"id": t.id, "title": t.title, "top": t.manifest.top, "bottom": t.manifest.bottom}
+        for t in service.memes.all()
+    ]
+    return web.json_response({"memes": memes})
+
+
+async def message(request: web.Request) -> web.Response:
+    """One request, all replies: JSON {"text"} or multipart with "image" and "text"."""
+    text, image = "", None
+    if request.content_type.startswith("multipart/"):
+        form = await request.post()
+        text = str(form.get("text", ""))
+        upload = form.get("image")
+        if isinstance(upload, web.FileField):
+            image = upload.file.read()
+    else:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(text='send JSON like {"text": "/help"}') from None
+        text = str(body.get("text", ""))
+        if body.get("image"):
+            image = _decode_image(str(body["image"]))
+    replies = [r async for r in _answer(request.app, _request(request["user"], text, image))]
+    return web.json_response({"replies": replies})
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    settings = request.app[SERVICE].settings
+    socket = web.WebSocketResponse(heartbeat=30, max_msg_size=settings.max_upload_bytes * 2)
+    await socket.prepare(request)
+    user = request["user"]
+    async for frame in socket:
+        if frame.type != WSMsgType.TEXT:
+            continue
+        try:
+            payload = json.loads(frame.data)
+        except json.JSONDecodeError:
+            await socket.send_json(
+                {"type": "text", "text": "I didn't understand that.", "error": True}
+            )
+            continue
+        image = _decode_image(str(payload["image"])) if payload.get("image") else None
+        if payload.get("image") and not image:
+            await socket.send_json(
+                {"type": "text", "text": "That upload was damaged.", "error": True}
+            )
+            continue
+        outgoing = _request(user, str(payload.get("text", "")), image)
+        async for reply in _answer(request.app, outgoing):
+            if socket.closed:
+                break
+            await socket.send_json(reply)
+    return socket
+
+
+async def media(request: web.Request) -> web.StreamResponse:
+    """A render, only for the browser it was made for."""
+    service = request.app[SERVICE]
+    account = service.store.account(PLATFORM, request["user"])
+    if request.match_info["account"] != account:
+        raise web.HTTPNotFound()
+    name = request.match_info["name"]
+    path = service.store.user_folder(account) / name
+    if "/" in name or name.startswith(".") or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+
+
+def create_app(service: Service) -> web.Application:
+    settings = service.settings
+    app = web.Application(middlewares=[sessions], client_max_size=settings.max_upload_bytes * 2)
+    app[SERVICE] = service
+    app[SECRET] = session_secret(settings)
+    app.add_routes(
+        [
+            web.get("/", index),
+            web.get("/healthz", healthz),
+            web.get("/metrics", metrics),
+            web.get("/api/clips", list_clips),
+            web.get("/api/memes", list_memes),
+            web.post("/api/message", message),
+            web.get("/api/ws", websocket),
+            web.get("/media/{account}/{name}", media),
+            web.static("/static", STATIC),
+        ]
+    )
+    return app
+
+
+__all__ = ["create_app", "reply_json", "session_secret"]

@@ -1,0 +1,286 @@
+"""Running renders off the event loop: a bounded queue in front of a process pool.
+
+:class:`LocalJobRunner` keeps at most ``workers`` renders running in worker processes and at
+most ``max_queue`` waiting; beyond that :meth:`submit` answers :class:`RunnerBusy` at once
+instead of letting the queue grow. Every job streams events to its user: its place in the
+queue as it moves up, progress while it renders, then the result or a friendly failure. A
+render that kills its worker process is retried once on a fresh pool (so a job that was
+merely next to it survives) and then reported as failed; the runner keeps serving.
+
+:class:`JobRunner` is the interface a distributed queue (Taskiq on Redis) can implement
+later without the service noticing. :class:`UsageLimits` applies the per-user rate limit and
+daily quota.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import logging
+import multiprocessing
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+from .errors import FaceCastError, QuotaExceeded
+
+log = logging.getLogger(__name__)
+
+
+class RunnerBusy(FaceCastError):
+    default_message = "I'm busy with a lot of renders right now: try again in a minute."
+
+
+class RenderFailed(FaceCastError):
+    default_message = "Something went wrong while making that; please try again."
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    kind: Literal["queued", "progress", "done", "failed"]
+    position: int = 0  # "queued": 1 = next to start
+    done: int = 0  # "progress"
+    total: int = 0
+    result: Any = None  # "done"
+    message: str = ""  # "failed": what to tell the user
+
+
+class Job:
+    """One render, as its user follows it."""
+
+    def __init__(self, job_id: str, user: str, task: Callable[..., Any], args: tuple[Any, ...]):
+        self.id = job_id
+        self.user = user
+        self.task = task
+        self.args = args
+        self.attempts = 0
+        self.submitted = time.monotonic()
+        self._events: asyncio.Queue[JobEvent] = asyncio.Queue()
+
+    def post(self, event: JobEvent) -> None:
+        self._events.put_nowait(event)
+
+    async def events(self) -> AsyncIterator[JobEvent]:
+        """Events until the job finishes (the last one is "done" or "failed")."""
+        while True:
+            event = await self._events.get()
+            yield event
+            if event.kind in ("done", "failed"):
+                return
+
+
+class JobRunner(Protocol):
+    async def submit(self, user: str, task: Callable[..., Any], *args: Any) -> Job: ...
+
+    @property
+    def queue_length(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+# -- the worker side ------------------------------------------------------------------
+
+_progress_queue: Any = None
+_current_job: str | None = None
+_last_report = 0.0
+
+
+def _init_worker(progress: Any) -> None:
+    global _progress_queue
+    _progress_queue = progress
+
+
+def report_progress(done: int, total: int) -> None:
+    """Called by a task inside a worker: tells the job's user how far it got (throttled)."""
+    global _last_report
+    now = time.monotonic()
+    if _progress_queue is None or _current_job is None:
+        return
+    if done < total and now - _last_report < 0.2:
+        return
+    _last_report = now
+    with contextlib.suppress(Exception):
+        _progress_queue.put_nowait((_current_job, done, total))
+
+
+def _run(job_id: str, task: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    global _current_job
+    _current_job = job_id
+    try:
+        return task(*args)
+    finally:
+        _current_job = None
+
+
+# -- the runner -------------------------------------------------------------------------
+
+
+class LocalJobRunner:
+    def __init__(self, workers: int = 2, max_queue: int = 20) -> None:
+        self.workers = workers
+        self.max_queue = max_queue
+        self._context = multiprocessing.get_context("spawn")  # no fork of a threaded loop
+        self._progress: Any = self._context.Queue()
+        self._pool = self._new_pool()
+        self._waiting: deque[Job] = deque()
+        self._running: dict[str, Job] = {}
+        self._ids = itertools.count(1)
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+        self._reader = threading.Thread(target=self._read_progress, daemon=True)
+        self._reader.start()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=self._context,
+            initializer=_init_worker,
+            initargs=(self._progress,),
+        )
+
+    @property
+    def queue_length(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    async def submit(self, user: str, task: Callable[..., Any], *args: Any) -> Job:
+        if self._closed:
+            raise RunnerBusy("I'm shutting down; try again in a minute.")
+        if len(self._waiting) >= self.max_queue and len(self._running) >= self.workers:
+            raise RunnerBusy()
+        job = Job(f"job-{next(self._ids)}", user, task, args)
+        self._waiting.append(job)
+        self._pump()
+        if job in self._waiting:
+            job.post(JobEvent("queued", position=self._waiting.index(job) + 1))
+        return job
+
+    def _pump(self) -> None:
+        moved = False
+        while self._waiting and len(self._running) < self.workers:
+            job = self._waiting.popleft()
+            self._start(job)
+            moved = True
+        if moved:
+            for position, job in enumerate(self._waiting, start=1):
+                job.post(JobEvent("queued", position=position))
+
+    def _start(self, job: Job) -> None:
+        job.attempts += 1
+        self._running[job.id] = job
+        job.post(JobEvent("progress", done=0, total=0))
+        try:
+            future = self._loop.run_in_executor(self._pool, _run, job.id, job.task, job.args)
+        except BrokenProcessPool:
+            self._replace_pool()
+            future = self._loop.run_in_executor(self._pool, _run, job.id, job.task, job.args)
+        future.add_done_callback(functools.partial(self._finished, job, self._pool))
+
+    def _replace_pool(self) -> None:
+        broken = self._pool
+        self._pool = self._new_pool()
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def _finished(self, job: Job, pool: ProcessPoolExecutor, future: asyncio.Future[Any]) -> None:
+        self._running.pop(job.id, None)
+        error = future.exception() if not future.cancelled() else RenderFailed()
+        if error is None:
+            job.post(JobEvent("done", result=future.result()))
+        elif isinstance(error, BrokenProcessPool):
+            if not self._closed:
+                if pool is self._pool:  # every job of a broken pool lands here: replace once
+                    self._replace_pool()
+                if job.attempts < 2:
+                    log.warning("%s lost its worker; retrying once", job.id)
+                    self._waiting.appendleft(job)
+                else:
+                    log.error("%s crashed its worker twice", job.id)
+                    job.post(JobEvent("failed", message=RenderFailed.default_message))
+        elif isinstance(error, FaceCastError):
+            job.post(JobEvent("failed", message=error.message))
+        else:
+            log.error("%s failed", job.id, exc_info=error)
+            job.post(JobEvent("failed", message=RenderFailed.default_message))
+        if not self._closed:
+            self._pump()
+
+    def _read_progress(self) -> None:
+        while not self._closed:
+            try:
+                job_id, done, total = self._progress.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            except (EOFError, OSError):
+                return
+            self._loop.call_soon_threadsafe(self._progress_event, job_id, done, total)
+
+    def _progress_event(self, job_id: str, done: int, total: int) -> None:
+        job = self._running.get(job_id)
+        if job is not None:
+            job.post(JobEvent("progress", done=done, total=total))
+
+    async def close(self) -> None:
+        self._closed = True
+        for job in self._waiting:
+            job.post(JobEvent("failed", message="The server is shutting down; try again soon."))
+        self._waiting.clear()
+        await asyncio.to_thread(self._pool.shutdown, True, cancel_futures=True)
+        self._reader.join(timeout=1)
+        self._progress.close()
+
+
+# -- limits ------------------------------------------------------------------------------
+
+
+class UsageLog(Protocol):
+    async def record_usage(self, user_id: int, kind: str) -> None: ...
+
+    async def usage_count(self, user_id: int, kind: str, since: datetime) -> int: ...
+
+
+class UsageLimits:
+    """Per-user rate limit (renders a minute) and daily quota, counted in the store so they
+    hold across restarts and processes."""
+
+    def __init__(self, log_: UsageLog, per_minute: int, per_day: int) -> None:
+        self.log = log_
+        self.per_minute = per_minute
+        self.per_day = per_day
+
+    async def check(self, user_id: int, kind: str = "render") -> None:
+        now = datetime.now(UTC)
+        if await self.log.usage_count(user_id, kind, now - timedelta(days=1)) >= self.per_day:
+            raise QuotaExceeded(
+                f"You've made {self.per_day} things today, the daily limit. Come back tomorrow!"
+            )
+        if await self.log.usage_count(user_id, kind, now - timedelta(minutes=1)) >= (
+            self.per_minute
+        ):
+            raise QuotaExceeded("Slow down a little: try again in a minute.")
+
+    async def record(self, user_id: int, kind: str = "render") -> None:
+        await self.log.record_usage(user_id, kind)
+
+
+__all__ = [
+    "Job",
+    "JobEvent",
+    "JobRunner",
+    "LocalJobRunner",
+    "RenderFailed",
+    "RunnerBusy",
+    "UsageLimits",
+    "report_progress",
+]

@@ -1,0 +1,97 @@
+"""Render work as it runs inside a job runner's worker process.
+
+Everything a task needs travels in a picklable :class:`RenderOrder` (the profile as bytes,
+the settings as a dict), so the same function can run in a local process pool or, later,
+on a distributed worker.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .clips import ClipLibrary
+from .config import Settings
+from .jobs import report_progress
+from .media import EncodedVideo
+from .memes import MemeLibrary, render_meme_to_file
+from .profile import FaceProfile
+from .render import render_to_file
+from .swap import Swapper, get_swapper
+
+
+@dataclass(frozen=True, slots=True)
+class RenderOrder:
+    kind: Literal["clip", "meme"]
+    target: str  # clip id or meme template id
+    profile: bytes  # FaceProfile.to_bytes()
+    output: str  # where to write (.mp4 or .gif)
+    settings: dict[str, Any]  # Settings.model_dump(), to rebuild them in the worker
+    top: str | None = None
+    bottom: str | None = None
+    max_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderResult:
+    path: str
+    frames: int
+    width: int
+    height: int
+    size_bytes: int
+    fps: float
+
+    @classmethod
+    def of(cls, encoded: EncodedVideo) -> RenderResult:
+        return cls(
+            str(encoded.path),
+            encoded.frames,
+            encoded.width,
+            encoded.height,
+            encoded.size_bytes,
+            encoded.fps,
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def _swapper(engine: str) -> Swapper:
+    return get_swapper(engine)
+
+
+def render_order(order: RenderOrder) -> RenderResult:
+    """Render a clip or a meme for one user; reports progress to the job's user."""
+    settings = Settings(**order.settings)
+    profile = FaceProfile.from_bytes(order.profile)
+    output = Path(order.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    swapper = _swapper(settings.engine)
+    if order.kind == "clip":
+        clip = ClipLibrary(settings).get(order.target)
+        encoded = render_to_file(
+            profile,
+            clip,
+            swapper,
+            output,
+            size=480,
+            max_bytes=order.max_bytes,
+            progress=report_progress,
+        )
+    else:
+        template = MemeLibrary(settings).get(order.target)
+        encoded = render_meme_to_file(
+            profile,
+            template,
+            settings,
+            swapper,
+            output,
+            top=order.top,
+            bottom=order.bottom,
+            max_bytes=order.max_bytes,
+            progress=report_progress,
+        )
+    return RenderResult.of(encoded)
+
+
+__all__ = ["RenderOrder", "RenderResult", "render_order"]
