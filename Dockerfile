@@ -23,5 +23,6 @@ RUN pip install .
 RUN useradd --create-home --uid 10001 facecast && mkdir -p /data && chown facecast /data
 USER facecast
 VOLUME ["/data"]
+EXPOSE 8080
 ENTRYPOINT ["facecast"]
-CMD ["--help"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8080"]

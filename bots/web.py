@@ -42,6 +42,8 @@ STATIC = Path(__file__).resolve().parent / "static"
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
 SECRET: web.AppKey[bytes] = web.AppKey("secret", bytes)
 PLATFORM = "web"
+USER: web.RequestKey[str] = web.RequestKey("user", str)
+FRESH: web.RequestKey[bool] = web.RequestKey("fresh", bool)
 
 
 def session_secret(settings: Settings) -> bytes:
@@ -76,12 +78,18 @@ async def sessions(
 ) -> web.StreamResponse:
     """Give every browser a signed, HTTP-only session cookie on its first visit."""
     user = _user_of(request)
-    fresh = user is None
-    if user is None:
-        user = secrets.token_hex(12)
-    request["user"] = user
+    request[FRESH] = user is None
+    request[USER] = user or secrets.token_hex(12)
     response = await handler(request)
-    if fresh and not response.prepared:
+    if not response.prepared:
+        remember(request, response)
+    return response
+
+
+def remember(request: web.Request, response: web.StreamResponse) -> None:
+    """Set the session cookie on a new browser's first response."""
+    if request.get(FRESH):
+        user = request[USER]
         response.set_cookie(
             COOKIE,
             f"{user}.{_sign(request.app[SECRET], user)}",
@@ -89,7 +97,7 @@ async def sessions(
             samesite="Strict",
             max_age=60 * 60 * 24 * 365,
         )
-    return response
+        request[FRESH] = False
 
 
 def reply_json(reply: Reply) -> dict[str, Any]:
@@ -192,15 +200,16 @@ async def message(request: web.Request) -> web.Response:
         text = str(body.get("text", ""))
         if body.get("image"):
             image = _decode_image(str(body["image"]))
-    replies = [r async for r in _answer(request.app, _request(request["user"], text, image))]
+    replies = [r async for r in _answer(request.app, _request(request[USER], text, image))]
     return web.json_response({"replies": replies})
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     settings = request.app[SERVICE].settings
     socket = web.WebSocketResponse(heartbeat=30, max_msg_size=settings.max_upload_bytes * 2)
+    remember(request, socket)  # the handshake is this browser's first response, maybe
     await socket.prepare(request)
-    user = request["user"]
+    user = request[USER]
     async for frame in socket:
         if frame.type != WSMsgType.TEXT:
             continue
@@ -228,7 +237,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 async def media(request: web.Request) -> web.StreamResponse:
     """A render, only for the browser it was made for."""
     service = request.app[SERVICE]
-    account = service.store.account(PLATFORM, request["user"])
+    account = service.store.account(PLATFORM, request[USER])
     if request.match_info["account"] != account:
         raise web.HTTPNotFound()
     name = request.match_info["name"]

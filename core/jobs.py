@@ -4,8 +4,10 @@
 most ``max_queue`` waiting; beyond that :meth:`submit` answers :class:`RunnerBusy` at once
 instead of letting the queue grow. Every job streams events to its user: its place in the
 queue as it moves up, progress while it renders, then the result or a friendly failure. A
-render that kills its worker process is retried once on a fresh pool (so a job that was
-merely next to it survives) and then reported as failed; the runner keeps serving.
+render that kills its worker process takes the pool down with it, so every job of that pool
+is retried once, each alone in a process of its own: a job that was merely next to the
+culprit succeeds, the culprit crashes again and is reported as failed, and the runner keeps
+serving on a fresh pool.
 
 :class:`JobRunner` is the interface a distributed queue (Taskiq on Redis) can implement
 later without the service noticing. :class:`UsageLimits` applies the per-user rate limit and
@@ -63,6 +65,7 @@ class Job:
         self.task = task
         self.args = args
         self.attempts = 0
+        self.isolated = False  # after its pool broke: rerun alone, so a crash is its own
         self.submitted = time.monotonic()
         self._events: asyncio.Queue[JobEvent] = asyncio.Queue()
 
@@ -100,7 +103,8 @@ def _init_worker(progress: Any) -> None:
 
 
 def report_progress(done: int, total: int) -> None:
-    """Called by a task inside a worker: tells the job's user how far it got (throttled)."""
+    """Called by a task inside a worker: tells the job's user how far it got (at most five
+    times a second). Best effort: a report racing the job's end may arrive after it."""
     global _last_report
     now = time.monotonic()
     if _progress_queue is None or _current_job is None:
@@ -113,8 +117,9 @@ def report_progress(done: int, total: int) -> None:
 
 
 def _run(job_id: str, task: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    global _current_job
+    global _current_job, _last_report
     _current_job = job_id
+    _last_report = 0.0  # a job's first report always goes out
     try:
         return task(*args)
     finally:
@@ -139,9 +144,9 @@ class LocalJobRunner:
         self._reader = threading.Thread(target=self._read_progress, daemon=True)
         self._reader.start()
 
-    def _new_pool(self) -> ProcessPoolExecutor:
+    def _new_pool(self, workers: int | None = None) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            max_workers=self.workers,
+            max_workers=workers or self.workers,
             mp_context=self._context,
             initializer=_init_worker,
             initargs=(self._progress,),
@@ -181,12 +186,14 @@ class LocalJobRunner:
         job.attempts += 1
         self._running[job.id] = job
         job.post(JobEvent("progress", done=0, total=0))
+        pool = self._new_pool(workers=1) if job.isolated else self._pool
         try:
-            future = self._loop.run_in_executor(self._pool, _run, job.id, job.task, job.args)
-        except BrokenProcessPool:
+            future = self._loop.run_in_executor(pool, _run, job.id, job.task, job.args)
+        except BrokenProcessPool:  # broke a moment ago; its jobs' callbacks are on the way
             self._replace_pool()
-            future = self._loop.run_in_executor(self._pool, _run, job.id, job.task, job.args)
-        future.add_done_callback(functools.partial(self._finished, job, self._pool))
+            pool = self._pool
+            future = self._loop.run_in_executor(pool, _run, job.id, job.task, job.args)
+        future.add_done_callback(functools.partial(self._finished, job, pool))
 
     def _replace_pool(self) -> None:
         broken = self._pool
@@ -195,19 +202,22 @@ class LocalJobRunner:
 
     def _finished(self, job: Job, pool: ProcessPoolExecutor, future: asyncio.Future[Any]) -> None:
         self._running.pop(job.id, None)
+        if pool is not self._pool:  # a job run alone: its private pool is done
+            pool.shutdown(wait=False)
         error = future.exception() if not future.cancelled() else RenderFailed()
         if error is None:
             job.post(JobEvent("done", result=future.result()))
         elif isinstance(error, BrokenProcessPool):
-            if not self._closed:
-                if pool is self._pool:  # every job of a broken pool lands here: replace once
-                    self._replace_pool()
-                if job.attempts < 2:
-                    log.warning("%s lost its worker; retrying once", job.id)
-                    self._waiting.appendleft(job)
-                else:
-                    log.error("%s crashed its worker twice", job.id)
-                    job.post(JobEvent("failed", message=RenderFailed.default_message))
+            if pool is self._pool and not self._closed:
+                self._replace_pool()  # every job of a broken pool lands here: replace once
+            if job.attempts < 2 and not self._closed:
+                # Any job of the pool may have killed it; run this one again on its own.
+                log.warning("%s lost its worker; retrying it alone", job.id)
+                job.isolated = True
+                self._waiting.appendleft(job)
+            else:
+                log.error("%s crashed its worker", job.id)
+                job.post(JobEvent("failed", message=RenderFailed.default_message))
         elif isinstance(error, FaceCastError):
             job.post(JobEvent("failed", message=error.message))
         else:

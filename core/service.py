@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .captions import check_caption
 from .clips import ClipLibrary
 from .config import Settings
 from .errors import ClipNotFound, FaceCastError, NotAllowed
@@ -309,6 +310,9 @@ class Service:
             top, bottom = first.strip(), (second.strip() if bar else "")
         elif request.reply_to is not None and request.reply_to.text.strip():
             top, bottom = "", request.reply_to.text.strip()
+        for caption in (top, bottom):
+            if caption:
+                check_caption(caption)
         quoted = request.reply_to
         their_profile = None
         if quoted is not None and quoted.author.id != request.sender.id:

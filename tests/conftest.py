@@ -6,7 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +109,48 @@ def assert_user_error(run: subprocess.CompletedProcess[str], *words: str) -> Non
     assert "Traceback" not in run.stderr
     for word in words:
         assert word in lines[0]
+
+
+POSTGRES_ADMIN = os.environ.get(
+    "FACECAST_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+async def _postgres_reachable() -> bool:
+    import asyncpg
+
+    try:
+        connection = await asyncpg.connect(POSTGRES_ADMIN, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await connection.close()
+    return True
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Settings]:
+    """Settings with a real, empty database: SQLite in a temp dir, and PostgreSQL on
+    127.0.0.1 when one answers (a fresh database, dropped afterwards)."""
+    data = tmp_path / "data"
+    if request.param == "sqlite":
+        yield Settings(data_dir=data, bundled_clips_dir=REPO / "clips")
+        return
+    if not await _postgres_reachable():
+        pytest.skip(f"no PostgreSQL answering at {POSTGRES_ADMIN}")
+    import uuid
+
+    import asyncpg
+
+    name = f"facecast_test_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    base = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield Settings(
+            data_dir=data, bundled_clips_dir=REPO / "clips", database_url=f"{base}/{name}"
+        )
+    finally:
+        admin = await asyncpg.connect(POSTGRES_ADMIN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from bots.web import create_app
+from core import DlibAnalyzer, LocalJobRunner, Service, Settings, Store
+
+from ..conftest import REPO
+
+
+@pytest.fixture
+async def web_server(tmp_path: Path, analyzer: DlibAnalyzer) -> AsyncIterator[TestServer]:
+    """The real web app on a real local port, with a real store and render workers."""
+    settings = Settings(data_dir=tmp_path / "data", bundled_clips_dir=REPO / "clips")
+    store = await Store.open(settings)
+    runner = LocalJobRunner(workers=2, max_queue=10)
+    server = TestServer(create_app(Service(settings, store, runner, analyzer)))
+    await server.start_server()
+    yield server
+    await server.close()
+    await runner.close()
+    await store.close()
