@@ -82,23 +82,30 @@ class ClipTrack:
         return len(self.visible)
 
 
-@dataclass(frozen=True, slots=True)
-class Clip:
-    manifest: ClipManifest
-    folder: Path
-    bundled: bool
+class PackInfo:
+    """What every pack (a clip, a meme template) shows of its manifest."""
+
+    __slots__ = ()
+    manifest: ClipManifest | Any
 
     @property
     def id(self) -> str:
-        return self.manifest.id
+        return str(self.manifest.id)
 
     @property
     def title(self) -> str:
-        return self.manifest.title
+        return str(self.manifest.title)
 
     @property
     def tags(self) -> tuple[str, ...]:
-        return self.manifest.tags
+        return tuple(self.manifest.tags)
+
+
+@dataclass(frozen=True, slots=True)
+class Clip(PackInfo):
+    manifest: ClipManifest
+    folder: Path
+    bundled: bool
 
     @property
     def media(self) -> Path:
@@ -387,6 +394,7 @@ __all__ = [
     "ClipManifest",
     "ClipSource",
     "ClipTrack",
+    "PackInfo",
     "PackLibrary",
     "build_clip",
     "load_clip",

@@ -17,7 +17,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .captions import BOTTOM, TOP, CaptionBox, FontSet, check_caption, render_caption
-from .clips import ID_PATTERN, Clip, ClipLibrary, ClipLicence, PackLibrary, read_manifest
+from .clips import (
+    ID_PATTERN,
+    Clip,
+    ClipLibrary,
+    ClipLicence,
+    PackInfo,
+    PackLibrary,
+    read_manifest,
+)
 from .config import Settings
 from .effects import EFFECTS, Scene
 from .errors import ClipNotFound
@@ -57,22 +65,10 @@ class MemeManifest(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
-class MemeTemplate:
+class MemeTemplate(PackInfo):
     manifest: MemeManifest
     folder: Path
     bundled: bool
-
-    @property
-    def id(self) -> str:
-        return self.manifest.id
-
-    @property
-    def title(self) -> str:
-        return self.manifest.title
-
-    @property
-    def tags(self) -> tuple[str, ...]:
-        return self.manifest.tags
 
 
 def load_template(folder: Path, *, bundled: bool = False) -> MemeTemplate:

@@ -86,6 +86,22 @@ def user_errors() -> Iterator[None]:
 
 LENIENT_HELP = "Accept a selfie that is blurry, turned or cut off instead of refusing it."
 
+# Options several commands share.
+Selfie = Annotated[Path, typer.Option("--face", "-f", help="The selfie whose face to use.")]
+Lenient = Annotated[bool, typer.Option("--lenient", help=LENIENT_HELP)]
+MaxMegabytes = Annotated[
+    float | None, typer.Option("--max-mb", help="Shrink until the file fits this size.")
+]
+
+
+def _animation(output: Path) -> None:
+    if output.suffix.lower() not in (".mp4", ".gif"):
+        raise BadMedia(f"The output must end in .mp4 or .gif: got {output}.")
+
+
+def _budget(max_mb: float | None) -> int | None:
+    return None if max_mb is None else int(max_mb * 1024 * 1024)
+
 
 def _profile_from(
     face: Path, settings: Settings, analyzer: Analyzer, *, lenient: bool
@@ -107,7 +123,7 @@ def _print_notes(profile: FaceProfile) -> None:
 
 @app.command()
 def swap(
-    face: Annotated[Path, typer.Option("--face", "-f", help="The selfie whose face to use.")],
+    face: Selfie,
     target: Annotated[
         Path, typer.Option("--target", "-t", help="The picture to put the face into.")
     ],
@@ -124,7 +140,7 @@ def swap(
             "shows). Default: every face.",
         ),
     ] = None,
-    lenient: Annotated[bool, typer.Option("--lenient", help=LENIENT_HELP)] = False,
+    lenient: Lenient = False,
 ) -> None:
     """Put the face from a selfie onto the faces in a picture."""
     with user_errors():
@@ -347,21 +363,18 @@ def clips_show(clip_id: Annotated[str, typer.Argument(help="The clip's id.")]) -
 
 @app.command()
 def render(
-    face: Annotated[Path, typer.Option("--face", "-f", help="The selfie whose face to use.")],
+    face: Selfie,
     clip_id: Annotated[str, typer.Option("--clip", "-c", help="The clip's id (clips list).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="OUT.mp4 or OUT.gif.")],
     size: Annotated[
         int | None, typer.Option(min=64, help="Long side in pixels (never upscaled).")
     ] = None,
-    max_mb: Annotated[
-        float | None, typer.Option("--max-mb", help="Shrink until the file fits this size.")
-    ] = None,
-    lenient: Annotated[bool, typer.Option("--lenient", help=LENIENT_HELP)] = False,
+    max_mb: MaxMegabytes = None,
+    lenient: Lenient = False,
 ) -> None:
     """Render the face from a selfie into a clip, as MP4 or GIF."""
     with user_errors():
-        if output.suffix.lower() not in (".mp4", ".gif"):
-            raise BadMedia(f"The output must end in .mp4 or .gif: got {output}.")
+        _animation(output)
         settings = Settings()
         started = time.perf_counter()
         clip: Clip = ClipLibrary(settings).get(clip_id)
@@ -374,7 +387,7 @@ def render(
                 get_swapper(settings.engine),
                 output,
                 size=size,
-                max_bytes=None if max_mb is None else int(max_mb * 1024 * 1024),
+                max_bytes=_budget(max_mb),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         elapsed = time.perf_counter() - started
@@ -410,7 +423,7 @@ def memes_list() -> None:
 
 @app.command()
 def meme(
-    face: Annotated[Path, typer.Option("--face", "-f", help="The selfie whose face to use.")],
+    face: Selfie,
     template_id: Annotated[
         str, typer.Option("--template", "-t", help="The template's id (memes list).")
     ],
@@ -421,15 +434,12 @@ def meme(
     bottom: Annotated[
         str | None, typer.Option(help="Bottom caption (replaces the template's; '' for none).")
     ] = None,
-    max_mb: Annotated[
-        float | None, typer.Option("--max-mb", help="Shrink until the file fits this size.")
-    ] = None,
-    lenient: Annotated[bool, typer.Option("--lenient", help=LENIENT_HELP)] = False,
+    max_mb: MaxMegabytes = None,
+    lenient: Lenient = False,
 ) -> None:
     """Make a captioned meme GIF or MP4 with the face from a selfie."""
     with user_errors():
-        if output.suffix.lower() not in (".mp4", ".gif"):
-            raise BadMedia(f"The output must end in .gif or .mp4: got {output}.")
+        _animation(output)
         for caption in (top, bottom):
             if caption is not None:
                 check_caption(caption)  # before the slow part
@@ -445,7 +455,7 @@ def meme(
             output,
             top=top,
             bottom=bottom,
-            max_bytes=None if max_mb is None else int(max_mb * 1024 * 1024),
+            max_bytes=_budget(max_mb),
         )
         elapsed = time.perf_counter() - started
         _print_notes(profile)
