@@ -75,6 +75,15 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     output_max_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
 
+    # Telegram (python-telegram-bot). The base URLs point it at a local Bot API server.
+    telegram_token: SecretStr | None = None
+    telegram_base_url: str | None = None
+    telegram_base_file_url: str | None = None
+    telegram_webhook_url: str | None = Field(
+        default=None, description="Public https URL of this server; unset: long polling."
+    )
+    telegram_poll_timeout: float = Field(default=10.0, ge=0)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

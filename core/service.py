@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -113,7 +113,7 @@ Reply = Text | Choices | Progress | Media
 HELP = """I put your face into film clips and meme GIFs.
 
 Send a selfie to start (one face, facing the camera, in good light). Then:
-/clip - pick a clip; /clip ID renders you into it
+/clip - pick a clip; /clip ID renders you into it (/clip ID gif for a GIF file)
 /meme TEMPLATE top | bottom - a meme of you
    (as a reply to someone's message: their words, and their face if they said /optin)
 /faces - your saved faces; /face N - use face N
@@ -283,7 +283,10 @@ class Service:
         if not args:
             yield self._clip_menu("Pick a clip:")
             return
-        clip = self.clips.get(args.split()[0])
+        words = args.split()
+        clip = self.clips.get(words[0])
+        if words[-1].lower() == "gif":  # "/clip ID gif": a GIF file instead of a video
+            request = replace(request, prefer="gif")
         user_id, profile = await self._profile_of(request)
         async for reply in self._render(request, user_id, profile, "clip", clip.id):
             yield reply

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -493,11 +493,23 @@ def serve(
         service = Service(settings, store, runner, analyzer, protected=protected)
         application = create_app(service)
         tasks: list[asyncio.Task[None]] = []
+        adapters: list[Any] = []
+        if settings.telegram_token is not None:
+            from bots.telegram_bot import WEBHOOK_PATH, TelegramBot
+
+            telegram = TelegramBot(service, settings)
+            adapters.append(telegram)
+            if settings.telegram_webhook_url:
+                application.router.add_post(WEBHOOK_PATH, telegram.webhook)
 
         async def start(_: web.Application) -> None:
             tasks.append(asyncio.create_task(service.housekeeping()))
+            for adapter in adapters:
+                await adapter.start()
 
         async def stop(_: web.Application) -> None:
+            for adapter in adapters:
+                await adapter.stop()
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -510,7 +522,9 @@ def serve(
         out.print(
             f"FaceCast web chat on http://{host}:{port}/ "
             f"({len(service.clips.all())} clips, {len(service.memes.all())} memes, "
-            f"{settings.workers} render workers). Ctrl+C stops it.",
+            f"{settings.workers} render workers"
+            + "".join(f", {type(a).__name__}" for a in adapters)
+            + "). Ctrl+C stops it.",
             highlight=False,
         )
         return application

@@ -1,0 +1,301 @@
+"""Telegram adapter (python-telegram-bot v22) over :class:`core.Service`.
+
+A photo (or an image sent as a file) enrols its sender: always in a private chat, and in a
+group only when its caption carries a command or mentions the bot, so a group's photos are
+never harvested. Commands are the service's; ``/clip`` answers with an inline keyboard whose
+buttons render. Every answer goes to the same chat, as a reply to the triggering message,
+in the same forum topic. While a render runs, one status message shows the queue position
+and progress (edited, not repeated) and "sending video" stays visible; the result replaces
+the status message as an MP4 animation, which Telegram loops like a GIF.
+
+Long polling by default; a webhook on FaceCast's own aiohttp server when
+``FACECAST_TELEGRAM_WEBHOOK_URL`` is set. The same update delivered twice is handled once.
+Telegram's flood limits are respected through PTB's rate limiter, which waits out 429s.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from telegram import (
+    BotCommand,
+    Document,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    PhotoSize,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import ChatAction, ChatType
+from telegram.error import TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from core import (
+    Chat,
+    Choices,
+    Media,
+    Person,
+    Progress,
+    Quoted,
+    Reply,
+    Request,
+    Service,
+    Settings,
+    Text,
+)
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "telegram"
+DOWNLOAD_LIMIT = 20 * 1024 * 1024  # getFile serves files up to 20 MB
+WEBHOOK_PATH = "/telegram/webhook"
+COMMANDS = [
+    ("start", "What I do"),
+    ("help", "What I do"),
+    ("clip", "Put your face into a clip"),
+    ("meme", "Make a meme: /meme ID top | bottom"),
+    ("faces", "Your saved faces"),
+    ("face", "Use face N: /face 2"),
+    ("optin", "Let people in groups meme you"),
+    ("optout", "Stop people memeing you"),
+    ("forget", "Delete everything about you"),
+]
+_SEEN_UPDATES = 10_000
+
+
+class TelegramBot:
+    """Owns the PTB :class:`Application` and translates between it and the service."""
+
+    def __init__(self, service: Service, settings: Settings) -> None:
+        if settings.telegram_token is None:
+            raise ValueError("FACECAST_TELEGRAM_TOKEN is not set")
+        builder = (
+            ApplicationBuilder()
+            .token(settings.telegram_token.get_secret_value())
+            .rate_limiter(AIORateLimiter(max_retries=3))
+            .concurrent_updates(True)
+        )
+        if settings.telegram_webhook_url:
+            builder = builder.updater(None)  # updates arrive on our own web server
+        if settings.telegram_base_url:
+            builder = builder.base_url(settings.telegram_base_url)
+        if settings.telegram_base_file_url:
+            builder = builder.base_file_url(settings.telegram_base_file_url)
+        self.service = service
+        self.settings = settings
+        self.application: Application[Any, Any, Any, Any, Any, Any] = builder.build()
+        self.application.add_handler(
+            MessageHandler(filters.ALL & ~filters.UpdateType.EDITED, self._on_message)
+        )
+        self.application.add_handler(CallbackQueryHandler(self._on_button))
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._webhook_secret = secrets.token_urlsafe(24)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = self.application
+        await app.initialize()
+        await app.bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
+        await app.start()
+        if self.settings.telegram_webhook_url:
+            await app.bot.set_webhook(
+                self.settings.telegram_webhook_url.rstrip("/") + WEBHOOK_PATH,
+                secret_token=self._webhook_secret,
+                allowed_updates=["message", "callback_query"],
+            )
+        else:
+            assert app.updater is not None
+            await app.updater.start_polling(
+                timeout=int(self.settings.telegram_poll_timeout),
+                allowed_updates=["message", "callback_query"],
+            )
+        log.info("telegram bot @%s is running", app.bot.username)
+
+    async def stop(self) -> None:
+        app = self.application
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        await app.shutdown()
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        """The webhook endpoint, mounted on FaceCast's aiohttp server."""
+        token = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+        if not secrets.compare_digest(token, self._webhook_secret):
+            raise web.HTTPForbidden()
+        update = Update.de_json(await request.json(), self.application.bot)
+        await self.application.update_queue.put(update)
+        return web.Response(text="ok")
+
+    # -- updates ---------------------------------------------------------------------------
+
+    def _first_time(self, update: Update) -> bool:
+        """False for an update already handled (Telegram may deliver one twice)."""
+        if update.update_id in self._seen:
+            return False
+        self._seen[update.update_id] = None
+        while len(self._seen) > _SEEN_UPDATES:
+            self._seen.popitem(last=False)
+        return True
+
+    def _addressed(self, message: Message) -> bool:
+        """In a group, a message is for the bot only with a command or a mention."""
+        if message.chat.type == ChatType.PRIVATE:
+            return True
+        words = (message.text or message.caption or "").split()
+        username = f"@{self.application.bot.username}".lower()
+        return any(w.startswith("/") or w.lower().startswith(username) for w in words)
+
+    async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.message
+        if message is None or message.from_user is None or not self._first_time(update):
+            return
+        image_file: PhotoSize | Document | None = None
+        if message.photo:
+            image_file = message.photo[-1]  # the largest size Telegram made
+        elif message.document and (message.document.mime_type or "").startswith("image/"):
+            image_file = message.document
+        text = message.text or message.caption or ""
+        if image_file is not None and not self._addressed(message):
+            return  # somebody's photo in a group, not meant for us
+        if image_file is None and not text:
+            if message.document and message.chat.type == ChatType.PRIVATE:
+                await self._send(message, _say(Text("That isn't a picture: send me a photo.")))
+            return
+        image = None
+        if image_file is not None:
+            if (image_file.file_size or 0) > DOWNLOAD_LIMIT:
+                too_big = Text("That file is too big for me to download (over 20 MB).", error=True)
+                await self._send(message, _say(too_big))
+                return
+            downloaded = await image_file.get_file()
+            image = bytes(await downloaded.download_as_bytearray())
+        request = Request(
+            sender=_person(message.from_user),
+            chat=Chat(str(message.chat.id), is_group=message.chat.type != ChatType.PRIVATE),
+            text=text if image is None else "",
+            image=image,
+            reply_to=_quoted(message.reply_to_message),
+            prefer=None if text.split()[-1:] == ["gif"] else "mp4",
+        )
+        await self._send(message, self.service.handle(request))
+
+    async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None or not self._first_time(update):
+            return
+        await query.answer()
+        origin = query.message
+        if not isinstance(origin, Message) or not query.data:
+            return
+        request = Request(
+            sender=_person(query.from_user),
+            chat=Chat(str(origin.chat.id), is_group=origin.chat.type != ChatType.PRIVATE),
+            text=query.data,
+            prefer="mp4",
+        )
+        await self._send(origin, self.service.handle(request))
+
+    # -- replies -------------------------------------------------------------------------------
+
+    async def _send(self, trigger: Message, replies: AsyncIterator[Reply]) -> None:
+        """Post the service's replies as answers to ``trigger`` in its chat and topic."""
+        bot = self.application.bot
+        where: dict[str, Any] = {
+            "chat_id": trigger.chat.id,
+            "reply_parameters": ReplyParameters(
+                message_id=trigger.message_id, allow_sending_without_reply=True
+            ),
+        }
+        if trigger.is_topic_message and trigger.message_thread_id:
+            where["message_thread_id"] = trigger.message_thread_id
+        status: Message | None = None
+        status_text = ""
+        last_action = 0.0
+        try:
+            async for reply in replies:
+                if isinstance(reply, Progress):
+                    if time.monotonic() - last_action > 4:
+                        last_action = time.monotonic()
+                        await bot.send_chat_action(
+                            trigger.chat.id,
+                            ChatAction.UPLOAD_VIDEO,
+                            message_thread_id=where.get("message_thread_id"),
+                        )
+                    if status is None:
+                        status = await bot.send_message(text=reply.text, **where)
+                        status_text = reply.text
+                    elif reply.text != status_text:
+                        status_text = reply.text
+                        await status.edit_text(reply.text)
+                elif isinstance(reply, Media):
+                    if status is not None:
+                        await status.delete()
+                        status = None
+                    with reply.path.open("rb") as video:
+                        if reply.kind == "gif":  # asked for as a file: Telegram would
+                            await bot.send_document(  # turn an animation into MP4
+                                document=video, caption=reply.caption, **where
+                            )
+                        else:
+                            await bot.send_animation(
+                                animation=video,
+                                caption=reply.caption,
+                                width=reply.width or None,
+                                height=reply.height or None,
+                                filename=reply.path.name,
+                                **where,
+                            )
+                elif isinstance(reply, Choices):
+                    await bot.send_message(text=reply.text, reply_markup=_keyboard(reply), **where)
+                elif isinstance(reply, Text):
+                    if status is not None and reply.error:
+                        await status.edit_text(reply.text)
+                        status = None
+                    else:
+                        await bot.send_message(text=reply.text, **where)
+        except TelegramError:
+            log.exception("could not answer in chat %s", trigger.chat.id)
+
+
+async def _say(*replies: Reply) -> AsyncIterator[Reply]:
+    for reply in replies:
+        yield reply
+
+
+def _person(user: Any) -> Person:
+    return Person(PLATFORM, str(user.id), user.first_name or "")
+
+
+def _quoted(message: Message | None) -> Quoted | None:
+    if message is None or message.from_user is None:
+        return None
+    return Quoted(_person(message.from_user), message.text or message.caption or "")
+
+
+def _keyboard(choices: Choices) -> InlineKeyboardMarkup:
+    buttons = [
+        InlineKeyboardButton(choice.label, callback_data=choice.command[:64])
+        for choice in choices.choices
+    ]
+    return InlineKeyboardMarkup([buttons[i : i + 2] for i in range(0, len(buttons), 2)])
+
+
+__all__ = ["COMMANDS", "WEBHOOK_PATH", "TelegramBot"]

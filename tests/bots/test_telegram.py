@@ -1,0 +1,301 @@
+"""The real python-telegram-bot, run by `facecast serve`, against a local fake Bot API."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from PIL import Image
+
+from core import RGBImage, read_video
+
+from ..conftest import REPO
+from ..fakes.telegram_api import Call, FakeTelegram
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+TOKEN = "123456:TEST-TOKEN"
+ALICE = {"id": 501, "is_bot": False, "first_name": "Alice"}
+BOB = {"id": 502, "is_bot": False, "first_name": "Bob"}
+GROUP = {"id": -100777, "type": "supergroup", "title": "Memes", "is_forum": True}
+
+
+def private(user: dict[str, object]) -> dict[str, object]:
+    return {"id": user["id"], "type": "private", "first_name": user["first_name"]}
+
+
+def jpeg(image: RGBImage) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def _port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def fake() -> AsyncIterator[FakeTelegram]:
+    api = FakeTelegram(TOKEN)
+    runner = web.AppRunner(api.app)
+    await runner.setup()
+    port = _port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    api.port = port  # type: ignore[attr-defined]
+    yield api
+    await runner.cleanup()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("telegram-data")
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def bot(fake: FakeTelegram, data_dir: Path) -> AsyncIterator[subprocess.Popen[str]]:
+    port = fake.port  # type: ignore[attr-defined]
+    env = {
+        **os.environ,
+        "FACECAST_DATA_DIR": str(data_dir),
+        "FACECAST_TELEGRAM_TOKEN": TOKEN,
+        "FACECAST_TELEGRAM_BASE_URL": f"http://127.0.0.1:{port}/bot",
+        "FACECAST_TELEGRAM_BASE_FILE_URL": f"http://127.0.0.1:{port}/file/bot",
+        "FACECAST_TELEGRAM_POLL_TIMEOUT": "1",
+        "FACECAST_WORKERS": "2",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facecast", "serve", "--port", str(_port())],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        await fake.wait_for(
+            lambda calls: any(c.method == "setMyCommands" for c in calls),
+            timeout=60,
+            what="the bot to register its commands",
+        )
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            _, err = await asyncio.to_thread(process.communicate, timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+
+
+def replies_to(message_id: int, *methods: str):  # type: ignore[no-untyped-def]
+    def check(calls: list[Call]) -> list[Call]:
+        return [
+            c
+            for c in calls
+            if c.method in methods
+            and (c.params.get("reply_parameters") or {}).get("message_id") == message_id
+        ]
+
+    return check
+
+
+async def frames_of(call: Call, tmp: Path) -> list[RGBImage]:
+    path = tmp / f"{call.params.get('chat_id')}-{len(call.files['animation'])}.mp4"
+    path.write_bytes(call.files["animation"])
+    return list(read_video(path))
+
+
+async def test_commands_are_registered(fake: FakeTelegram, bot: subprocess.Popen[str]) -> None:
+    (registered,) = fake.sent("setMyCommands")
+    names = [c["command"] for c in registered.params["commands"]]
+    assert {"clip", "meme", "faces", "forget", "optin", "optout", "help"} <= set(names)
+
+
+async def test_dm_selfie_enrols_and_previews(
+    fake: FakeTelegram, bot: subprocess.Popen[str], astronaut: RGBImage, tmp_path: Path
+) -> None:
+    message = fake.message(private(ALICE), ALICE, photo=jpeg(astronaut))
+    fake.push({"message": message})
+    mine = replies_to(message["message_id"], "sendMessage", "sendAnimation")
+    await fake.wait_for(
+        lambda calls: any(c.params.get("reply_markup") for c in mine(calls)),
+        what="the enrolment answer and clip menu",
+    )
+    answers = mine(fake.calls)
+    assert "Got your face" in answers[0].params["text"]
+    (animation,) = [c for c in answers if c.method == "sendAnimation"]
+    assert len(await frames_of(animation, tmp_path)) == 30  # the deal-with-it preview
+    assert "AI-made" in animation.params["caption"]
+    keyboard = answers[-1].params["reply_markup"]["inline_keyboard"]
+    commands = [button["callback_data"] for row in keyboard for button in row]
+    assert "/clip astronaut-pan" in commands
+    assert fake.sent("sendChatAction")
+    # The status message was edited in place and removed when the result came.
+    assert fake.sent("deleteMessage")
+
+
+async def test_clip_keyboard_button_renders(
+    fake: FakeTelegram, bot: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    ask = fake.message(private(ALICE), ALICE, text="/clip")
+    fake.push({"message": ask})
+    (menu,) = await fake.wait_for(
+        lambda calls: replies_to(ask["message_id"], "sendMessage")(calls),
+        what="the clip keyboard",
+    ) and replies_to(ask["message_id"], "sendMessage")(fake.calls)
+    keyboard = [b for row in menu.params["reply_markup"]["inline_keyboard"] for b in row]
+    pan = next(b for b in keyboard if b["callback_data"] == "/clip astronaut-pan")
+    shown = fake._sent_message({"chat_id": ALICE["id"]}, text=menu.params["text"])
+    fake.push(
+        {
+            "callback_query": {
+                "id": "cb-1",
+                "from": ALICE,
+                "chat_instance": "ci-1",
+                "message": shown,
+                "data": pan["callback_data"],
+            }
+        }
+    )
+    done = replies_to(shown["message_id"], "sendAnimation")
+    await fake.wait_for(done, what="the clip render")
+    assert fake.sent("answerCallbackQuery")
+    assert len(await frames_of(done(fake.calls)[0], tmp_path)) == 72
+
+
+async def test_group_topic_meme_reply_without_consent_uses_the_requester(
+    fake: FakeTelegram,
+    bot: subprocess.Popen[str],
+    group_photo: RGBImage,
+    tmp_path: Path,
+) -> None:
+    bob_selfie = jpeg(np.ascontiguousarray(group_photo[200:520, 380:650]))
+    enrol = fake.message(private(BOB), BOB, photo=bob_selfie)
+    fake.push({"message": enrol})
+    await fake.wait_for(replies_to(enrol["message_id"], "sendAnimation"), what="Bob's enrolment")
+    # A photo posted in the group without addressing the bot is left alone.
+    stray = fake.message(GROUP, BOB, photo=bob_selfie, thread=77)
+    fake.push({"message": stray})
+
+    alice_said = fake.message(GROUP, ALICE, text="when the build is green", thread=77)
+    ask = fake.message(
+        GROUP,
+        BOB,
+        text="/meme deal-with-it me | shipping it",
+        reply_to=alice_said,
+        thread=77,
+    )
+    fake.push({"message": ask})
+    mine = replies_to(ask["message_id"], "sendMessage", "sendAnimation")
+    await fake.wait_for(
+        lambda calls: any(c.method == "sendAnimation" for c in mine(calls)),
+        what="the group meme",
+    )
+    note, *_ = mine(fake.calls)
+    assert "Alice hasn't opted in" in note.params["text"]
+    for call in mine(fake.calls):
+        assert call.params["chat_id"] == GROUP["id"]
+        assert call.params["message_thread_id"] == 77  # the same forum topic
+    assert replies_to(stray["message_id"], "sendMessage", "sendAnimation")(fake.calls) == []
+
+    # Bob's own face: the same meme asked in his DM matches what the group got.
+    (group_meme,) = [c for c in mine(fake.calls) if c.method == "sendAnimation"]
+    own = fake.message(private(BOB), BOB, text="/meme deal-with-it me | shipping it")
+    fake.push({"message": own})
+    await fake.wait_for(replies_to(own["message_id"], "sendAnimation"), what="Bob's own meme")
+    (own_meme,) = replies_to(own["message_id"], "sendAnimation")(fake.calls)
+    a = (await frames_of(group_meme, tmp_path))[0].astype(int)
+    b = (await frames_of(own_meme, tmp_path))[0].astype(int)
+    assert np.abs(a - b)[60:260, 60:300].mean() < 4
+
+
+async def test_bad_files_get_clear_replies(
+    fake: FakeTelegram, bot: subprocess.Popen[str], astronaut: RGBImage
+) -> None:
+    huge = fake.message(private(ALICE), ALICE, photo=jpeg(astronaut), file_size=25 * 1024**2)
+    text_file = fake.message(private(ALICE), ALICE, document=(b"hello", "notes.txt", "text/plain"))
+    broken = fake.message(
+        private(ALICE), ALICE, document=(b"not really a jpeg", "me.jpg", "image/jpeg")
+    )
+    for message in (huge, text_file, broken):
+        fake.push({"message": message})
+    expected = {
+        huge["message_id"]: "too big",
+        text_file["message_id"]: "isn't a picture",
+        broken["message_id"]: "isn't an image",
+    }
+    for message_id, words in expected.items():
+        await fake.wait_for(replies_to(message_id, "sendMessage"), what=words)
+        (answer,) = replies_to(message_id, "sendMessage")(fake.calls)
+        assert words in answer.params["text"]
+
+
+async def test_flood_limit_is_waited_out(fake: FakeTelegram, bot: subprocess.Popen[str]) -> None:
+    fake.too_many["sendMessage"] = 1
+    ask = fake.message(private(ALICE), ALICE, text="/help")
+    fake.push({"message": ask})
+    await fake.wait_for(replies_to(ask["message_id"], "sendMessage"), what="the retried reply")
+    assert [c.method for c in fake.calls].count("sendMessage:429") == 1
+
+
+async def test_a_duplicated_update_renders_once(
+    fake: FakeTelegram, bot: subprocess.Popen[str]
+) -> None:
+    ask = fake.message(private(ALICE), ALICE, text="/meme spin")
+    update_id = fake.push({"message": ask})
+    fake.push({"message": ask}, update_id=update_id)  # Telegram delivers it again
+    done = replies_to(ask["message_id"], "sendAnimation")
+    await fake.wait_for(done, what="the meme")
+    await asyncio.sleep(2)
+    assert len(done(fake.calls)) == 1
+
+
+async def test_a_gif_file_on_request(fake: FakeTelegram, bot: subprocess.Popen[str]) -> None:
+    bob = fake.message(private(BOB), BOB, text="/clip astronaut-shake gif")
+    fake.push({"message": bob})
+    done = replies_to(bob["message_id"], "sendDocument")
+    await fake.wait_for(done, what="the GIF document")
+    (document,) = done(fake.calls)
+    assert document.files["document"][:6] == b"GIF89a"
+
+
+async def test_forget_removes_the_data(
+    fake: FakeTelegram, bot: subprocess.Popen[str], data_dir: Path
+) -> None:
+    database = data_dir / "facecast.db"
+
+    def counts() -> tuple[int, int]:
+        with sqlite3.connect(database) as db:
+            users = db.execute("SELECT COUNT(*) FROM users").fetchone()[0]
+            faces = db.execute("SELECT COUNT(*) FROM faces").fetchone()[0]
+        return users, faces
+
+    users, faces = counts()
+    folders = {p.name for p in (data_dir / "outputs").iterdir()}
+    ask = fake.message(private(ALICE), ALICE, text="/forget")
+    fake.push({"message": ask})
+    await fake.wait_for(replies_to(ask["message_id"], "sendMessage"), what="the confirmation")
+    (answer,) = replies_to(ask["message_id"], "sendMessage")(fake.calls)
+    assert "deleted" in answer.params["text"]
+    assert counts() == (users - 1, faces - 1)  # Alice had one face; Bob keeps his
+    assert len({p.name for p in (data_dir / "outputs").iterdir()}) == len(folders) - 1
+    again = fake.message(private(ALICE), ALICE, text="/clip astronaut-pan")
+    fake.push({"message": again})
+    await fake.wait_for(replies_to(again["message_id"], "sendMessage"), what="the refusal")
+    (refusal,) = replies_to(again["message_id"], "sendMessage")(fake.calls)
+    assert "don't have your face" in refusal.params["text"]
