@@ -84,6 +84,17 @@ class Settings(BaseSettings):
     )
     telegram_poll_timeout: float = Field(default=10.0, ge=0)
 
+    # Discord (discord.py). The API base and gateway URL point it at a local fake in tests.
+    discord_token: SecretStr | None = None
+    discord_api_base: str | None = None
+    discord_gateway_url: str | None = None
+    discord_guild_ids: list[int] = Field(
+        default_factory=list, description="Sync commands to these guilds on start (instant)."
+    )
+    discord_sync_global: bool = Field(
+        default=False, description="Sync commands globally on this start (takes up to an hour)."
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -66,6 +66,7 @@ class Request:
     image: bytes | None = None
     reply_to: Quoted | None = None
     prefer: Literal["mp4", "gif"] | None = None  # the adapter's preferred animation format
+    max_bytes: int | None = None  # the platform's upload limit for this answer
 
 
 # -- what the service answers ---------------------------------------------------------------
@@ -362,7 +363,7 @@ class Service:
             settings=self.settings.model_dump(),
             top=top,
             bottom=bottom,
-            max_bytes=self.settings.output_max_bytes,
+            max_bytes=min(self.settings.output_max_bytes, request.max_bytes or 1 << 62),
         )
         started = time.monotonic()
         job = await self.runner.submit(account, render_order, order)
@@ -383,9 +384,9 @@ class Service:
                 title = (
                     self.clips.get(target).title if kind == "clip" else self.memes.get(target).title
                 )
-                yield Media(
-                    Path(result.path), fmt, f"{title} (AI-made)", result.width, result.height
-                )
+                path = Path(result.path)  # a GIF that could not fit comes back as MP4
+                made: Literal["mp4", "gif"] = "gif" if path.suffix == ".gif" else "mp4"
+                yield Media(path, made, f"{title} (AI-made)", result.width, result.height)
 
     # -- faces, consent, forgetting ------------------------------------------------------------
 

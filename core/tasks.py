@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from .clips import ClipLibrary
 from .config import Settings
+from .errors import BadMedia
 from .jobs import report_progress
 from .media import EncodedVideo
 from .memes import MemeLibrary, render_meme_to_file
@@ -61,10 +62,23 @@ def _swapper(engine: str) -> Swapper:
 
 
 def render_order(order: RenderOrder) -> RenderResult:
-    """Render a clip or a meme for one user; reports progress to the job's user."""
+    """Render a clip or a meme for one user; reports progress to the job's user.
+
+    A GIF that cannot be squeezed under ``max_bytes`` is made as an MP4 instead (same
+    place, .mp4 suffix): chat platforms play both, and MP4 is far smaller.
+    """
+    output = Path(order.output)
+    try:
+        return _render(order, output)
+    except BadMedia:
+        if output.suffix != ".gif" or order.max_bytes is None:
+            raise
+        return _render(order, output.with_suffix(".mp4"))
+
+
+def _render(order: RenderOrder, output: Path) -> RenderResult:
     settings = Settings(**order.settings)
     profile = FaceProfile.from_bytes(order.profile)
-    output = Path(order.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     swapper = _swapper(settings.engine)
     if order.kind == "clip":

@@ -501,6 +501,10 @@ def serve(
             adapters.append(telegram)
             if settings.telegram_webhook_url:
                 application.router.add_post(WEBHOOK_PATH, telegram.webhook)
+        if settings.discord_token is not None:
+            from bots.discord_bot import DiscordBot
+
+            adapters.append(DiscordBot(service, settings))
 
         async def start(_: web.Application) -> None:
             tasks.append(asyncio.create_task(service.housekeeping()))

@@ -1,0 +1,269 @@
+"""Discord adapter (discord.py 2, app commands) over :class:`core.Service`.
+
+Slash commands: ``/face`` (an attachment: enrol), ``/clip`` and ``/meme`` (with autocomplete),
+``/faces``, ``/forget``, ``/optin``, ``/optout``, ``/help``; a message context menu "Meme
+this" (the message's text as the caption, its author's face if they opted in). Every
+command defers at once (Discord allows 3 seconds), shows progress by editing the deferred
+response, and posts the result as a follow-up file in the same channel or thread, shrunk
+to the interaction's upload limit (a GIF that cannot fit comes as MP4). Errors are
+ephemeral. A selfie sent to the bot in a DM enrols too.
+
+Commands are synced to ``FACECAST_DISCORD_GUILD_IDS`` on start (instant, for development)
+and globally only when ``FACECAST_DISCORD_SYNC_GLOBAL`` is set, not on every start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import discord
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+
+from core import (
+    Chat,
+    Choices,
+    Media,
+    Person,
+    Progress,
+    Quoted,
+    Reply,
+    Request,
+    Service,
+    Settings,
+    Text,
+)
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp")
+
+
+def _choices_text(choices: Choices) -> str:
+    lines = [choices.text]
+    lines.extend(f"- {c.label}: `{c.command}`" for c in choices.choices)
+    return "\n".join(lines)
+
+
+class DiscordBot:
+    """Owns the discord.py client and its command tree."""
+
+    def __init__(self, service: Service, settings: Settings) -> None:
+        if settings.discord_token is None:
+            raise ValueError("FACECAST_DISCORD_TOKEN is not set")
+        # discord.py reads its endpoints from class attributes; this is its only switch.
+        if settings.discord_api_base:
+            discord.http.Route.BASE = settings.discord_api_base.rstrip("/")
+        if settings.discord_gateway_url:
+            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+        self.service = service
+        self.settings = settings
+        # Slash commands need no privileged intent; DMs carry their content anyway.
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.dm_messages = True
+        self.client = discord.Client(intents=intents)
+        self.tree = app_commands.CommandTree(self.client)
+        self._task: asyncio.Task[None] | None = None
+        self._register()
+        self.client.setup_hook = self._setup_hook  # type: ignore[method-assign]
+        self.client.event(self.on_message)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def _setup_hook(self) -> None:
+        for guild_id in self.settings.discord_guild_ids:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+        if self.settings.discord_sync_global:
+            await self.tree.sync()
+
+    async def start(self) -> None:
+        assert self.settings.discord_token is not None
+        token = self.settings.discord_token.get_secret_value()
+        self._task = asyncio.create_task(self.client.start(token))
+        ready = asyncio.create_task(self.client.wait_until_ready())
+        done, _ = await asyncio.wait({self._task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if self._task in done:
+            ready.cancel()
+            self._task.result()  # login failed: raise it
+        log.info("discord bot %s is running", self.client.user)
+
+    async def stop(self) -> None:
+        await self.client.close()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, discord.DiscordException):
+                await self._task
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        tree, service = self.tree, self.service
+
+        async def clip_names(
+            interaction: discord.Interaction, current: str
+        ) -> list[app_commands.Choice[str]]:
+            found = service.clips.search(current) if current else service.clips.all()
+            return [app_commands.Choice(name=c.title[:100], value=c.id) for c in found[:25]]
+
+        async def meme_names(
+            interaction: discord.Interaction, current: str
+        ) -> list[app_commands.Choice[str]]:
+            found = service.memes.search(current) if current else service.memes.all()
+            return [app_commands.Choice(name=t.title[:100], value=t.id) for t in found[:25]]
+
+        @tree.command(name="face", description="Send a selfie: I'll remember your face.")
+        @app_commands.describe(image="A photo of just you, facing the camera")
+        async def face(interaction: discord.Interaction, image: discord.Attachment) -> None:
+            await interaction.response.defer(thinking=True)
+            if (image.content_type or "").split(";")[0] not in IMAGE_TYPES:
+                await self._answer(interaction, _say(Text("That isn't a picture.", error=True)))
+                return
+            if image.size > service.settings.max_upload_bytes:
+                limit = service.settings.max_upload_bytes / 1e6
+                too_big = Text(f"That file is too big; send a photo under {limit:.0f} MB.", True)
+                await self._answer(interaction, _say(too_big))
+                return
+            data = await image.read()
+            await self._run(interaction, self._request(interaction, image=data))
+
+        @tree.command(name="clip", description="Put your face into a clip.")
+        @app_commands.describe(clip="Which clip")
+        @app_commands.autocomplete(clip=clip_names)
+        async def clip(interaction: discord.Interaction, clip: str) -> None:
+            await interaction.response.defer(thinking=True)
+            await self._run(interaction, self._request(interaction, f"/clip {clip}"))
+
+        @tree.command(name="meme", description="Make a meme of your face.")
+        @app_commands.describe(template="Which meme", top="Top text", bottom="Bottom text")
+        @app_commands.autocomplete(template=meme_names)
+        async def meme(
+            interaction: discord.Interaction,
+            template: str,
+            top: app_commands.Range[str, 0, 140] = "",
+            bottom: app_commands.Range[str, 0, 140] = "",
+        ) -> None:
+            await interaction.response.defer(thinking=True)
+            text = f"/meme {template} {top} | {bottom}" if top or bottom else f"/meme {template}"
+            await self._run(interaction, self._request(interaction, text))
+
+        def simple(name: str, description: str) -> None:
+            async def command(interaction: discord.Interaction) -> None:
+                await interaction.response.defer(thinking=True, ephemeral=True)
+                await self._run(interaction, self._request(interaction, f"/{name}"))
+
+            tree.command(name=name, description=description)(command)
+
+        simple("faces", "Your saved faces.")
+        simple("forget", "Delete everything I have about you, now.")
+        simple("optin", "Let people in your servers meme your face.")
+        simple("optout", "Stop people memeing your face.")
+        simple("help", "What I can do.")
+
+        @tree.context_menu(name="Meme this")
+        async def meme_this(interaction: discord.Interaction, message: discord.Message) -> None:
+            await interaction.response.defer(thinking=True)
+            quoted = Quoted(_person(message.author), message.content or "")
+            await self._run(interaction, self._request(interaction, "/meme", reply_to=quoted))
+
+    def _request(
+        self,
+        interaction: discord.Interaction,
+        text: str = "",
+        *,
+        image: bytes | None = None,
+        reply_to: Quoted | None = None,
+    ) -> Request:
+        channel_id = str(interaction.channel_id or interaction.user.id)
+        return Request(
+            sender=_person(interaction.user),
+            chat=Chat(channel_id, is_group=interaction.guild_id is not None),
+            text=text,
+            image=image,
+            reply_to=reply_to,
+            prefer="gif",
+            max_bytes=interaction.filesize_limit,
+        )
+
+    async def _run(self, interaction: discord.Interaction, request: Request) -> None:
+        await self._answer(interaction, self.service.handle(request))
+
+    async def _answer(
+        self, interaction: discord.Interaction, replies: AsyncIterator[Reply]
+    ) -> None:
+        """Progress edits the deferred response; results are follow-ups; errors are private."""
+        said_something = False
+        try:
+            async for reply in replies:
+                if isinstance(reply, Progress):
+                    await interaction.edit_original_response(content=reply.text)
+                elif isinstance(reply, Media):
+                    file = discord.File(reply.path, filename=reply.path.name)
+                    await interaction.followup.send(content=reply.caption, file=file)
+                    await interaction.edit_original_response(content="Done!")
+                    said_something = True
+                elif isinstance(reply, Choices):
+                    await interaction.followup.send(content=_choices_text(reply)[:2000])
+                    said_something = True
+                elif reply.error:
+                    await interaction.followup.send(content=reply.text, ephemeral=True)
+                    with contextlib.suppress(discord.HTTPException):
+                        await interaction.delete_original_response()
+                    return
+                else:
+                    await interaction.followup.send(content=reply.text[:2000])
+                    said_something = True
+            if not said_something:
+                await interaction.edit_original_response(content="OK.")
+        except (discord.HTTPException, aiohttp.ClientError) as exc:
+            log.warning("could not answer interaction %s: %s", interaction.id, exc)
+
+    # -- DMs -----------------------------------------------------------------------------------
+
+    async def on_message(self, message: discord.Message) -> None:
+        """A selfie sent in a DM enrols its sender."""
+        if message.author.bot or message.guild is not None:
+            return
+        images = [
+            a for a in message.attachments if (a.content_type or "").split(";")[0] in IMAGE_TYPES
+        ]
+        if not images:
+            if message.attachments:
+                await message.reply("That isn't a picture: send me a photo.")
+            return
+        request = Request(
+            sender=_person(message.author),
+            chat=Chat(str(message.channel.id)),
+            image=await images[0].read(),
+            prefer="gif",
+        )
+        try:
+            async for reply in self.service.handle(request):
+                if isinstance(reply, Media):
+                    await message.reply(reply.caption, file=discord.File(reply.path))
+                elif isinstance(reply, Choices):
+                    await message.reply(_choices_text(reply)[:2000])
+                elif isinstance(reply, Text):
+                    await message.reply(reply.text[:2000])
+        except (discord.HTTPException, aiohttp.ClientError) as exc:
+            log.warning("could not answer a DM in %s: %s", message.channel.id, exc)
+
+
+async def _say(*replies: Reply) -> AsyncIterator[Reply]:
+    for reply in replies:
+        yield reply
+
+
+def _person(user: discord.abc.User | Any) -> Person:
+    return Person(PLATFORM, str(user.id), getattr(user, "display_name", "") or user.name)
+
+
+__all__ = ["DiscordBot"]

@@ -1,0 +1,322 @@
+"""The real discord.py, run by `facecast serve`, against a local fake REST API and gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from PIL import Image
+
+from core import RGBImage, read_video
+
+from ..conftest import REPO
+from ..fakes.discord_api import APP_ID, GUILD_ID, Call, FakeDiscord
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+ALICE = {
+    "id": "600000000000000001",
+    "username": "alice",
+    "discriminator": "0",
+    "global_name": "Alice",
+    "avatar": None,
+}
+BOB = {
+    "id": "600000000000000002",
+    "username": "bob",
+    "discriminator": "0",
+    "global_name": "Bob",
+    "avatar": None,
+}
+CAROL = {
+    "id": "600000000000000003",
+    "username": "carol",
+    "discriminator": "0",
+    "global_name": "Carol",
+    "avatar": None,
+}
+
+
+def jpeg(image: RGBImage) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def _port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def fake() -> AsyncIterator[FakeDiscord]:
+    api = FakeDiscord()
+    runner = web.AppRunner(api.app)
+    await runner.setup()
+    api.port = _port()
+    await web.TCPSite(runner, "127.0.0.1", api.port).start()
+    yield api
+    await runner.cleanup()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def bot(fake: FakeDiscord, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[None]:
+    env = {
+        **os.environ,
+        "FACECAST_DATA_DIR": str(tmp_path_factory.mktemp("discord-data")),
+        "FACECAST_DISCORD_TOKEN": "discord-test-token",
+        "FACECAST_DISCORD_API_BASE": fake.url("/api/v10"),
+        "FACECAST_DISCORD_GATEWAY_URL": f"ws://127.0.0.1:{fake.port}/gateway",
+        "FACECAST_DISCORD_GUILD_IDS": json.dumps([int(GUILD_ID)]),
+        "FACECAST_WORKERS": "2",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facecast", "serve", "--port", str(_port())],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        await asyncio.wait_for(fake.identified.wait(), 60)
+        await fake.wait_for(
+            lambda calls: any(c.method == "PUT" and "/commands" in c.path for c in calls),
+            what="the command sync",
+        )
+        await asyncio.sleep(0.5)
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            _, err = await asyncio.to_thread(process.communicate, timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert process.returncode == 0, err
+    assert "Traceback" not in err, err
+
+
+def to(interaction: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """The calls answering one interaction: its callback and its webhook messages."""
+
+    def calls(all_calls: list[Call]) -> list[Call]:
+        return [
+            c
+            for c in all_calls
+            if f"/interactions/{interaction['id']}/" in c.path or interaction["token"] in c.path
+        ]
+
+    return calls
+
+
+def followups(interaction: dict[str, Any], all_calls: list[Call]) -> list[Call]:
+    return [
+        c
+        for c in to(interaction)(all_calls)
+        if c.method == "POST" and c.path.startswith("/webhooks/")
+    ]
+
+
+def with_file(interaction: dict[str, Any]):  # type: ignore[no-untyped-def]
+    return lambda calls: any(c.files for c in followups(interaction, calls))
+
+
+def frames(data: bytes, tmp: Path, name: str) -> list[RGBImage]:
+    path = tmp / name
+    path.write_bytes(data)
+    return list(read_video(path))
+
+
+async def enrol(fake: FakeDiscord, user: dict[str, Any], picture: RGBImage) -> dict[str, Any]:
+    attachment = fake.add_attachment(jpeg(picture), "me.jpg", "image/jpeg")
+    interaction = fake.interaction(
+        user,
+        {
+            "id": "1",
+            "name": "face",
+            "type": 1,
+            "options": [{"name": "image", "type": 11, "value": attachment["id"]}],
+            "resolved": {"attachments": {attachment["id"]: attachment}},
+        },
+    )
+    await fake.dispatch("INTERACTION_CREATE", interaction)
+    await fake.wait_for(with_file(interaction), what="the enrolment preview")
+    return interaction
+
+
+async def test_login_and_guild_command_sync(fake: FakeDiscord, bot: None) -> None:
+    assert fake.calls_to("GET", "/users/@me")
+    synced = fake.commands[f"/applications/{APP_ID}/guilds/{GUILD_ID}/commands"]
+    names = {c["name"] for c in synced}
+    assert {
+        "face",
+        "clip",
+        "meme",
+        "faces",
+        "forget",
+        "optin",
+        "optout",
+        "help",
+        "Meme this",
+    } <= names
+    assert not fake.calls_to("PUT", f"/applications/{APP_ID}/commands")  # no global sync
+
+
+async def test_face_defers_then_posts_the_preview(
+    fake: FakeDiscord, bot: None, astronaut: RGBImage, tmp_path: Path
+) -> None:
+    interaction = await enrol(fake, ALICE, astronaut)
+    answers = to(interaction)(fake.calls)
+    assert answers[0].path.endswith("/callback")
+    assert answers[0].json["type"] == 5  # deferred within the 3-second window
+    assert any(c.method == "PATCH" and c.path.endswith("@original") for c in answers)  # progress
+    (preview,) = [c for c in followups(interaction, fake.calls) if c.files]
+    (data,) = preview.files.values()
+    assert data[:6] == b"GIF89a"
+    assert len(frames(data, tmp_path, "preview.gif")) == 30
+
+
+async def test_clip_autocomplete_and_render(fake: FakeDiscord, bot: None, tmp_path: Path) -> None:
+    typing = fake.interaction(
+        ALICE,
+        {
+            "id": "2",
+            "name": "clip",
+            "type": 1,
+            "options": [{"name": "clip", "type": 3, "value": "pan", "focused": True}],
+        },
+        kind=4,
+    )
+    await fake.dispatch("INTERACTION_CREATE", typing)
+    await fake.wait_for(lambda calls: to(typing)(calls), what="the autocomplete answer")
+    (answer,) = to(typing)(fake.calls)
+    assert answer.json["type"] == 8
+    assert [c["value"] for c in answer.json["data"]["choices"]] == ["astronaut-pan"]
+
+    ask = fake.interaction(
+        ALICE,
+        {
+            "id": "2",
+            "name": "clip",
+            "type": 1,
+            "options": [{"name": "clip", "type": 3, "value": "astronaut-pan"}],
+        },
+    )
+    await fake.dispatch("INTERACTION_CREATE", ask)
+    await fake.wait_for(with_file(ask), what="the clip")
+    (result,) = [c for c in followups(ask, fake.calls) if c.files]
+    assert len(frames(next(iter(result.files.values())), tmp_path, "clip.gif")) == 72
+
+
+async def test_meme_this_on_a_non_consenting_member_uses_the_invoker(
+    fake: FakeDiscord, bot: None, group_photo: RGBImage, tmp_path: Path
+) -> None:
+    await enrol(fake, BOB, np.ascontiguousarray(group_photo[200:520, 380:650]))
+    carols = fake.message(CAROL, "ship it on a friday")
+    meme_this = fake.interaction(
+        BOB,
+        {
+            "id": "3",
+            "name": "Meme this",
+            "type": 3,
+            "target_id": carols["id"],
+            "resolved": {"messages": {carols["id"]: carols}},
+        },
+    )
+    await fake.dispatch("INTERACTION_CREATE", meme_this)
+    await fake.wait_for(with_file(meme_this), what="the meme")
+    texts = [
+        c.json.get("content", "")
+        for c in followups(meme_this, fake.calls)
+        if isinstance(c.json, dict)
+    ]
+    assert any("Carol hasn't opted in" in t for t in texts)
+    (made,) = [c for c in followups(meme_this, fake.calls) if c.files]
+
+    own = fake.interaction(
+        BOB,
+        {
+            "id": "4",
+            "name": "meme",
+            "type": 1,
+            "options": [{"name": "template", "type": 3, "value": "deal-with-it"}],
+        },
+    )
+    await fake.dispatch("INTERACTION_CREATE", own)
+    await fake.wait_for(with_file(own), what="Bob's own meme")
+    (reference,) = [c for c in followups(own, fake.calls) if c.files]
+    a = frames(next(iter(made.files.values())), tmp_path, "a.gif")[0].astype(int)
+    b = frames(next(iter(reference.files.values())), tmp_path, "b.gif")[0].astype(int)
+    assert np.abs(a - b)[80:250, 80:280].mean() < 4
+
+
+async def test_an_oversize_result_is_shrunk_below_the_limit(fake: FakeDiscord, bot: None) -> None:
+    limit = 400_000
+    ask = fake.interaction(
+        ALICE,
+        {
+            "id": "2",
+            "name": "clip",
+            "type": 1,
+            "options": [{"name": "clip", "type": 3, "value": "astronaut-shake"}],
+        },
+        size_limit=limit,
+    )
+    await fake.dispatch("INTERACTION_CREATE", ask)
+    await fake.wait_for(with_file(ask), what="the shrunk clip")
+    (result,) = [c for c in followups(ask, fake.calls) if c.files]
+    assert len(next(iter(result.files.values()))) <= limit
+
+
+async def test_errors_are_ephemeral(fake: FakeDiscord, bot: None) -> None:
+    stranger = {**CAROL, "id": "600000000000000009", "username": "dave", "global_name": "Dave"}
+    ask = fake.interaction(
+        stranger,
+        {
+            "id": "2",
+            "name": "clip",
+            "type": 1,
+            "options": [{"name": "clip", "type": 3, "value": "astronaut-pan"}],
+        },
+    )
+    await fake.dispatch("INTERACTION_CREATE", ask)
+    await fake.wait_for(lambda calls: followups(ask, calls), what="the error")
+    (error,) = followups(ask, fake.calls)
+    assert "don't have your face" in error.json["content"]
+    assert error.json["flags"] & 64  # only the user sees it
+
+
+async def test_a_dm_selfie_enrols(fake: FakeDiscord, bot: None, astronaut: RGBImage) -> None:
+    attachment = fake.add_attachment(jpeg(astronaut), "selfie.jpg", "image/jpeg")
+    dm = "810000000000000001"
+    message = fake.message(CAROL, "", channel_id=dm, attachments=[attachment])
+    await fake.dispatch("MESSAGE_CREATE", message)
+
+    def answers(calls: list[Call]) -> list[Call]:
+        return [c for c in calls if c.path == f"/channels/{dm}/messages"]
+
+    await fake.wait_for(
+        lambda calls: any("/clip" in (c.json or {}).get("content", "") for c in answers(calls)),
+        what="the whole DM answer",
+    )
+    assert any(c.files for c in answers(fake.calls))
+    texts = [
+        c.json.get("content", "")
+        for c in fake.calls
+        if c.path == f"/channels/{dm}/messages" and isinstance(c.json, dict)
+    ]
+    assert any("Got your face" in t for t in texts)

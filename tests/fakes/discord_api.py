@@ -1,0 +1,353 @@
+"""A local stand-in for Discord's REST API, gateway and CDN, for driving the real discord.py.
+
+REST: login (``users/@me``, ``oauth2/applications/@me``), command sync (bulk overwrite,
+guild and global), interaction callbacks (defer, autocomplete), the webhook routes behind
+``edit_original_response``, ``delete_original_response`` and follow-ups (multipart with
+files), and channel messages (DM replies). Gateway: HELLO, IDENTIFY -> READY and
+GUILD_CREATE, heartbeat ACKs, and ``dispatch`` for tests to send events such as
+INTERACTION_CREATE and MESSAGE_CREATE. CDN: attachments added with ``add_attachment``.
+Every REST call is recorded in ``calls``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+APP_ID = "700000000000000001"
+BOT = {
+    "id": APP_ID,
+    "username": "FaceCast",
+    "discriminator": "0",
+    "global_name": "FaceCast",
+    "avatar": None,
+    "bot": True,
+}
+GUILD_ID = "800000000000000001"
+CHANNEL_ID = "800000000000000002"
+NOW = "2026-11-27T12:00:00.000000+00:00"
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    # discord.py parses a body as JSON only when the content type is exactly this.
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"}
+    )
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    json: dict[str, Any] | list[Any] | None
+    files: dict[str, bytes] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+
+
+class FakeDiscord:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.attachments: dict[str, bytes] = {}
+        self.commands: dict[str, list[dict[str, Any]]] = {}  # scope -> synced commands
+        self.port = 0
+        self._ids = itertools.count(900000000000000001)
+        self._sequence = itertools.count(1)
+        self._sockets: list[web.WebSocketResponse] = []
+        self.identified = asyncio.Event()
+        self._new_call = asyncio.Event()
+        self.app = web.Application(client_max_size=100 * 1024 * 1024)
+        self.app.router.add_get("/gateway", self._gateway)
+        self.app.router.add_get("/attachments/{name}", self._attachment)
+        self.app.router.add_route("*", "/api/v10/{path:.+}", self._rest)
+
+    # -- what tests do ----------------------------------------------------------------------
+
+    def snowflake(self) -> str:
+        return str(next(self._ids))
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def add_attachment(self, data: bytes, filename: str, content_type: str) -> dict[str, Any]:
+        attachment_id = self.snowflake()
+        name = f"{attachment_id}-{filename}"
+        self.attachments[name] = data
+        return {
+            "id": attachment_id,
+            "filename": filename,
+            "size": len(data),
+            "url": self.url(f"/attachments/{name}"),
+            "proxy_url": self.url(f"/attachments/{name}"),
+            "content_type": content_type,
+        }
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        payload = {"op": 0, "t": event, "s": next(self._sequence), "d": data}
+        for socket in self._sockets:
+            if not socket.closed:
+                await socket.send_str(json.dumps(payload))
+
+    def interaction(
+        self,
+        user: dict[str, Any],
+        data: dict[str, Any],
+        *,
+        kind: int = 2,
+        size_limit: int = 10 * 1024 * 1024,
+        guild: bool = True,
+    ) -> dict[str, Any]:
+        interaction_id = self.snowflake()
+        payload: dict[str, Any] = {
+            "id": interaction_id,
+            "application_id": APP_ID,
+            "type": kind,
+            "token": f"token-{interaction_id}",
+            "version": 1,
+            "data": data,
+            "app_permissions": "2147483647",
+            "locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": GUILD_ID},
+            "context": 0 if guild else 1,
+            "attachment_size_limit": size_limit,
+            "channel_id": CHANNEL_ID,
+        }
+        if guild:
+            payload["guild_id"] = GUILD_ID
+            payload["guild_locale"] = "en-US"
+            payload["channel"] = {
+                "id": CHANNEL_ID,
+                "type": 0,
+                "guild_id": GUILD_ID,
+                "name": "general",
+                "position": 0,
+                "permissions": "2147483647",
+            }
+            payload["member"] = {
+                "user": user,
+                "roles": [],
+                "joined_at": NOW,
+                "deaf": False,
+                "mute": False,
+                "flags": 0,
+                "permissions": "2147483647",
+            }
+        else:
+            payload["user"] = user
+        return payload
+
+    def message(self, author: dict[str, Any], content: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "id": self.snowflake(),
+            "channel_id": extra.pop("channel_id", CHANNEL_ID),
+            "author": author,
+            "content": content,
+            "timestamp": NOW,
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": extra.pop("attachments", []),
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+            **extra,
+        }
+
+    def calls_to(self, method: str, fragment: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method and fragment in c.path]
+
+    async def wait_for(self, predicate: Any, timeout: float = 60.0, what: str = "a call") -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.calls):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                seen = [f"{c.method} {c.path}" for c in self.calls[-12:]]
+                raise AssertionError(f"timed out waiting for {what}; last calls: {seen}")
+            self._new_call.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._new_call.wait(), min(remaining, 1.0))
+
+    # -- gateway ---------------------------------------------------------------------------------
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await socket.send_json({"op": 10, "d": {"heartbeat_interval": 41250}})
+        async for frame in socket:
+            if frame.type != WSMsgType.TEXT:
+                continue
+            message = json.loads(frame.data)
+            if message["op"] == 1:  # heartbeat
+                await socket.send_json({"op": 11})
+            elif message["op"] == 2:  # identify
+                await self._ready(socket)
+        return socket
+
+    async def _ready(self, socket: web.WebSocketResponse) -> None:
+        ready = {
+            "v": 10,
+            "user": BOT,
+            "guilds": [{"id": GUILD_ID, "unavailable": True}],
+            "session_id": "session-1",
+            "resume_gateway_url": self.url("/gateway"),
+            "application": {"id": APP_ID, "flags": 0},
+            "shard": [0, 1],
+        }
+        await socket.send_json({"op": 0, "t": "READY", "s": next(self._sequence), "d": ready})
+        guild = {
+            "id": GUILD_ID,
+            "name": "Meme club",
+            "icon": None,
+            "owner_id": "1",
+            "afk_timeout": 300,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "roles": [
+                {
+                    "id": GUILD_ID,
+                    "name": "@everyone",
+                    "color": 0,
+                    "hoist": False,
+                    "position": 0,
+                    "permissions": "2147483647",
+                    "managed": False,
+                    "mentionable": False,
+                    "flags": 0,
+                }
+            ],
+            "emojis": [],
+            "features": [],
+            "mfa_level": 0,
+            "system_channel_flags": 0,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "nsfw_level": 0,
+            "stickers": [],
+            "member_count": 3,
+            "large": False,
+            "joined_at": NOW,
+            "channels": [
+                {
+                    "id": CHANNEL_ID,
+                    "type": 0,
+                    "name": "general",
+                    "position": 0,
+                    "permission_overwrites": [],
+                    "guild_id": GUILD_ID,
+                    "nsfw": False,
+                }
+            ],
+            "threads": [],
+            "members": [],
+            "voice_states": [],
+            "presences": [],
+            "unavailable": False,
+        }
+        await socket.send_json(
+            {"op": 0, "t": "GUILD_CREATE", "s": next(self._sequence), "d": guild}
+        )
+        self.identified.set()
+
+    async def _attachment(self, request: web.Request) -> web.Response:
+        data = self.attachments.get(request.match_info["name"])
+        if data is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=data)
+
+    # -- REST -----------------------------------------------------------------------------------
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        path = "/" + request.match_info["path"]
+        body: dict[str, Any] | list[Any] | None = None
+        files: dict[str, bytes] = {}
+        if request.content_type.startswith("multipart/"):
+            reader = await request.multipart()
+            async for part in reader:
+                if part.name == "payload_json":
+                    body = json.loads(await part.text())  # type: ignore[union-attr]
+                elif part.name:
+                    files[part.name] = bytes(await part.read())  # type: ignore[union-attr]
+        elif request.can_read_body:
+            with contextlib.suppress(json.JSONDecodeError):
+                body = await request.json()
+        call = Call(request.method, path, body, files, dict(request.query))
+        self.calls.append(call)
+        self._new_call.set()
+        return self._answer(call)
+
+    def _answer(self, call: Call) -> web.StreamResponse:
+        method, path = call.method, call.path
+        if path == "/users/@me":
+            return _json(BOT)
+        if path == "/oauth2/applications/@me":
+            return _json(
+                {
+                    "id": APP_ID,
+                    "name": "FaceCast",
+                    "description": "",
+                    "icon": None,
+                    "bot_public": True,
+                    "bot_require_code_grant": False,
+                    "owner": {"id": "1", "username": "owner", "discriminator": "0", "avatar": None},
+                    "verify_key": "0" * 64,
+                    "flags": 0,
+                }
+            )
+        if method == "PUT" and path.endswith("/commands"):
+            synced = []
+            for command in call.json or []:
+                assert isinstance(command, dict)
+                # Discord answers with every field filled in, "" for a context menu's text.
+                defaults = {"description": "", "options": [], "nsfw": False, "version": "1"}
+                synced.append(
+                    {**defaults, **command, "id": self.snowflake(), "application_id": APP_ID}
+                )
+            self.commands[path] = synced
+            return _json(synced)
+        if path.startswith("/interactions/") and path.endswith("/callback"):
+            interaction_id = path.split("/")[2]
+            kind = (call.json or {}).get("type") if isinstance(call.json, dict) else None
+            flags = (
+                ((call.json or {}).get("data") or {}).get("flags", 0)
+                if isinstance(call.json, dict)
+                else 0
+            )
+            return _json(
+                {
+                    "interaction": {
+                        "id": interaction_id,
+                        "type": 2,
+                        "response_message_loading": kind == 5,
+                        "response_message_ephemeral": bool(flags & 64),
+                    },
+                    "resource": {"type": kind},
+                }
+            )
+        if method == "DELETE":
+            return web.Response(status=204)
+        if path.startswith("/webhooks/") or path.startswith("/channels/"):
+            content = call.json.get("content", "") if isinstance(call.json, dict) else ""
+            attachments = [
+                {
+                    "id": self.snowflake(),
+                    "filename": name,
+                    "size": len(data),
+                    "url": "",
+                    "proxy_url": "",
+                }
+                for name, data in call.files.items()
+            ]
+            return _json(self.message(BOT, content or "", attachments=attachments))
+        return _json({"message": "404: Not Found", "code": 0}, status=404)
