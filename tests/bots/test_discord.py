@@ -174,6 +174,12 @@ async def test_login_and_guild_command_sync(fake: FakeDiscord, bot: None) -> Non
         "Meme this",
     } <= names
     assert not fake.calls_to("PUT", f"/applications/{APP_ID}/commands")  # no global sync
+    # The gateway session stays alive: the client heartbeats and gets ACKs.
+    for _ in range(40):
+        if fake.heartbeats:
+            break
+        await asyncio.sleep(0.1)
+    assert fake.heartbeats >= 1
 
 
 async def test_face_defers_then_posts_the_preview(

@@ -146,6 +146,7 @@ async def test_dm_selfie_enrols_and_previews(
     assert "/clip astronaut-pan" in commands
     assert fake.sent("sendChatAction")
     # The status message was edited in place and removed when the result came.
+    assert fake.sent("editMessageText")
     assert fake.sent("deleteMessage")
 
 
@@ -299,3 +300,61 @@ async def test_forget_removes_the_data(
     await fake.wait_for(replies_to(again["message_id"], "sendMessage"), what="the refusal")
     (refusal,) = replies_to(again["message_id"], "sendMessage")(fake.calls)
     assert "don't have your face" in refusal.params["text"]
+
+
+async def test_webhook_mode(fake: FakeTelegram, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With a webhook URL the bot registers it and takes updates on FaceCast's web server."""
+    import aiohttp
+
+    port = fake.port  # type: ignore[attr-defined]
+    web_port = _port()
+    env = {
+        **os.environ,
+        "FACECAST_DATA_DIR": str(tmp_path_factory.mktemp("telegram-webhook")),
+        "FACECAST_TELEGRAM_TOKEN": TOKEN,
+        "FACECAST_TELEGRAM_BASE_URL": f"http://127.0.0.1:{port}/bot",
+        "FACECAST_TELEGRAM_BASE_FILE_URL": f"http://127.0.0.1:{port}/file/bot",
+        "FACECAST_TELEGRAM_WEBHOOK_URL": f"http://127.0.0.1:{web_port}",
+        "FACECAST_WORKERS": "1",
+    }
+    before = len(fake.sent("setWebhook"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facecast", "serve", "--port", str(web_port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        await fake.wait_for(
+            lambda calls: len([c for c in calls if c.method == "setWebhook"]) > before,
+            what="the webhook registration",
+        )
+        hook = fake.sent("setWebhook")[-1]
+        assert hook.params["url"] == f"http://127.0.0.1:{web_port}/telegram/webhook"
+        secret = hook.params["secret_token"]
+        ask = fake.message(private(BOB), BOB, text="/help")
+        update = {"update_id": 999_001, "message": ask}
+        async with aiohttp.ClientSession() as client:
+            for _ in range(100):  # the web server listens once startup is done
+                try:
+                    async with client.get(f"http://127.0.0.1:{web_port}/healthz") as health:
+                        if health.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            url = f"http://127.0.0.1:{web_port}/telegram/webhook"
+            async with client.post(url, json=update) as forged:
+                assert forged.status == 403  # no secret: not from Telegram
+            async with client.post(
+                url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": secret}
+            ) as delivered:
+                assert delivered.status == 200
+        await fake.wait_for(replies_to(ask["message_id"], "sendMessage"), what="the answer")
+        (answer,) = replies_to(ask["message_id"], "sendMessage")(fake.calls)
+        assert "/forget" in answer.params["text"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(process.communicate, timeout=30)
+    assert process.returncode == 0, err

@@ -60,6 +60,8 @@ class FakeDiscord:
         self._ids = itertools.count(900000000000000001)
         self._sequence = itertools.count(1)
         self._sockets: list[web.WebSocketResponse] = []
+        self.heartbeats = 0
+        self.heartbeat_interval_ms = 1500  # short, so a test run sees the client's heartbeats
         self.identified = asyncio.Event()
         self._new_call = asyncio.Event()
         self.app = web.Application(client_max_size=100 * 1024 * 1024)
@@ -183,12 +185,13 @@ class FakeDiscord:
         socket = web.WebSocketResponse()
         await socket.prepare(request)
         self._sockets.append(socket)
-        await socket.send_json({"op": 10, "d": {"heartbeat_interval": 41250}})
+        await socket.send_json({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
         async for frame in socket:
             if frame.type != WSMsgType.TEXT:
                 continue
             message = json.loads(frame.data)
             if message["op"] == 1:  # heartbeat
+                self.heartbeats += 1
                 await socket.send_json({"op": 11})
             elif message["op"] == 2:  # identify
                 await self._ready(socket)
