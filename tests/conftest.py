@@ -154,3 +154,50 @@ async def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
         admin = await asyncpg.connect(POSTGRES_ADMIN)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+def jpeg(image: RGBImage, quality: int = 92) -> bytes:
+    """A picture as the JPEG a phone would upload."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_serve(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    """`facecast serve` as an operator starts it, with these FACECAST_* settings."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "facecast", "serve", "--port", str(port)],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def stop_serve(process: subprocess.Popen[str]) -> str:
+    """SIGTERM, then insist on a clean exit without a traceback; returns stdout."""
+    import asyncio
+    import signal
+
+    process.send_signal(signal.SIGTERM)
+    try:
+        out, err = await asyncio.to_thread(process.communicate, timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    assert process.returncode == 0, err
+    assert "Traceback" not in err, err
+    return out

@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from .conftest import free_port, start_serve
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_serve_answers_then_stops_cleanly(tmp_path: Path, stop: signal.Signals) -> None:
-    port = _free_port()
-    env = {**os.environ, "FACECAST_DATA_DIR": str(tmp_path / "data"), "FACECAST_WORKERS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "facecast", "serve", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    port = free_port()
+    process = start_serve(
+        {"FACECAST_DATA_DIR": str(tmp_path / "data"), "FACECAST_WORKERS": "1"}, port
     )
     try:
         deadline = time.monotonic() + 60

@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +12,10 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from PIL import Image
 
 from core import RGBImage, read_video
 
-from ..conftest import REPO
+from ..conftest import free_port, jpeg, start_serve, stop_serve
 from ..fakes.discord_api import APP_ID, GUILD_ID, Call, FakeDiscord
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -49,24 +42,12 @@ CAROL = {
 }
 
 
-def jpeg(image: RGBImage) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=92)
-    return buffer.getvalue()
-
-
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def fake() -> AsyncIterator[FakeDiscord]:
     api = FakeDiscord()
     runner = web.AppRunner(api.app)
     await runner.setup()
-    api.port = _port()
+    api.port = free_port()
     await web.TCPSite(runner, "127.0.0.1", api.port).start()
     yield api
     await runner.cleanup()
@@ -75,7 +56,6 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def bot(fake: FakeDiscord, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[None]:
     env = {
-        **os.environ,
         "FACECAST_DATA_DIR": str(tmp_path_factory.mktemp("discord-data")),
         "FACECAST_DISCORD_TOKEN": "discord-test-token",
         "FACECAST_DISCORD_API_BASE": fake.url("/api/v10"),
@@ -83,14 +63,7 @@ async def bot(fake: FakeDiscord, tmp_path_factory: pytest.TempPathFactory) -> As
         "FACECAST_DISCORD_GUILD_IDS": json.dumps([int(GUILD_ID)]),
         "FACECAST_WORKERS": "2",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "facecast", "serve", "--port", str(_port())],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_serve(env, free_port())
     try:
         await asyncio.wait_for(fake.identified.wait(), 60)
         await fake.wait_for(
@@ -100,14 +73,7 @@ async def bot(fake: FakeDiscord, tmp_path_factory: pytest.TempPathFactory) -> As
         await asyncio.sleep(0.5)
         yield
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            _, err = await asyncio.to_thread(process.communicate, timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-    assert process.returncode == 0, err
-    assert "Traceback" not in err, err
+        await stop_serve(process)
 
 
 def to(interaction: dict[str, Any]):  # type: ignore[no-untyped-def]

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import os
-import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,11 +12,10 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from aiohttp import web
-from PIL import Image
 
 from core import RGBImage, read_video
 
-from ..conftest import REPO
+from ..conftest import free_port, jpeg, start_serve, stop_serve
 from ..fakes.telegram_api import Call, FakeTelegram
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -35,24 +29,12 @@ def private(user: dict[str, object]) -> dict[str, object]:
     return {"id": user["id"], "type": "private", "first_name": user["first_name"]}
 
 
-def jpeg(image: RGBImage) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=92)
-    return buffer.getvalue()
-
-
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def fake() -> AsyncIterator[FakeTelegram]:
     api = FakeTelegram(TOKEN)
     runner = web.AppRunner(api.app)
     await runner.setup()
-    port = _port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     api.port = port  # type: ignore[attr-defined]
     yield api
@@ -68,7 +50,6 @@ async def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def bot(fake: FakeTelegram, data_dir: Path) -> AsyncIterator[subprocess.Popen[str]]:
     port = fake.port  # type: ignore[attr-defined]
     env = {
-        **os.environ,
         "FACECAST_DATA_DIR": str(data_dir),
         "FACECAST_TELEGRAM_TOKEN": TOKEN,
         "FACECAST_TELEGRAM_BASE_URL": f"http://127.0.0.1:{port}/bot",
@@ -76,14 +57,7 @@ async def bot(fake: FakeTelegram, data_dir: Path) -> AsyncIterator[subprocess.Po
         "FACECAST_TELEGRAM_POLL_TIMEOUT": "1",
         "FACECAST_WORKERS": "2",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "facecast", "serve", "--port", str(_port())],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_serve(env, free_port())
     try:
         await fake.wait_for(
             lambda calls: any(c.method == "setMyCommands" for c in calls),
@@ -92,14 +66,7 @@ async def bot(fake: FakeTelegram, data_dir: Path) -> AsyncIterator[subprocess.Po
         )
         yield process
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            _, err = await asyncio.to_thread(process.communicate, timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-    assert process.returncode == 0, err
-    assert "Traceback" not in err
+        await stop_serve(process)
 
 
 def replies_to(message_id: int, *methods: str):  # type: ignore[no-untyped-def]
@@ -307,9 +274,8 @@ async def test_webhook_mode(fake: FakeTelegram, tmp_path_factory: pytest.TempPat
     import aiohttp
 
     port = fake.port  # type: ignore[attr-defined]
-    web_port = _port()
+    web_port = free_port()
     env = {
-        **os.environ,
         "FACECAST_DATA_DIR": str(tmp_path_factory.mktemp("telegram-webhook")),
         "FACECAST_TELEGRAM_TOKEN": TOKEN,
         "FACECAST_TELEGRAM_BASE_URL": f"http://127.0.0.1:{port}/bot",
@@ -318,14 +284,7 @@ async def test_webhook_mode(fake: FakeTelegram, tmp_path_factory: pytest.TempPat
         "FACECAST_WORKERS": "1",
     }
     before = len(fake.sent("setWebhook"))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "facecast", "serve", "--port", str(web_port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_serve(env, web_port)
     try:
         await fake.wait_for(
             lambda calls: len([c for c in calls if c.method == "setWebhook"]) > before,
@@ -355,6 +314,4 @@ async def test_webhook_mode(fake: FakeTelegram, tmp_path_factory: pytest.TempPat
         (answer,) = replies_to(ask["message_id"], "sendMessage")(fake.calls)
         assert "/forget" in answer.params["text"]
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, err = await asyncio.to_thread(process.communicate, timeout=30)
-    assert process.returncode == 0, err
+        await stop_serve(process)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,16 +30,12 @@ from core import (
     read_video,
 )
 
+from ..conftest import jpeg
+
 ALICE = Person("telegram", "1001", "Alice")
 BOB = Person("telegram", "1002", "Bob")
 DM = Chat("dm")
 GROUP = Chat("group-1", is_group=True)
-
-
-def jpeg(image: RGBImage) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=92)
-    return buffer.getvalue()
 
 
 @pytest.fixture
