@@ -43,7 +43,8 @@ from .media import (
 )
 from .memes import MemeLibrary, MemeTemplate, meme_timing, render_meme, render_meme_to_file
 from .metrics import Metrics
-from .profile import FaceProfile, build_profile, check_quality, enroll
+from .models import ModelState, ModelStore, load_registry
+from .profile import FaceProfile, IdentityEmbedder, build_profile, check_quality, enroll
 from .render import render_clip, render_to_file
 from .service import (
     HELP,
@@ -65,10 +66,33 @@ from .swap import SWAPPERS, ClassicSwapper, Swapper, SwapSequence, get_swapper
 
 
 def make_analyzer(settings: Settings) -> Analyzer:
-    """The face analyzer for the configured engine."""
-    # Only the classic engine exists so far; its analyzer is dlib.
+    """The face analyzer: dlib's for both engines (the neural engine adds ArcFace identity
+    through :func:`make_identity`, and aligns by points taken from the same landmarks)."""
     del settings
     return DlibAnalyzer()
+
+
+def model_store(settings: Settings) -> ModelStore:
+    registry = load_registry(settings.models_registry) if settings.models_registry else None
+    return ModelStore(settings.resolved_models_dir, registry)
+
+
+def make_identity(settings: Settings) -> IdentityEmbedder | None:
+    """The engine's own identity embedder: ArcFace for the neural engine, none for classic."""
+    if settings.engine == "insightface":
+        from .neural import ArcFaceEmbedder
+
+        return ArcFaceEmbedder(model_store(settings))
+    return None
+
+
+def make_swapper(settings: Settings) -> Swapper:
+    """The configured engine's swapper (the neural one loads its model files)."""
+    if settings.engine == "insightface":
+        from .neural import InSwapper
+
+        return InSwapper(model_store(settings))
+    return get_swapper(settings.engine)
 
 
 __all__ = [
@@ -107,12 +131,15 @@ __all__ = [
     "FaceTooBlurry",
     "FaceTooSmall",
     "FaceTurnedAway",
+    "IdentityEmbedder",
     "JobRunner",
     "LocalJobRunner",
     "Media",
     "MemeLibrary",
     "MemeTemplate",
     "Metrics",
+    "ModelState",
+    "ModelStore",
     "ModelUnavailable",
     "Motion",
     "NoFaceFound",
@@ -149,8 +176,12 @@ __all__ = [
     "load_clip",
     "load_image",
     "load_picture",
+    "load_registry",
     "make_analyzer",
+    "make_identity",
+    "make_swapper",
     "meme_timing",
+    "model_store",
     "probe_video",
     "read_video",
     "render_caption",

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-EngineName = Literal["classic"]
+EngineName = Literal["classic", "insightface"]
 
 # The project's own clip packs; a wheel install (or the Docker image) points
 # FACECAST_BUNDLED_CLIPS_DIR at its copy instead.
@@ -34,6 +34,12 @@ class Settings(BaseSettings):
         default=_SOURCE_CLIPS, description="Read-only clip packs that ship with FaceCast."
     )
     engine: EngineName = "classic"
+    models_dir: Path | None = Field(
+        default=None, description="Neural model files; default <data dir>/models."
+    )
+    models_registry: Path | None = Field(
+        default=None, description="Another model registry (TOML) instead of the built-in one."
+    )
 
     # Clip packs: what `facecast clips add` accepts.
     max_video_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
@@ -100,6 +106,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.resolved_data_dir / 'facecast.db'}"
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return (self.models_dir or self.resolved_data_dir / "models").expanduser()
 
     @property
     def outputs_dir(self) -> Path:

@@ -8,7 +8,8 @@ identity embedding. Swapping later needs nothing else from the original photo.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -55,6 +56,7 @@ class FaceProfile:
     embedding: Embedding | None
     quality: FaceQuality
     notes: tuple[str, ...] = field(default=())  # friendly remarks for the user
+    arcface: NDArray[np.float32] | None = None  # 512-D identity for the neural engine
 
     def to_bytes(self) -> bytes:
         """A compact, pickle-free serialisation (numpy ``.npz``) for the store."""
@@ -72,6 +74,7 @@ class FaceProfile:
                 [q.eye_distance, q.sharpness, q.yaw, q.roll, q.greyscale, q.cropped], np.float64
             ),
             notes=np.array(self.notes, dtype=np.str_),
+            arcface=self.arcface if self.arcface is not None else np.zeros(0, np.float32),
         )
         return buffer.getvalue()
 
@@ -98,9 +101,17 @@ class FaceProfile:
                         cropped=bool(values[5]),
                     ),
                     notes=tuple(str(note) for note in archive["notes"]),
+                    arcface=_optional(archive, "arcface"),
                 )
         except (OSError, KeyError, ValueError) as exc:
             raise BadMedia("That saved face is damaged; send a new selfie.") from exc
+
+
+def _optional(archive: Any, key: str) -> NDArray[np.float32] | None:
+    if key not in archive.files:
+        return None
+    values = np.asarray(archive[key], dtype=np.float32)
+    return values if values.size else None
 
 
 def triangulate(points: Points) -> Triangles:
@@ -225,18 +236,35 @@ def check_quality(quality: FaceQuality, settings: Settings) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def enroll(image: RGBImage, analyzer: Analyzer, settings: Settings) -> FaceProfile:
-    """Turn a selfie into a profile, or raise the :class:`FaceCastError` that says why not."""
+class IdentityEmbedder(Protocol):
+    """Computes an engine's own identity vector (ArcFace for the neural engine)."""
+
+    def embed(self, image: RGBImage, landmarks: Points) -> NDArray[np.float32]: ...
+
+
+def enroll(
+    image: RGBImage,
+    analyzer: Analyzer,
+    settings: Settings,
+    *,
+    identity: IdentityEmbedder | None = None,
+) -> FaceProfile:
+    """Turn a selfie into a profile, or raise the :class:`FaceCastError` that says why not.
+    ``identity`` adds the neural engine's identity vector."""
     faces = analyzer.detect(image)
     face = choose_selfie_face(faces, image.shape[1], settings)
     notes = check_quality(face.quality, settings)
     embedding = analyzer.embedding(image, face.landmarks)
-    return build_profile(image, face, embedding=embedding, notes=notes)
+    profile = build_profile(image, face, embedding=embedding, notes=notes)
+    if identity is None:
+        return profile
+    return replace(profile, arcface=identity.embed(image, face.landmarks))
 
 
 __all__ = [
     "TEXTURE_SIZE",
     "FaceProfile",
+    "IdentityEmbedder",
     "build_profile",
     "check_quality",
     "choose_selfie_face",

@@ -26,7 +26,7 @@ from .jobs import JobRunner, UsageLimits
 from .media import load_picture
 from .memes import MemeLibrary
 from .metrics import Metrics
-from .profile import FaceProfile, enroll
+from .profile import FaceProfile, IdentityEmbedder, enroll
 from .store import GROUP_MEMES, Store
 from .tasks import RenderOrder, RenderResult, render_order
 
@@ -181,11 +181,13 @@ class Service:
         *,
         protected: ProtectedFaces | None = None,
         metrics: Metrics | None = None,
+        identity: IdentityEmbedder | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.runner = runner
         self.analyzer = analyzer
+        self.identity = identity
         self.protected = protected or ProtectedFaces(threshold=settings.protected_threshold)
         self.metrics = metrics or Metrics()
         self.limits = UsageLimits(store, settings.renders_per_minute, settings.daily_quota)
@@ -243,7 +245,9 @@ class Service:
             raise FaceCastError(f"That file is too big; send a photo under {limit:.0f} MB.")
         try:
             picture = load_picture(request.image, self.settings, selfie=True)
-            profile = await asyncio.to_thread(enroll, picture, self.analyzer, self.settings)
+            profile = await asyncio.to_thread(
+                enroll, picture, self.analyzer, self.settings, identity=self.identity
+            )
         except FaceCastError:
             self.metrics.enrolments.labels("refused").inc()
             raise

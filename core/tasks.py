@@ -7,7 +7,6 @@ on a distributed worker.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +19,7 @@ from .media import EncodedVideo
 from .memes import MemeLibrary, render_meme_to_file
 from .profile import FaceProfile
 from .render import render_to_file
-from .swap import Swapper, get_swapper
+from .swap import Swapper
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +55,17 @@ class RenderResult:
         )
 
 
-@functools.lru_cache(maxsize=4)
-def _swapper(engine: str) -> Swapper:
-    return get_swapper(engine)
+_SWAPPERS: dict[tuple[str, str, str], Swapper] = {}
+
+
+def _swapper(settings: Settings) -> Swapper:
+    """One swapper per engine and model set per worker process (models load once)."""
+    from . import make_swapper
+
+    key = (settings.engine, str(settings.resolved_models_dir), str(settings.models_registry))
+    if key not in _SWAPPERS:
+        _SWAPPERS[key] = make_swapper(settings)
+    return _SWAPPERS[key]
 
 
 def render_order(order: RenderOrder) -> RenderResult:
@@ -80,7 +87,7 @@ def _render(order: RenderOrder, output: Path) -> RenderResult:
     settings = Settings(**order.settings)
     profile = FaceProfile.from_bytes(order.profile)
     output.parent.mkdir(parents=True, exist_ok=True)
-    swapper = _swapper(settings.engine)
+    swapper = _swapper(settings)
     if order.kind == "clip":
         clip = ClipLibrary(settings).get(order.target)
         encoded = render_to_file(

@@ -6,6 +6,7 @@ line on stderr; they never print a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from core import (
     Clip,
     ClipLibrary,
     ClipSource,
+    EngineName,
     FaceCastError,
     FaceCropped,
     FaceIndexOutOfRange,
@@ -45,9 +47,11 @@ from core import (
     check_caption,
     check_quality,
     enroll,
-    get_swapper,
     load_picture,
     make_analyzer,
+    make_identity,
+    make_swapper,
+    model_store,
     render_meme_to_file,
     render_to_file,
     save_image,
@@ -89,9 +93,18 @@ LENIENT_HELP = "Accept a selfie that is blurry, turned or cut off instead of ref
 # Options several commands share.
 Selfie = Annotated[Path, typer.Option("--face", "-f", help="The selfie whose face to use.")]
 Lenient = Annotated[bool, typer.Option("--lenient", help=LENIENT_HELP)]
+EngineOption = Annotated[
+    EngineName | None,
+    typer.Option("--engine", help="Face engine for this command (default: FACECAST_ENGINE)."),
+]
 MaxMegabytes = Annotated[
     float | None, typer.Option("--max-mb", help="Shrink until the file fits this size.")
 ]
+
+
+def _settings(engine: EngineName | None) -> Settings:
+    settings = Settings()
+    return settings if engine is None else settings.model_copy(update={"engine": engine})
 
 
 def _animation(output: Path) -> None:
@@ -108,12 +121,17 @@ def _profile_from(
 ) -> FaceProfile:
     """Enrol the selfie at ``face``; ``lenient`` skips the quality refusals."""
     selfie = load_picture(face, settings, selfie=True)
+    identity = make_identity(settings)
     if not lenient:
-        return enroll(selfie, analyzer, settings)
+        return enroll(selfie, analyzer, settings, identity=identity)
     faces = analyzer.detect(selfie, embed=True)
     if not faces:
         raise NoFaceFound()
-    return build_profile(selfie, max(faces, key=lambda f: f.quality.eye_distance))
+    best = max(faces, key=lambda f: f.quality.eye_distance)
+    profile = build_profile(selfie, best)
+    if identity is None:
+        return profile
+    return dataclasses.replace(profile, arcface=identity.embed(selfie, best.landmarks))
 
 
 def _print_notes(profile: FaceProfile) -> None:
@@ -141,12 +159,13 @@ def swap(
         ),
     ] = None,
     lenient: Lenient = False,
+    engine: EngineOption = None,
 ) -> None:
     """Put the face from a selfie onto the faces in a picture."""
     with user_errors():
         if output.suffix.lower() not in IMAGE_SUFFIXES:
             raise BadMedia(f"The output must end in {', '.join(IMAGE_SUFFIXES)}: got {output}.")
-        settings = Settings()
+        settings = _settings(engine)
         started = time.perf_counter()
         analyzer = make_analyzer(settings)
         profile = _profile_from(face, settings, analyzer, lenient=lenient)
@@ -162,7 +181,7 @@ def swap(
                     f"1 to {len(targets)}."
                 )
             targets = [targets[target_face - 1]]
-        swapper = get_swapper(settings.engine)
+        swapper = make_swapper(settings)
         result = picture
         for found in targets:
             result = swapper.swap(profile, result, found.landmarks)
@@ -371,11 +390,12 @@ def render(
     ] = None,
     max_mb: MaxMegabytes = None,
     lenient: Lenient = False,
+    engine: EngineOption = None,
 ) -> None:
     """Render the face from a selfie into a clip, as MP4 or GIF."""
     with user_errors():
         _animation(output)
-        settings = Settings()
+        settings = _settings(engine)
         started = time.perf_counter()
         clip: Clip = ClipLibrary(settings).get(clip_id)
         profile = _profile_from(face, settings, make_analyzer(settings), lenient=lenient)
@@ -384,7 +404,7 @@ def render(
             result = render_to_file(
                 profile,
                 clip,
-                get_swapper(settings.engine),
+                make_swapper(settings),
                 output,
                 size=size,
                 max_bytes=_budget(max_mb),
@@ -436,6 +456,7 @@ def meme(
     ] = None,
     max_mb: MaxMegabytes = None,
     lenient: Lenient = False,
+    engine: EngineOption = None,
 ) -> None:
     """Make a captioned meme GIF or MP4 with the face from a selfie."""
     with user_errors():
@@ -443,7 +464,7 @@ def meme(
         for caption in (top, bottom):
             if caption is not None:
                 check_caption(caption)  # before the slow part
-        settings = Settings()
+        settings = _settings(engine)
         started = time.perf_counter()
         template = MemeLibrary(settings).get(template_id)
         profile = _profile_from(face, settings, make_analyzer(settings), lenient=lenient)
@@ -451,7 +472,7 @@ def meme(
             profile,
             template,
             settings,
-            get_swapper(settings.engine),
+            make_swapper(settings),
             output,
             top=top,
             bottom=bottom,
@@ -490,7 +511,14 @@ def serve(
         runner = LocalJobRunner(settings.workers, settings.max_queue)
         analyzer = make_analyzer(settings)
         protected = ProtectedFaces.load(settings, analyzer)
-        service = Service(settings, store, runner, analyzer, protected=protected)
+        service = Service(
+            settings,
+            store,
+            runner,
+            analyzer,
+            protected=protected,
+            identity=make_identity(settings),
+        )
         application = create_app(service)
         tasks: list[asyncio.Task[None]] = []
         adapters: list[Any] = []
@@ -535,6 +563,64 @@ def serve(
 
     with user_errors():
         web.run_app(build(), host=host, port=port, print=None, handle_signals=True)
+
+
+models_app = typer.Typer(
+    help="Neural model files: what is here, intact, and where to get the rest.",
+    invoke_without_command=True,
+)
+app.add_typer(models_app, name="models")
+
+MODELS_LICENCE = (
+    "InsightFace's pretrained models (buffalo_l, inswapper_128) are for non-commercial "
+    "research use only."
+)
+
+
+@models_app.callback()
+def models_list(context: typer.Context) -> None:
+    """List every model of the neural engine: present, missing or wrong hash."""
+    if context.invoked_subcommand is not None:
+        return
+    with user_errors():
+        store = model_store(Settings())
+        table = Table(title=f"Models in {store.folder}")
+        for column in ("model", "file", "status", "licence"):
+            table.add_column(column, overflow="fold")
+        missing = []
+        for state in store.states():
+            colour = {"present": "green", "missing": "yellow", "wrong hash": "red"}[state.status]
+            table.add_row(
+                state.spec.name,
+                state.spec.file,
+                f"[{colour}]{state.status}[/]",
+                state.spec.licence,
+            )
+            if state.status != "present":
+                missing.append(state)
+        out.print(table)
+        for state in missing:
+            out.print(
+                f"{state.spec.name}: put {state.spec.file} into {store.folder} "
+                f"(from {state.spec.source}) or run `facecast models fetch {state.spec.name}`.",
+                highlight=False,
+            )
+        out.print(MODELS_LICENCE, highlight=False)
+
+
+@models_app.command("fetch")
+def models_fetch(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Models to fetch (default: all).")
+    ] = None,
+) -> None:
+    """Download models on purpose, keeping each only if its sha256 matches."""
+    with user_errors():
+        store = model_store(Settings())
+        for name in names or list(store.registry):
+            path = store.fetch(name)
+            out.print(f"{name}: {path} (sha256 verified)", highlight=False)
+        out.print(MODELS_LICENCE, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -87,7 +87,8 @@ def make_video(path: Path, frames: Iterable[RGBImage], fps: float = 12.0) -> Pat
 
 def run_facecast(data_dir: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
     """The installed command in a real process, with its own data folder."""
-    env = {**os.environ, "FACECAST_DATA_DIR": str(data_dir)}
+    # A wide terminal, so help and tables do not wrap words the tests look for.
+    env = {**os.environ, "FACECAST_DATA_DIR": str(data_dir), "COLUMNS": "200"}
     env.pop("FACECAST_CLIPS_DIR", None)
     return subprocess.run(
         [sys.executable, "-m", "facecast", *map(str, args)],

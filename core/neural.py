@@ -1,0 +1,151 @@
+"""The neural engine: ArcFace identity (buffalo_l's w600k_r50) and inswapper_128.
+
+Both run on onnxruntime (CUDA first when present, see :func:`core.models.session`) from
+model files the operator provides. Faces are aligned by five points (eye centres, nose tip,
+mouth corners) taken from the same 68 landmarks the classic engine uses, so clip packs made
+for one engine serve the other. The swapped 128 px face is pasted back through the inverse
+alignment with a feathered mask: nothing outside the face crop changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import ModelUnavailable
+from .landmarks import Points, eye_centres
+from .media import RGBImage
+from .models import ModelStore, session
+from .profile import FaceProfile
+
+# InsightFace's reference positions of the five points in a 112 px ArcFace crop.
+ARCFACE_112 = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    dtype=np.float32,
+)
+Embedding512 = NDArray[np.float32]
+
+
+def five_points(landmarks: Points) -> Points:
+    """Eye centres, nose tip and mouth corners from the 68-point layout, in ArcFace order."""
+    left, right = eye_centres(landmarks)
+    return np.array([left, right, landmarks[30], landmarks[48], landmarks[54]], dtype=np.float32)
+
+
+def alignment(landmarks: Points, size: int) -> NDArray[np.float64]:
+    """The similarity that puts the face's five points where ArcFace expects them."""
+    if size % 112 == 0:
+        template = ARCFACE_112 * (size / 112.0)
+    else:  # 128-based crops (inswapper) keep the 112 layout with an 8 px margin
+        template = ARCFACE_112 * (size / 128.0) + np.array([8.0 * size / 128.0, 0.0])
+    matrix, _ = cv2.estimateAffinePartial2D(
+        five_points(landmarks), template.astype(np.float32), method=cv2.LMEDS
+    )
+    if matrix is None:
+        raise ModelUnavailable("Could not align that face for the neural engine.")
+    return np.asarray(matrix, dtype=np.float64)
+
+
+def _blob(crop: RGBImage, mean: float, std: float) -> NDArray[np.float32]:
+    planar = (crop.astype(np.float32) - mean) / std
+    return np.ascontiguousarray(planar.transpose(2, 0, 1)[None])
+
+
+class ArcFaceEmbedder:
+    """512-D identity vectors from the buffalo_l recognition model."""
+
+    def __init__(self, store: ModelStore) -> None:
+        self.spec = store.spec("w600k_r50")
+        self.session = session(store.require("w600k_r50"))
+        self.input = self.session.get_inputs()[0].name
+
+    def embed(self, image: RGBImage, landmarks: Points) -> Embedding512:
+        size = self.spec.input_size
+        crop = cv2.warpAffine(image, alignment(landmarks, size), (size, size))
+        blob = _blob(np.asarray(crop, np.uint8), self.spec.mean, self.spec.std)
+        vector = np.asarray(self.session.run(None, {self.input: blob})[0][0], np.float32)
+        return vector / max(float(np.linalg.norm(vector)), 1e-6)
+
+
+class InSwapper:
+    """inswapper_128 behind the :class:`core.swap.Swapper` interface."""
+
+    name: ClassVar[str] = "insightface"
+
+    def __init__(self, store: ModelStore) -> None:
+        import onnx
+        from onnx import numpy_helper
+
+        path = store.require("inswapper_128")
+        self.spec = store.spec("inswapper_128")
+        self.session = session(path)
+        names = [i.name for i in self.session.get_inputs()]
+        self.target_input = "target" if "target" in names else names[0]
+        self.source_input = "source" if "source" in names else names[1]
+        # The model maps an ArcFace identity into its latent space with a matrix it keeps
+        # as its last initialiser.
+        graph = onnx.load(str(path), load_external_data=False).graph
+        self.emap = np.asarray(numpy_helper.to_array(graph.initializer[-1]), np.float32)
+
+    def latent(self, identity: Embedding512) -> NDArray[np.float32]:
+        code = identity.reshape(1, -1) @ self.emap
+        return np.asarray(code / max(float(np.linalg.norm(code)), 1e-6), np.float32)
+
+    def swap(
+        self, profile: FaceProfile, frame: RGBImage, target: Points, *, sequence: Any = None
+    ) -> RGBImage:
+        if profile.arcface is None:
+            raise ModelUnavailable(
+                "That face was saved without the neural engine: send your selfie again."
+            )
+        size = self.spec.input_size
+        matrix = alignment(target, size)
+        crop = cv2.warpAffine(frame, matrix, (size, size), borderMode=cv2.BORDER_REPLICATE)
+        blob = _blob(np.asarray(crop, np.uint8), self.spec.mean, self.spec.std)
+        outputs = self.session.run(
+            None, {self.target_input: blob, self.source_input: self.latent(profile.arcface)}
+        )
+        face = np.clip(outputs[0][0].transpose(1, 2, 0) * 255.0, 0, 255).astype(np.uint8)
+        return paste_back(frame, face, matrix)
+
+
+def paste_back(frame: RGBImage, face: RGBImage, matrix: NDArray[np.float64]) -> RGBImage:
+    """Blend an aligned face crop back into the frame through the inverse alignment, with a
+    feathered edge; pixels outside the crop's footprint are left exactly as they were."""
+    height, width = frame.shape[:2]
+    size = face.shape[0]
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], np.float64)
+    mapped = corners @ inverse.T
+    x0, y0 = np.floor(mapped.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(mapped.max(axis=0)).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    result = frame.copy()
+    if x1 <= x0 or y1 <= y0:
+        return result
+    shifted = inverse.copy()
+    shifted[:, 2] -= (x0, y0)
+    box = (x1 - x0, y1 - y0)
+    warped = cv2.warpAffine(face, shifted, box, flags=cv2.INTER_LINEAR)
+    mask = cv2.warpAffine(np.full((size, size), 255, np.uint8), shifted, box)
+    scale = float(np.sqrt(abs(np.linalg.det(inverse[:, :2]))))
+    edge = max(1, round(size * scale * 0.06))
+    # Erode by twice what the blur spreads (3 sigma = 1.5 edge): the feather stays inside.
+    mask = cv2.erode(mask, np.ones((3, 3), np.uint8), iterations=2 * edge)
+    alpha = cv2.GaussianBlur(mask, (0, 0), edge / 2).astype(np.float32)[:, :, None] / 255
+    region = result[y0:y1, x0:x1].astype(np.float32)
+    blended = warped.astype(np.float32) * alpha + region * (1 - alpha)
+    result[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    return result
+
+
+__all__ = ["ARCFACE_112", "ArcFaceEmbedder", "InSwapper", "alignment", "five_points", "paste_back"]
