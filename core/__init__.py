@@ -66,9 +66,12 @@ from .swap import SWAPPERS, ClassicSwapper, Swapper, SwapSequence, get_swapper
 
 
 def make_analyzer(settings: Settings) -> Analyzer:
-    """The face analyzer: dlib's for both engines (the neural engine adds ArcFace identity
-    through :func:`make_identity`, and aligns by points taken from the same landmarks)."""
-    del settings
+    """The engine's face analyzer: dlib's for the classic engine; buffalo_l's SCRFD,
+    1k3d68 and ArcFace for the neural one (68 landmarks either way)."""
+    if settings.engine == "insightface":
+        from .neural import InsightFaceAnalyzer
+
+        return InsightFaceAnalyzer(model_store(settings))
     return DlibAnalyzer()
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import ModelUnavailable
+from .faces import Box, Face, assess
 from .landmarks import Points, eye_centres
 from .media import RGBImage
 from .models import ModelStore, session
@@ -148,4 +149,106 @@ def paste_back(frame: RGBImage, face: RGBImage, matrix: NDArray[np.float64]) -> 
     return result
 
 
-__all__ = ["ARCFACE_112", "ArcFaceEmbedder", "InSwapper", "alignment", "five_points", "paste_back"]
+_STRIDES = (8, 16, 32)
+_ANCHORS = 2  # SCRFD places two anchors on every cell
+
+
+class InsightFaceAnalyzer:
+    """Faces found by buffalo_l's SCRFD detector (det_10g), 68 landmarks from its 1k3d68
+    model (the same iBUG layout as dlib's, so everything downstream is shared) and ArcFace
+    identity, all on onnxruntime."""
+
+    name = "insightface"
+
+    def __init__(self, store: ModelStore, *, threshold: float = 0.5, overlap: float = 0.4):
+        self.detector_spec = store.spec("det_10g")
+        self.detector = session(store.require("det_10g"))
+        self.detector_input = self.detector.get_inputs()[0].name
+        self.marker_spec = store.spec("1k3d68")
+        self.marker = session(store.require("1k3d68"))
+        self.marker_input = self.marker.get_inputs()[0].name
+        self.identity = ArcFaceEmbedder(store)
+        self.threshold = threshold
+        self.overlap = overlap
+
+    def detect_boxes(
+        self, image: RGBImage, *, upsample: bool | None = None, verify: bool = True
+    ) -> list[tuple[Box, float]]:
+        """SCRFD boxes and scores (``upsample`` and ``verify`` are dlib's; ignored)."""
+        del upsample, verify
+        size = self.detector_spec.input_size
+        height, width = image.shape[:2]
+        scale = size / max(height, width)
+        resized = cv2.resize(image, (round(width * scale), round(height * scale)))
+        canvas = np.zeros((size, size, 3), np.uint8)
+        canvas[: resized.shape[0], : resized.shape[1]] = resized
+        blob = _blob(canvas, self.detector_spec.mean, self.detector_spec.std)
+        outputs = self.detector.run(None, {self.detector_input: blob})
+        boxes, scores = [], []
+        for level, stride in enumerate(_STRIDES):
+            score = np.asarray(outputs[level]).reshape(-1)
+            distance = np.asarray(outputs[level + len(_STRIDES)]).reshape(-1, 4) * stride
+            cells = size // stride
+            ys, xs = np.mgrid[0:cells, 0:cells]
+            centres = np.stack([xs, ys], axis=-1).reshape(-1, 2).astype(np.float32) * stride
+            centres = np.repeat(centres, _ANCHORS, axis=0)
+            keep = score >= self.threshold
+            found = np.concatenate(
+                [centres[keep] - distance[keep, :2], centres[keep] + distance[keep, 2:]], axis=1
+            )
+            boxes.append(found / scale)
+            scores.append(score[keep])
+        all_boxes = np.concatenate(boxes) if boxes else np.zeros((0, 4))
+        all_scores = np.concatenate(scores) if scores else np.zeros(0)
+        if not len(all_scores):
+            return []
+        rects = [
+            [float(x0), float(y0), float(x1 - x0), float(y1 - y0)] for x0, y0, x1, y1 in all_boxes
+        ]
+        chosen = cv2.dnn.NMSBoxes(rects, all_scores.tolist(), self.threshold, self.overlap)
+        result = []
+        for index in np.asarray(chosen).reshape(-1):
+            x0, y0, x1, y1 = all_boxes[index]
+            box = (round(float(x0)), round(float(y0)), round(float(x1)), round(float(y1)))
+            result.append((box, float(all_scores[index])))
+        return result
+
+    def landmarks(self, image: RGBImage, box: Box) -> Points:
+        """68 points from 1k3d68 on a square crop 1.5 times the box, as InsightFace does."""
+        size = self.marker_spec.input_size
+        x0, y0, x1, y1 = box
+        scale = size / (max(x1 - x0, y1 - y0) * 1.5)
+        centre = ((x0 + x1) / 2.0, (y0 + y1) / 2.0)
+        matrix = np.array(
+            [[scale, 0.0, size / 2 - centre[0] * scale], [0.0, scale, size / 2 - centre[1] * scale]]
+        )
+        crop = cv2.warpAffine(image, matrix, (size, size))
+        blob = _blob(np.asarray(crop, np.uint8), self.marker_spec.mean, self.marker_spec.std)
+        prediction = np.asarray(self.marker.run(None, {self.marker_input: blob})[0][0])
+        points = prediction.reshape(-1, 3)[-68:, :2]
+        points = (points + 1.0) * (size // 2)  # from [-1, 1] to crop pixels
+        inverse = cv2.invertAffineTransform(matrix)
+        return np.asarray(np.hstack([points, np.ones((68, 1))]) @ inverse.T, dtype=np.float32)
+
+    def detect(self, image: RGBImage, *, embed: bool = False) -> list[Face]:
+        faces = []
+        for box, score in self.detect_boxes(image):
+            points = self.landmarks(image, box)
+            embedding = self.embedding(image, points) if embed else None
+            faces.append(Face(box, score, points, assess(image, points), embedding))
+        faces.sort(key=lambda face: face.centre[0])
+        return faces
+
+    def embedding(self, image: RGBImage, landmarks: Points) -> Embedding512:
+        return self.identity.embed(image, landmarks)
+
+
+__all__ = [
+    "ARCFACE_112",
+    "ArcFaceEmbedder",
+    "InSwapper",
+    "InsightFaceAnalyzer",
+    "alignment",
+    "five_points",
+    "paste_back",
+]

@@ -87,18 +87,99 @@ def tiny_inswapper(path: Path) -> str:
     return _save(graph, path)
 
 
+def _constant_graph(
+    name: str, input_name: str, input_shape: list[int], outputs: dict[str, np.ndarray]
+) -> onnx.GraphProto:
+    """Outputs fixed tensors, but reads its input (times zero) like a real network."""
+    nodes = [
+        helper.make_node("ReduceMean", [input_name], ["mean"], keepdims=0),
+        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+    ]
+    initializers = [numpy_helper.from_array(np.zeros((1,), np.float32), "zero")]
+    infos = []
+    for output, value in outputs.items():
+        initializers.append(numpy_helper.from_array(value.astype(np.float32), f"{output}_value"))
+        nodes.append(helper.make_node("Add", [f"{output}_value", "nothing"], [output]))
+        infos.append(helper.make_tensor_value_info(output, TensorProto.FLOAT, list(value.shape)))
+    inputs = [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, input_shape)]
+    return helper.make_graph(nodes, name, inputs, infos, initializer=initializers)
+
+
+def tiny_scrfd(path: Path, box: tuple[float, float, float, float]) -> str:
+    """det_10g's nine outputs (scores, box distances, key points at strides 8/16/32) with one
+    confident anchor whose box is ``box`` in the 640 px input."""
+    outputs: dict[str, np.ndarray] = {}
+    cells = {8: 80, 16: 40, 32: 20}
+    centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    gx, gy = round(centre[0] / 32), round(centre[1] / 32)
+    anchor = (gy * 20 + gx) * 2
+    for kind, width in (("score", 1), ("bbox", 4), ("kps", 10)):
+        for stride, count in cells.items():
+            outputs[f"{kind}_{stride}"] = np.zeros((count * count * 2, width), np.float32)
+    outputs["score_32"][anchor, 0] = 0.93
+    cx, cy = gx * 32, gy * 32
+    outputs["bbox_32"][anchor] = np.array([cx - box[0], cy - box[1], box[2] - cx, box[3] - cy]) / 32
+    graph = _constant_graph("det_10g", "input.1", [1, 3, 640, 640], outputs)
+    return _save(graph, path)
+
+
+def tiny_1k3d68(path: Path, normalised: np.ndarray) -> str:
+    """1k3d68's (1, 3309) output: 1103 points of which the last 68 are the landmarks, in
+    [-1, 1] crop coordinates."""
+    values = np.zeros((1103, 3), np.float32)
+    values[-68:, :2] = normalised
+    graph = _constant_graph("1k3d68", "data", [1, 3, 192, 192], {"fc1": values.reshape(1, -1)})
+    return _save(graph, path)
+
+
+def _insightface_crop(box: tuple[int, int, int, int]) -> np.ndarray:
+    """InsightFace's landmark crop: centred on the box, 1.5 times its longer side, 192 px."""
+    x0, y0, x1, y1 = box
+    scale = 192 / (max(x1 - x0, y1 - y0) * 1.5)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return np.array([[scale, 0, 96 - cx * scale], [0, scale, 96 - cy * scale]])
+
+
 @pytest.fixture(scope="module")
-def neural(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def astronaut_truth(
+    analyzer: DlibAnalyzer, astronaut: RGBImage
+) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """Where dlib sees the astronaut's face: what the tiny SCRFD and 1k3d68 will report."""
+    face = analyzer.detect(astronaut)[0]
+    return face.bbox, face.landmarks
+
+
+@pytest.fixture(scope="module")
+def neural(
+    tmp_path_factory: pytest.TempPathFactory,
+    astronaut_truth: tuple[tuple[int, int, int, int], np.ndarray],
+) -> Settings:
     """Settings for the neural engine over a models folder of tiny graphs and a registry
     that lists their hashes."""
     root = tmp_path_factory.mktemp("neural")
     models = root / "models"
-    arcface_hash = tiny_arcface(models / "buffalo_l" / "w600k_r50.onnx")
-    swapper_hash = tiny_inswapper(models / "inswapper_128.onnx")
+    box, landmarks = astronaut_truth
+    in_canvas = tuple(float(v) * 640 / 512 for v in box)  # the astronaut is 512 px square
+    crop = _insightface_crop(box)
+    in_crop = np.hstack([landmarks, np.ones((68, 1))]) @ crop.T
+    hashes = {
+        "e4a3f08c753cb72d04e10aa0f7dbe3deebbf39567d4ead6dce08e98aa49e16af": tiny_inswapper(
+            models / "inswapper_128.onnx"
+        ),
+        "4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43": tiny_arcface(
+            models / "buffalo_l" / "w600k_r50.onnx"
+        ),
+        "5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91": tiny_scrfd(
+            models / "buffalo_l" / "det_10g.onnx",
+            in_canvas,  # type: ignore[arg-type]
+        ),
+        "df5c06b8a0c12e422b2ed8947b8869faa4105387f199c477af038aa01f9a45cc": tiny_1k3d68(
+            models / "buffalo_l" / "1k3d68.onnx", in_crop / 96 - 1
+        ),
+    }
     registry = (REPO / "core" / "models.toml").read_text()
-    registry = registry.replace(
-        "e4a3f08c753cb72d04e10aa0f7dbe3deebbf39567d4ead6dce08e98aa49e16af", swapper_hash
-    ).replace("4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43", arcface_hash)
+    for real, tiny in hashes.items():
+        registry = registry.replace(real, tiny)
     (root / "registry.toml").write_text(registry)
     return Settings(
         data_dir=root / "data",
@@ -152,6 +233,27 @@ def test_fetch_fails_clearly_when_offline(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable, match=r"Could not download.*offline"):
         store.fetch("inswapper_128", timeout=5)
     assert not (tmp_path / "inswapper_128.onnx").exists()
+
+
+def test_the_insightface_analyzer_finds_the_face_and_its_68_points(
+    neural: Settings,
+    astronaut: RGBImage,
+    astronaut_truth: tuple[tuple[int, int, int, int], np.ndarray],
+) -> None:
+    from core import make_analyzer
+    from core.neural import InsightFaceAnalyzer
+
+    analyzer = make_analyzer(neural)
+    assert isinstance(analyzer, InsightFaceAnalyzer)
+    faces = analyzer.detect(astronaut, embed=True)
+    assert len(faces) == 1
+    box, landmarks = astronaut_truth
+    assert np.abs(np.array(faces[0].bbox) - np.array(box)).max() <= 2
+    assert np.linalg.norm(faces[0].landmarks - landmarks, axis=1).max() < 1.5
+    assert faces[0].score == pytest.approx(0.93, abs=1e-3)
+    assert faces[0].embedding is not None
+    assert faces[0].embedding.shape == (512,)
+    assert abs(faces[0].quality.yaw) < 10
 
 
 def test_enrolment_keeps_the_arcface_identity(
