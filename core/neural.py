@@ -89,9 +89,13 @@ class InSwapper:
         path = store.require("inswapper_128")
         self.spec = store.spec("inswapper_128")
         self.session = session(path)
-        names = [i.name for i in self.session.get_inputs()]
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        names = list(inputs)
         self.target_input = "target" if "target" in names else names[0]
         self.source_input = "source" if "source" in names else names[1]
+        # A symbolic batch dimension lets a whole run of clip frames go through at once.
+        batch = inputs[self.target_input].shape[0]
+        self.batch = 8 if not isinstance(batch, int) else max(1, batch)
         # The model maps an ArcFace identity into its latent space with a matrix it keeps
         # as its last initialiser.
         graph = onnx.load(str(path), load_external_data=False).graph
@@ -104,19 +108,42 @@ class InSwapper:
     def swap(
         self, profile: FaceProfile, frame: RGBImage, target: Points, *, sequence: Any = None
     ) -> RGBImage:
+        return self.swap_batch(profile, [frame], [target])[0]
+
+    def swap_batch(
+        self, profile: FaceProfile, frames: list[RGBImage], targets: list[Points]
+    ) -> list[RGBImage]:
+        """Swap several frames; as many as the model takes go through in one run."""
         if profile.arcface is None:
             raise ModelUnavailable(
                 "That face was saved without the neural engine: send your selfie again."
             )
         size = self.spec.input_size
-        matrix = alignment(target, size)
-        crop = cv2.warpAffine(frame, matrix, (size, size), borderMode=cv2.BORDER_REPLICATE)
-        blob = _blob(np.asarray(crop, np.uint8), self.spec.mean, self.spec.std)
-        outputs = self.session.run(
-            None, {self.target_input: blob, self.source_input: self.latent(profile.arcface)}
-        )
-        face = np.clip(outputs[0][0].transpose(1, 2, 0) * 255.0, 0, 255).astype(np.uint8)
-        return paste_back(frame, face, matrix)
+        latent = self.latent(profile.arcface)
+        matrices = [alignment(target, size) for target in targets]
+        blobs = [
+            _blob(
+                np.asarray(
+                    cv2.warpAffine(frame, m, (size, size), borderMode=cv2.BORDER_REPLICATE),
+                    np.uint8,
+                ),
+                self.spec.mean,
+                self.spec.std,
+            )
+            for frame, m in zip(frames, matrices, strict=True)
+        ]
+        faces: list[RGBImage] = []
+        for start in range(0, len(blobs), self.batch):
+            chunk = np.concatenate(blobs[start : start + self.batch])
+            outputs = self.session.run(None, {self.target_input: chunk, self.source_input: latent})[
+                0
+            ]
+            for output in outputs:
+                faces.append(np.clip(output.transpose(1, 2, 0) * 255.0, 0, 255).astype(np.uint8))
+        return [
+            paste_back(frame, face, m)
+            for frame, face, m in zip(frames, faces, matrices, strict=True)
+        ]
 
 
 def paste_back(frame: RGBImage, face: RGBImage, matrix: NDArray[np.float64]) -> RGBImage:

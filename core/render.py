@@ -15,7 +15,7 @@ from .clips import Clip
 from .errors import ClipNotFound
 from .media import EncodedVideo, RGBImage, add_ai_label, encode, read_video
 from .profile import FaceProfile
-from .swap import Swapper, SwapSequence
+from .swap import BatchSwapper, Swapper, SwapSequence
 
 Progress = Callable[[int, int], None]
 """``progress(frames_done, frames_total)``."""
@@ -40,21 +40,37 @@ def render_clip(
     track = clip.load_track()
     total = track.frames
     sequence = SwapSequence()
+    batching = swapper if isinstance(swapper, BatchSwapper) else None
+    run = 8 if batching else 1  # frames swapped together
+    pending: list[tuple[int, RGBImage]] = []
+
+    def flush() -> Iterator[RGBImage]:
+        scale = np.float32(pending[0][1].shape[1] / clip.manifest.width)
+        shown = [(i, f, track.landmarks[i] * scale) for i, f in pending if track.visible[i]]
+        if batching is not None:
+            faces = batching.swap_batch(profile, [f for _, f, _ in shown], [t for *_, t in shown])
+        else:
+            faces = [swapper.swap(profile, f, t, sequence=sequence) for _, f, t in shown]
+        swapped = {i: face for (i, _, _), face in zip(shown, faces, strict=True)}
+        for index, frame in pending:
+            result = swapped.get(index, frame)  # lost face: the frame passes through
+            if label:
+                result = add_ai_label(result)
+            if progress is not None:
+                progress(index + 1, total)
+            yield result
+        pending.clear()
+
     index = -1
     for index, frame in enumerate(read_video(clip.media, max_side=size)):
         if index >= total:
             break
-        if index % step:
-            continue
-        result = frame
-        if track.visible[index]:
-            scale = np.float32(frame.shape[1] / clip.manifest.width)
-            result = swapper.swap(profile, frame, track.landmarks[index] * scale, sequence=sequence)
-        if label:
-            result = add_ai_label(result)
-        if progress is not None:
-            progress(index + 1, total)
-        yield result
+        if index % step == 0:
+            pending.append((index, frame))
+        if len(pending) >= run:
+            yield from flush()
+    if pending:
+        yield from flush()
     if index + 1 < total:
         raise ClipNotFound(
             f"The clip {clip.id!r} is damaged: its video has {index + 1} frames, "

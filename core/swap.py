@@ -52,6 +52,15 @@ class Swapper(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchSwapper(Protocol):
+    """A swapper that can take several frames of one clip in one go (a neural network)."""
+
+    def swap_batch(
+        self, profile: FaceProfile, frames: list[RGBImage], targets: list[Points]
+    ) -> list[RGBImage]: ...
+
+
 def _blend_stats(old: ColourStats, new: ColourStats, weight: float) -> ColourStats:
     return ColourStats(
         mean=(old.mean * (1.0 - weight) + new.mean * weight).astype(np.float32),
@@ -328,6 +337,7 @@ def get_swapper(name: str) -> Swapper:
 
 __all__ = [
     "SWAPPERS",
+    "BatchSwapper",
     "ClassicSwapper",
     "SwapSequence",
     "Swapper",

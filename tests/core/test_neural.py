@@ -78,10 +78,10 @@ def tiny_inswapper(path: Path) -> str:
         nodes,
         "inswapper_128",
         [
-            helper.make_tensor_value_info("target", TensorProto.FLOAT, [1, 3, 128, 128]),
+            helper.make_tensor_value_info("target", TensorProto.FLOAT, ["n", 3, 128, 128]),
             helper.make_tensor_value_info("source", TensorProto.FLOAT, [1, 512]),
         ],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 128, 128])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 3, 128, 128])],
         initializer=[one, zero, emap],
     )
     return _save(graph, path)
@@ -304,6 +304,21 @@ def test_a_clip_renders_end_to_end_with_the_neural_engine(
     originals = list(read_video(clip.media))
     assert len(frames) == len(originals) == 72
     assert all(not np.array_equal(a, b) for a, b in zip(frames[::12], originals[::12], strict=True))
+
+
+def test_clip_frames_go_through_in_batches_with_the_same_result(
+    neural: Settings, analyzer: DlibAnalyzer, astronaut: RGBImage
+) -> None:
+    profile = enroll(astronaut, analyzer, neural, identity=make_identity(neural))
+    swapper = make_swapper(neural)
+    assert isinstance(swapper, InSwapper)
+    assert swapper.batch == 8  # the model's batch dimension is symbolic
+    clip = ClipLibrary(neural).get("astronaut-shake")
+    frames = list(read_video(clip.media))[:11]
+    targets = list(clip.load_track().landmarks[:11])
+    together = swapper.swap_batch(profile, frames, targets)
+    one_by_one = [swapper.swap(profile, f, t) for f, t in zip(frames, targets, strict=True)]
+    assert all(np.array_equal(a, b) for a, b in zip(together, one_by_one, strict=True))
 
 
 def test_a_classic_profile_is_refused_by_the_neural_swapper(
