@@ -80,11 +80,14 @@ def model_store(settings: Settings) -> ModelStore:
     return ModelStore(settings.resolved_models_dir, registry)
 
 
-def make_identity(settings: Settings) -> IdentityEmbedder | None:
-    """The engine's own identity embedder: ArcFace for the neural engine, none for classic."""
+def make_identity(settings: Settings, analyzer: Analyzer | None = None) -> IdentityEmbedder | None:
+    """The engine's own identity embedder: ArcFace for the neural engine, none for classic.
+    The neural engine's analyzer already computes ArcFace; passing it avoids a second model."""
     if settings.engine == "insightface":
-        from .neural import ArcFaceEmbedder
+        from .neural import ArcFaceEmbedder, InsightFaceAnalyzer
 
+        if isinstance(analyzer, InsightFaceAnalyzer):
+            return analyzer
         return ArcFaceEmbedder(model_store(settings))
     return None
 

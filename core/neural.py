@@ -269,6 +269,8 @@ class InsightFaceAnalyzer:
     def embedding(self, image: RGBImage, landmarks: Points) -> Embedding512:
         return self.identity.embed(image, landmarks)
 
+    embed = embedding  # it is its own identity embedder (see core.make_identity)
+
 
 __all__ = [
     "ARCFACE_112",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import cv2
 import numpy as np
@@ -258,7 +258,10 @@ def enroll(
     profile = build_profile(image, face, embedding=embedding, notes=notes)
     if identity is None:
         return profile
-    return replace(profile, arcface=identity.embed(image, face.landmarks))
+    # When the analyzer is the identity embedder (the neural engine), its vector is it.
+    reuse = cast(object, identity) is analyzer
+    arcface = embedding if reuse else identity.embed(image, face.landmarks)
+    return replace(profile, arcface=arcface)
 
 
 __all__ = [

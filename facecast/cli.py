@@ -121,7 +121,7 @@ def _profile_from(
 ) -> FaceProfile:
     """Enrol the selfie at ``face``; ``lenient`` skips the quality refusals."""
     selfie = load_picture(face, settings, selfie=True)
-    identity = make_identity(settings)
+    identity = make_identity(settings, analyzer)
     if not lenient:
         return enroll(selfie, analyzer, settings, identity=identity)
     faces = analyzer.detect(selfie, embed=True)
@@ -517,7 +517,7 @@ def serve(
             runner,
             analyzer,
             protected=protected,
-            identity=make_identity(settings),
+            identity=make_identity(settings, analyzer),
         )
         application = create_app(service)
         tasks: list[asyncio.Task[None]] = []

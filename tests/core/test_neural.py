@@ -372,3 +372,17 @@ def test_swap_command_with_the_neural_engine(neural: Settings, tmp_path: Path) -
     )
     assert run.returncode == 0, run.stderr
     assert out.is_file()
+
+
+def test_the_neural_analyzer_is_its_own_identity_embedder(
+    neural: Settings, astronaut: RGBImage
+) -> None:
+    from core import make_analyzer
+
+    analyzer = make_analyzer(neural)
+    identity = make_identity(neural, analyzer)
+    assert identity is analyzer  # no second ArcFace model, no second run at enrolment
+    profile = enroll(astronaut, analyzer, neural, identity=identity)
+    assert profile.arcface is not None
+    assert profile.embedding is not None
+    assert np.array_equal(profile.arcface, profile.embedding)
