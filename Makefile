@@ -32,7 +32,9 @@ lint: setup
 	$(BIN)/mypy core bots facecast
 
 bench: setup
-	$(BIN)/python benchmarks/swap_bench.py
+	cd benchmarks && ../$(BIN)/python swap_bench.py
+	cd benchmarks && ../$(BIN)/python render_bench.py
+	cd benchmarks && ../$(BIN)/python meme_bench.py
 
 # Rebuild the bundled clip packs from the public-domain examples (a developer task: the
 # packs are committed). Each is made by the product's own `facecast clips add`.
