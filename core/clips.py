@@ -143,10 +143,13 @@ def _read_toml(folder: Path) -> dict[str, Any]:
         raise ClipNotFound(f"{folder.name}: no readable {MANIFEST} ({exc}).") from exc
 
 
-def read_manifest(folder: Path, model: type[ManifestT]) -> ManifestT:
-    """Read and validate ``folder/clip.toml`` as ``model``; the folder must be its id."""
+def read_manifest(
+    folder: Path, model: type[ManifestT], data: dict[str, Any] | None = None
+) -> ManifestT:
+    """Validate ``folder/clip.toml`` (read here unless ``data`` is it) as ``model``; the
+    folder must be its id."""
     try:
-        manifest = model.model_validate(_read_toml(folder))
+        manifest = model.model_validate(_read_toml(folder) if data is None else data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
@@ -157,9 +160,9 @@ def read_manifest(folder: Path, model: type[ManifestT]) -> ManifestT:
     return manifest
 
 
-def load_clip(folder: Path, *, bundled: bool = False) -> Clip:
+def load_clip(folder: Path, *, bundled: bool = False, data: dict[str, Any] | None = None) -> Clip:
     """Read and validate one pack folder."""
-    return Clip(read_manifest(folder, ClipManifest), folder, bundled)
+    return Clip(read_manifest(folder, ClipManifest, data), folder, bundled)
 
 
 class Pack(Protocol):
@@ -184,7 +187,8 @@ class PackLibrary(Generic[PackT]):
     def __init__(self, settings: Settings) -> None:
         self.roots = [(settings.bundled_clips_dir, True), (settings.resolved_clips_dir, False)]
 
-    def load(self, folder: Path, bundled: bool) -> PackT:
+    def load(self, folder: Path, bundled: bool, data: dict[str, Any]) -> PackT:
+        """Validate one pack of this kind from its already-parsed manifest."""
         raise NotImplementedError
 
     def all(self) -> list[PackT]:
@@ -195,8 +199,9 @@ class PackLibrary(Generic[PackT]):
             for folder in sorted(root.iterdir()):
                 if not (folder.is_dir() and (folder / MANIFEST).is_file()):
                     continue
-                if _read_toml(folder).get("kind", "clip") == self.kind:
-                    pack = self.load(folder, bundled)
+                data = _read_toml(folder)  # once: it says the kind and is the manifest
+                if data.get("kind", "clip") == self.kind:
+                    pack = self.load(folder, bundled, data)
                     found[pack.id] = pack
         return sorted(found.values(), key=lambda pack: pack.id)
 
@@ -221,8 +226,8 @@ class ClipLibrary(PackLibrary[Clip]):
     kind = "clip"
     noun = "clip"
 
-    def load(self, folder: Path, bundled: bool) -> Clip:
-        return load_clip(folder, bundled=bundled)
+    def load(self, folder: Path, bundled: bool, data: dict[str, Any]) -> Clip:
+        return load_clip(folder, bundled=bundled, data=data)
 
 
 @dataclass(frozen=True, slots=True)

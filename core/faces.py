@@ -75,6 +75,24 @@ class Analyzer(Protocol):
         ...
 
 
+class _Locates(Protocol):
+    def detect_boxes(self, image: RGBImage) -> list[tuple[Box, float]]: ...
+    def landmarks(self, image: RGBImage, box: Box) -> Points: ...
+    def embedding(self, image: RGBImage, landmarks: Points) -> Any: ...
+
+
+def describe_faces(analyzer: _Locates, image: RGBImage, *, embed: bool) -> list[Face]:
+    """What every analyzer's ``detect`` does with its boxes: landmarks, quality and (when
+    asked) the identity vector of each face, sorted left to right."""
+    faces = []
+    for box, score in analyzer.detect_boxes(image):
+        points = analyzer.landmarks(image, box)
+        embedding = analyzer.embedding(image, points) if embed else None
+        faces.append(Face(box, score, points, assess(image, points), embedding))
+    faces.sort(key=lambda face: face.centre[0])
+    return faces
+
+
 def identity_distance(a: Embedding, b: Embedding) -> float:
     return float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64)))
 
@@ -266,15 +284,7 @@ class DlibAnalyzer:
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
     def detect(self, image: RGBImage, *, embed: bool = False) -> list[Face]:
-        image = np.ascontiguousarray(image)
-        boxes = self.detect_boxes(image)
-        faces = []
-        for box, score in boxes:
-            points = self.landmarks(image, box)
-            embedding = self.embedding(image, points) if embed else None
-            faces.append(Face(box, score, points, assess(image, points), embedding))
-        faces.sort(key=lambda face: face.centre[0])
-        return faces
+        return describe_faces(self, np.ascontiguousarray(image), embed=embed)
 
     def embedding(self, image: RGBImage, landmarks: Points) -> Embedding:
         x0, y0 = landmarks.min(axis=0)
@@ -297,6 +307,7 @@ __all__ = [
     "FaceQuality",
     "assess",
     "box_iou",
+    "describe_faces",
     "identity_distance",
     "is_greyscale",
     "measure_sharpness",

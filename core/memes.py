@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -71,16 +71,18 @@ class MemeTemplate(PackInfo):
     bundled: bool
 
 
-def load_template(folder: Path, *, bundled: bool = False) -> MemeTemplate:
-    return MemeTemplate(read_manifest(folder, MemeManifest), folder, bundled)
+def load_template(
+    folder: Path, *, bundled: bool = False, data: dict[str, Any] | None = None
+) -> MemeTemplate:
+    return MemeTemplate(read_manifest(folder, MemeManifest, data), folder, bundled)
 
 
 class MemeLibrary(PackLibrary[MemeTemplate]):
     kind = "meme"
     noun = "meme template"
 
-    def load(self, folder: Path, bundled: bool) -> MemeTemplate:
-        return load_template(folder, bundled=bundled)
+    def load(self, folder: Path, bundled: bool, data: dict[str, Any]) -> MemeTemplate:
+        return load_template(folder, bundled=bundled, data=data)
 
 
 def _effect_frames(template: MemeTemplate, profile: FaceProfile) -> Iterator[RGBImage]:

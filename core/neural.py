@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import ModelUnavailable
-from .faces import Box, Face, assess
+from .faces import Box, Face, describe_faces
 from .landmarks import Points, eye_centres
 from .media import RGBImage
 from .models import ModelStore, session
@@ -258,13 +258,7 @@ class InsightFaceAnalyzer:
         return np.asarray(np.hstack([points, np.ones((68, 1))]) @ inverse.T, dtype=np.float32)
 
     def detect(self, image: RGBImage, *, embed: bool = False) -> list[Face]:
-        faces = []
-        for box, score in self.detect_boxes(image):
-            points = self.landmarks(image, box)
-            embedding = self.embedding(image, points) if embed else None
-            faces.append(Face(box, score, points, assess(image, points), embedding))
-        faces.sort(key=lambda face: face.centre[0])
-        return faces
+        return describe_faces(self, image, embed=embed)
 
     def embedding(self, image: RGBImage, landmarks: Points) -> Embedding512:
         return self.identity.embed(image, landmarks)
