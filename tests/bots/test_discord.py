@@ -101,6 +101,15 @@ def with_file(interaction: dict[str, Any]):  # type: ignore[no-untyped-def]
     return lambda calls: any(c.files for c in followups(interaction, calls))
 
 
+async def posted_file(fake: FakeDiscord, interaction: dict[str, Any], what: str) -> bytes:
+    """Send the interaction and return the one file its follow-ups posted."""
+    await fake.dispatch("INTERACTION_CREATE", interaction)
+    await fake.wait_for(with_file(interaction), what=what)
+    (posted,) = [c for c in followups(interaction, fake.calls) if c.files]
+    (data,) = posted.files.values()
+    return data
+
+
 def frames(data: bytes, tmp: Path, name: str) -> list[RGBImage]:
     path = tmp / name
     path.write_bytes(data)
@@ -119,8 +128,7 @@ async def enrol(fake: FakeDiscord, user: dict[str, Any], picture: RGBImage) -> d
             "resolved": {"attachments": {attachment["id"]: attachment}},
         },
     )
-    await fake.dispatch("INTERACTION_CREATE", interaction)
-    await fake.wait_for(with_file(interaction), what="the enrolment preview")
+    await posted_file(fake, interaction, "the enrolment preview")
     return interaction
 
 
@@ -163,35 +171,16 @@ async def test_face_defers_then_posts_the_preview(
 
 
 async def test_clip_autocomplete_and_render(fake: FakeDiscord, bot: None, tmp_path: Path) -> None:
-    typing = fake.interaction(
-        ALICE,
-        {
-            "id": "2",
-            "name": "clip",
-            "type": 1,
-            "options": [{"name": "clip", "type": 3, "value": "pan", "focused": True}],
-        },
-        kind=4,
-    )
+    typing = fake.slash(ALICE, "clip", {"clip": "pan"}, focused="clip")
     await fake.dispatch("INTERACTION_CREATE", typing)
     await fake.wait_for(lambda calls: to(typing)(calls), what="the autocomplete answer")
     (answer,) = to(typing)(fake.calls)
     assert answer.json["type"] == 8
     assert [c["value"] for c in answer.json["data"]["choices"]] == ["astronaut-pan"]
 
-    ask = fake.interaction(
-        ALICE,
-        {
-            "id": "2",
-            "name": "clip",
-            "type": 1,
-            "options": [{"name": "clip", "type": 3, "value": "astronaut-pan"}],
-        },
-    )
-    await fake.dispatch("INTERACTION_CREATE", ask)
-    await fake.wait_for(with_file(ask), what="the clip")
-    (result,) = [c for c in followups(ask, fake.calls) if c.files]
-    assert len(frames(next(iter(result.files.values())), tmp_path, "clip.gif")) == 72
+    ask = fake.slash(ALICE, "clip", {"clip": "astronaut-pan"})
+    clip = await posted_file(fake, ask, "the clip")
+    assert len(frames(clip, tmp_path, "clip.gif")) == 72
 
 
 async def test_meme_this_on_a_non_consenting_member_uses_the_invoker(
@@ -209,62 +198,29 @@ async def test_meme_this_on_a_non_consenting_member_uses_the_invoker(
             "resolved": {"messages": {carols["id"]: carols}},
         },
     )
-    await fake.dispatch("INTERACTION_CREATE", meme_this)
-    await fake.wait_for(with_file(meme_this), what="the meme")
+    made = await posted_file(fake, meme_this, "the meme")
     texts = [
         c.json.get("content", "")
         for c in followups(meme_this, fake.calls)
         if isinstance(c.json, dict)
     ]
     assert any("Carol hasn't opted in" in t for t in texts)
-    (made,) = [c for c in followups(meme_this, fake.calls) if c.files]
-
-    own = fake.interaction(
-        BOB,
-        {
-            "id": "4",
-            "name": "meme",
-            "type": 1,
-            "options": [{"name": "template", "type": 3, "value": "deal-with-it"}],
-        },
-    )
-    await fake.dispatch("INTERACTION_CREATE", own)
-    await fake.wait_for(with_file(own), what="Bob's own meme")
-    (reference,) = [c for c in followups(own, fake.calls) if c.files]
-    a = frames(next(iter(made.files.values())), tmp_path, "a.gif")[0].astype(int)
-    b = frames(next(iter(reference.files.values())), tmp_path, "b.gif")[0].astype(int)
+    own = fake.slash(BOB, "meme", {"template": "deal-with-it"})
+    reference = await posted_file(fake, own, "Bob's own meme")
+    a = frames(made, tmp_path, "a.gif")[0].astype(int)
+    b = frames(reference, tmp_path, "b.gif")[0].astype(int)
     assert np.abs(a - b)[80:250, 80:280].mean() < 4
 
 
 async def test_an_oversize_result_is_shrunk_below_the_limit(fake: FakeDiscord, bot: None) -> None:
     limit = 400_000
-    ask = fake.interaction(
-        ALICE,
-        {
-            "id": "2",
-            "name": "clip",
-            "type": 1,
-            "options": [{"name": "clip", "type": 3, "value": "astronaut-shake"}],
-        },
-        size_limit=limit,
-    )
-    await fake.dispatch("INTERACTION_CREATE", ask)
-    await fake.wait_for(with_file(ask), what="the shrunk clip")
-    (result,) = [c for c in followups(ask, fake.calls) if c.files]
-    assert len(next(iter(result.files.values()))) <= limit
+    ask = fake.slash(ALICE, "clip", {"clip": "astronaut-shake"}, size_limit=limit)
+    assert len(await posted_file(fake, ask, "the shrunk clip")) <= limit
 
 
 async def test_errors_are_ephemeral(fake: FakeDiscord, bot: None) -> None:
     stranger = {**CAROL, "id": "600000000000000009", "username": "dave", "global_name": "Dave"}
-    ask = fake.interaction(
-        stranger,
-        {
-            "id": "2",
-            "name": "clip",
-            "type": 1,
-            "options": [{"name": "clip", "type": 3, "value": "astronaut-pan"}],
-        },
-    )
+    ask = fake.slash(stranger, "clip", {"clip": "astronaut-pan"})
     await fake.dispatch("INTERACTION_CREATE", ask)
     await fake.wait_for(lambda calls: followups(ask, calls), what="the error")
     (error,) = followups(ask, fake.calls)

@@ -145,6 +145,32 @@ class FakeDiscord:
             payload["user"] = user
         return payload
 
+    def slash(
+        self,
+        user: dict[str, Any],
+        name: str,
+        options: dict[str, str],
+        *,
+        focused: str | None = None,
+        size_limit: int = 10 * 1024 * 1024,
+    ) -> dict[str, Any]:
+        """A slash command with string options; ``focused`` makes it an autocomplete."""
+        data = {
+            "id": "2",
+            "name": name,
+            "type": 1,
+            "options": [
+                {
+                    "name": key,
+                    "type": 3,
+                    "value": value,
+                    **({"focused": True} if key == focused else {}),
+                }
+                for key, value in options.items()
+            ],
+        }
+        return self.interaction(user, data, kind=4 if focused else 2, size_limit=size_limit)
+
     def message(self, author: dict[str, Any], content: str, **extra: Any) -> dict[str, Any]:
         return {
             "id": self.snowflake(),
