@@ -16,18 +16,14 @@ import numpy as np
 from _common import OUT, labelled_row, sample_dir, save_sheet
 from skimage import data
 
-from core import (
-    ClassicSwapper,
-    ClipLibrary,
-    DlibAnalyzer,
-    FaceProfile,
-    RGBImage,
-    Settings,
-    build_profile,
-    load_image,
-    read_video,
-    render_clip,
-)
+from core.config import Settings
+from core.engines.classic import ClassicSwapper
+from core.faces.analyzer import DlibAnalyzer
+from core.faces.profile import FaceProfile, build_profile
+from core.media.images import RGBImage, load_image
+from core.media.video import read_video
+from core.packs.library import ClipLibrary
+from core.render.clip import render_clip
 
 CELL = 180
 

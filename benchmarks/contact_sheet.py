@@ -16,7 +16,10 @@ import numpy as np
 from _common import OUT, labelled_row, sample_dir, save_sheet
 from skimage import data
 
-from core import ClassicSwapper, DlibAnalyzer, Face, RGBImage, build_profile, load_image
+from core.engines.classic import ClassicSwapper
+from core.faces.analyzer import DlibAnalyzer, Face
+from core.faces.profile import build_profile
+from core.media.images import RGBImage, load_image
 
 ROW_HEIGHT = 256
 

@@ -19,16 +19,12 @@ MACHINE = pin_to_one_core()
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from core import (  # noqa: E402
-    ClassicSwapper,
-    DlibAnalyzer,
-    MemeLibrary,
-    Settings,
-    enroll,
-    load_image,
-    meme_timing,
-    render_meme_to_file,
-)
+from core.config import Settings  # noqa: E402
+from core.engines.classic import ClassicSwapper  # noqa: E402
+from core.faces.analyzer import DlibAnalyzer  # noqa: E402
+from core.faces.profile import enroll  # noqa: E402
+from core.media.images import load_image  # noqa: E402
+from core.render.memes import MemeLibrary, meme_timing, render_meme_to_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,15 +12,12 @@ import cv2
 import numpy as np
 from _common import OUT, labelled_row, sample_dir, save_sheet
 
-from core import (
-    ClassicSwapper,
-    DlibAnalyzer,
-    MemeLibrary,
-    Settings,
-    build_profile,
-    load_image,
-    render_meme,
-)
+from core.config import Settings
+from core.engines.classic import ClassicSwapper
+from core.faces.analyzer import DlibAnalyzer
+from core.faces.profile import build_profile
+from core.media.images import load_image
+from core.render.memes import MemeLibrary, render_meme
 
 REPO = Path(__file__).resolve().parents[1]
 CELL = 180

@@ -25,21 +25,16 @@ from PIL import Image  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from core import (  # noqa: E402
-    ClassicSwapper,
-    ClipLibrary,
-    ClipSource,
-    DlibAnalyzer,
-    Settings,
-    SwapSequence,
-    build_clip,
-    encode,
-    enroll,
-    load_image,
-    load_picture,
-    read_video,
-    render_to_file,
-)
+from core.config import Settings  # noqa: E402
+from core.engines.base import SwapSequence  # noqa: E402
+from core.engines.classic import ClassicSwapper  # noqa: E402
+from core.faces.analyzer import DlibAnalyzer  # noqa: E402
+from core.faces.profile import enroll  # noqa: E402
+from core.media.images import load_image, load_picture  # noqa: E402
+from core.media.video import encode, read_video  # noqa: E402
+from core.packs.build import ClipSource, build_clip  # noqa: E402
+from core.packs.library import ClipLibrary  # noqa: E402
+from core.render.clip import render_to_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,10 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from skimage import data  # noqa: E402
 
-from core import ClassicSwapper, DlibAnalyzer, build_profile, load_image  # noqa: E402
+from core.engines.classic import ClassicSwapper  # noqa: E402
+from core.faces.analyzer import DlibAnalyzer  # noqa: E402
+from core.faces.profile import build_profile  # noqa: E402
+from core.media.images import load_image  # noqa: E402
 
 
 def frame_640x480() -> np.ndarray:

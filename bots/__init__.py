@@ -1,2 +1,3 @@
-"""Chat adapters, one module per platform. Each imports only ``core``'s public API and never
-another adapter. The web chat, Telegram and Discord adapters land here (see DESIGN.md §4)."""
+"""Chat adapters, one module per platform (``web``, ``telegram_bot``, ``discord_bot``) on the
+shared ``base``. Each imports ``core`` and ``bots.base`` only, never another adapter, and
+stays thin: the conversation itself lives in :mod:`core.service.conversation`."""

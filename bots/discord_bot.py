@@ -1,4 +1,4 @@
-"""Discord adapter (discord.py 2, app commands) over :class:`core.Service`.
+"""Discord adapter (discord.py 2, app commands) over :class:`core.service.conversation.Service`.
 
 Slash commands: ``/face`` (an attachment: enrol), ``/clip`` and ``/meme`` (with autocomplete),
 ``/faces``, ``/forget``, ``/optin``, ``/optout``, ``/help``; a message context menu "Meme
@@ -26,7 +26,10 @@ import yarl
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
-from core import (
+from bots.base import Replier, deliver, say
+from core.config import Settings
+from core.service.conversation import Service
+from core.service.messages import (
     Chat,
     Choices,
     Media,
@@ -35,8 +38,6 @@ from core import (
     Quoted,
     Reply,
     Request,
-    Service,
-    Settings,
     Text,
 )
 
@@ -125,12 +126,12 @@ class DiscordBot:
         async def face(interaction: discord.Interaction, image: discord.Attachment) -> None:
             await interaction.response.defer(thinking=True)
             if (image.content_type or "").split(";")[0] not in IMAGE_TYPES:
-                await self._answer(interaction, _say(Text("That isn't a picture.", error=True)))
+                await self._answer(interaction, say(Text("That isn't a picture.", error=True)))
                 return
             if image.size > service.settings.max_upload_bytes:
                 limit = service.settings.max_upload_bytes / 1e6
                 too_big = Text(f"That file is too big; send a photo under {limit:.0f} MB.", True)
-                await self._answer(interaction, _say(too_big))
+                await self._answer(interaction, say(too_big))
                 return
             data = await image.read()
             await self._run(interaction, self._request(interaction, image=data))
@@ -200,29 +201,9 @@ class DiscordBot:
         self, interaction: discord.Interaction, replies: AsyncIterator[Reply]
     ) -> None:
         """Progress edits the deferred response; results are follow-ups; errors are private."""
-        said_something = False
         try:
-            async for reply in replies:
-                if isinstance(reply, Progress):
-                    await interaction.edit_original_response(content=reply.text)
-                elif isinstance(reply, Media):
-                    file = discord.File(reply.path, filename=reply.path.name)
-                    await interaction.followup.send(content=reply.caption, file=file)
-                    await interaction.edit_original_response(content="Done!")
-                    said_something = True
-                elif isinstance(reply, Choices):
-                    await interaction.followup.send(content=_choices_text(reply)[:2000])
-                    said_something = True
-                elif reply.error:
-                    await interaction.followup.send(content=reply.text, ephemeral=True)
-                    with contextlib.suppress(discord.HTTPException):
-                        await interaction.delete_original_response()
-                    return
-                else:
-                    await interaction.followup.send(content=reply.text[:2000])
-                    said_something = True
-            if not said_something:
-                await interaction.edit_original_response(content="OK.")
+            replier = _InteractionReplier(interaction)
+            await deliver(replies, replier, f"discord interaction {interaction.id}")
         except (discord.HTTPException, aiohttp.ClientError) as exc:
             log.warning("could not answer interaction %s: %s", interaction.id, exc)
 
@@ -246,20 +227,66 @@ class DiscordBot:
             prefer="gif",
         )
         try:
-            async for reply in self.service.handle(request):
-                if isinstance(reply, Media):
-                    await message.reply(reply.caption, file=discord.File(reply.path))
-                elif isinstance(reply, Choices):
-                    await message.reply(_choices_text(reply)[:2000])
-                elif isinstance(reply, Text):
-                    await message.reply(reply.text[:2000])
+            await deliver(
+                self.service.handle(request), _DMReplier(message), f"discord DM {message.id}"
+            )
         except (discord.HTTPException, aiohttp.ClientError) as exc:
             log.warning("could not answer a DM in %s: %s", message.channel.id, exc)
 
 
-async def _say(*replies: Reply) -> AsyncIterator[Reply]:
-    for reply in replies:
-        yield reply
+class _InteractionReplier(Replier):
+    """Progress edits the deferred response; results are follow-ups in the same channel or
+    thread; an error is shown only to the person who asked."""
+
+    def __init__(self, interaction: discord.Interaction) -> None:
+        self.interaction = interaction
+        self.said_something = False
+        self.closed = False
+
+    async def progress(self, reply: Progress) -> None:
+        if not self.closed:
+            await self.interaction.edit_original_response(content=reply.text)
+
+    async def media(self, reply: Media) -> None:
+        file = discord.File(reply.path, filename=reply.path.name)
+        await self.interaction.followup.send(content=reply.caption, file=file)
+        self.said_something = True
+        with contextlib.suppress(discord.HTTPException):
+            await self.interaction.edit_original_response(content="Done!")
+
+    async def choices(self, reply: Choices) -> None:
+        await self.interaction.followup.send(content=_choices_text(reply)[:2000])
+        self.said_something = True
+
+    async def text(self, reply: Text) -> None:
+        if reply.error:
+            await self.interaction.followup.send(content=reply.text[:2000], ephemeral=True)
+            self.closed = True
+            with contextlib.suppress(discord.HTTPException):
+                await self.interaction.delete_original_response()
+            return
+        await self.interaction.followup.send(content=reply.text[:2000])
+        self.said_something = True
+
+    async def done(self) -> None:
+        if not self.said_something and not self.closed:
+            await self.interaction.edit_original_response(content="OK.")
+
+
+class _DMReplier(Replier):
+    """Answers a direct message as replies to it."""
+
+    def __init__(self, message: discord.Message) -> None:
+        self.message = message
+
+    async def media(self, reply: Media) -> None:
+        await self.message.reply(reply.caption, file=discord.File(reply.path))
+
+    async def choices(self, reply: Choices) -> None:
+        await self.message.reply(_choices_text(reply)[:2000])
+
+    async def text(self, reply: Text) -> None:
+        await self.message.reply(reply.text[:2000])
 
 
 def _person(user: discord.abc.User | Any) -> Person:

@@ -1,4 +1,4 @@
-"""Telegram adapter (python-telegram-bot v22) over :class:`core.Service`.
+"""Telegram adapter (python-telegram-bot v22) over :class:`core.service.conversation.Service`.
 
 A photo (or an image sent as a file) enrols its sender: always in a private chat, and in a
 group only when its caption carries a command or mentions the bot, so a group's photos are
@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 from telegram import (
+    Bot,
     BotCommand,
     Document,
     InlineKeyboardButton,
@@ -45,7 +46,10 @@ from telegram.ext import (
     filters,
 )
 
-from core import (
+from bots.base import Replier, deliver, say
+from core.config import Settings
+from core.service.conversation import Service
+from core.service.messages import (
     Chat,
     Choices,
     Media,
@@ -54,8 +58,6 @@ from core import (
     Quoted,
     Reply,
     Request,
-    Service,
-    Settings,
     Text,
 )
 
@@ -177,13 +179,13 @@ class TelegramBot:
             return  # somebody's photo in a group, not meant for us
         if image_file is None and not text:
             if message.document and message.chat.type == ChatType.PRIVATE:
-                await self._send(message, _say(Text("That isn't a picture: send me a photo.")))
+                await self._send(message, say(Text("That isn't a picture: send me a photo.")))
             return
         image = None
         if image_file is not None:
             if (image_file.file_size or 0) > DOWNLOAD_LIMIT:
                 too_big = Text("That file is too big for me to download (over 20 MB).", error=True)
-                await self._send(message, _say(too_big))
+                await self._send(message, say(too_big))
                 return
             downloaded = await image_file.get_file()
             image = bytes(await downloaded.download_as_bytearray())
@@ -217,67 +219,82 @@ class TelegramBot:
 
     async def _send(self, trigger: Message, replies: AsyncIterator[Reply]) -> None:
         """Post the service's replies as answers to ``trigger`` in its chat and topic."""
-        bot = self.application.bot
-        where: dict[str, Any] = {
+        try:
+            await deliver(
+                replies, _ChatReplier(self.application.bot, trigger), f"chat {trigger.chat.id}"
+            )
+        except TelegramError:
+            log.exception("could not answer in chat %s", trigger.chat.id)
+
+
+class _ChatReplier(Replier):
+    """Replies to one message, in its chat and forum topic; one status message shows
+    progress (edited in place, "sending video" kept visible) and gives way to the result."""
+
+    def __init__(self, bot: Bot, trigger: Message) -> None:
+        self.bot = bot
+        self.chat_id = trigger.chat.id
+        self.where: dict[str, Any] = {
             "chat_id": trigger.chat.id,
             "reply_parameters": ReplyParameters(
                 message_id=trigger.message_id, allow_sending_without_reply=True
             ),
         }
         if trigger.is_topic_message and trigger.message_thread_id:
-            where["message_thread_id"] = trigger.message_thread_id
-        status: Message | None = None
-        status_text = ""
-        last_action = 0.0
-        try:
-            async for reply in replies:
-                if isinstance(reply, Progress):
-                    if time.monotonic() - last_action > 4:
-                        last_action = time.monotonic()
-                        await bot.send_chat_action(
-                            trigger.chat.id,
-                            ChatAction.UPLOAD_VIDEO,
-                            message_thread_id=where.get("message_thread_id"),
-                        )
-                    if status is None:
-                        status = await bot.send_message(text=reply.text, **where)
-                        status_text = reply.text
-                    elif reply.text != status_text:
-                        status_text = reply.text
-                        await status.edit_text(reply.text)
-                elif isinstance(reply, Media):
-                    if status is not None:
-                        await status.delete()
-                        status = None
-                    with reply.path.open("rb") as video:
-                        if reply.kind == "gif":  # asked for as a file: Telegram would
-                            await bot.send_document(  # turn an animation into MP4
-                                document=video, caption=reply.caption, **where
-                            )
-                        else:
-                            await bot.send_animation(
-                                animation=video,
-                                caption=reply.caption,
-                                width=reply.width or None,
-                                height=reply.height or None,
-                                filename=reply.path.name,
-                                **where,
-                            )
-                elif isinstance(reply, Choices):
-                    await bot.send_message(text=reply.text, reply_markup=_keyboard(reply), **where)
-                elif isinstance(reply, Text):
-                    if status is not None and reply.error:
-                        await status.edit_text(reply.text)
-                        status = None
-                    else:
-                        await bot.send_message(text=reply.text, **where)
-        except TelegramError:
-            log.exception("could not answer in chat %s", trigger.chat.id)
+            self.where["message_thread_id"] = trigger.message_thread_id
+        self.status: Message | None = None
+        self.status_text = ""
+        self.last_action = 0.0
 
+    async def progress(self, reply: Progress) -> None:
+        if time.monotonic() - self.last_action > 4:
+            self.last_action = time.monotonic()
+            await self.bot.send_chat_action(
+                self.chat_id,
+                ChatAction.UPLOAD_VIDEO,
+                message_thread_id=self.where.get("message_thread_id"),
+            )
+        if self.status is None:
+            self.status = await self.bot.send_message(text=reply.text, **self.where)
+            self.status_text = reply.text
+        elif reply.text != self.status_text:
+            self.status_text = reply.text
+            await self.status.edit_text(reply.text)
 
-async def _say(*replies: Reply) -> AsyncIterator[Reply]:
-    for reply in replies:
-        yield reply
+    async def media(self, reply: Media) -> None:
+        if self.status is not None:
+            status, self.status = self.status, None
+            try:
+                await status.delete()
+            except TelegramError as exc:  # already gone: the result matters, not the status
+                log.warning("could not delete a status message: %s", exc)
+        with reply.path.open("rb") as video:
+            if reply.kind == "gif":  # asked for as a file: Telegram would
+                await self.bot.send_document(  # turn an animation into MP4
+                    document=video, caption=reply.caption, **self.where
+                )
+            else:
+                await self.bot.send_animation(
+                    animation=video,
+                    caption=reply.caption,
+                    width=reply.width or None,
+                    height=reply.height or None,
+                    filename=reply.path.name,
+                    **self.where,
+                )
+
+    async def choices(self, reply: Choices) -> None:
+        await self.bot.send_message(text=reply.text, reply_markup=_keyboard(reply), **self.where)
+
+    async def text(self, reply: Text) -> None:
+        if self.status is not None and reply.error:
+            status, self.status = self.status, None
+            try:
+                await status.edit_text(reply.text)
+                return
+            except TelegramError as exc:
+                log.warning("could not edit a status message: %s", exc)
+        await self.bot.send_message(text=reply.text, **self.where)
 
 
 def _person(user: Any) -> Person:

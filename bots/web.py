@@ -23,17 +23,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from core import (
-    Chat,
-    Choices,
-    Person,
-    Progress,
-    Reply,
-    Request,
-    Service,
-    Settings,
-    Text,
-)
+from bots.base import safe
+from core.config import Settings
+from core.service.conversation import Service
+from core.service.messages import Chat, Choices, Person, Progress, Reply, Request, Text
 
 log = logging.getLogger(__name__)
 
@@ -127,22 +120,14 @@ def reply_json(reply: Reply) -> dict[str, Any]:
     }
 
 
-def _error(text: str) -> dict[str, Any]:
-    return {"type": "text", "text": text, "error": True}
-
-
 def _request(user: str, text: str = "", image: bytes | None = None) -> Request:
     return Request(Person(PLATFORM, user), Chat(user), text=text, image=image)
 
 
 async def _answer(app: web.Application, request: Request) -> AsyncIterator[dict[str, Any]]:
     """The service's replies as JSON, one at a time; never a traceback."""
-    try:
-        async for reply in app[SERVICE].handle(request):
-            yield reply_json(reply)
-    except Exception:
-        log.exception("web request failed")
-        yield _error("Something went wrong on my side; try again.")
+    async for reply in safe(app[SERVICE].handle(request), f"web user {request.sender.id[:8]}"):
+        yield reply_json(reply)
 
 
 def _decode_image(data: str) -> bytes:

@@ -7,12 +7,11 @@ environment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-EngineName = Literal["classic", "insightface"]
+from core.kinds import EngineName
 
 # The project's own clip packs; a wheel install (or the Docker image) points
 # FACECAST_BUNDLED_CLIPS_DIR at its copy instead.

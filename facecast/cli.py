@@ -12,50 +12,29 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-from rich.table import Table
 
-from core import (
-    Analyzer,
+from core.errors import (
     BadMedia,
-    Clip,
-    ClipLibrary,
-    ClipSource,
-    EngineName,
     FaceCastError,
     FaceCropped,
     FaceIndexOutOfRange,
-    FaceProfile,
     FaceTooBlurry,
     FaceTooSmall,
     FaceTurnedAway,
-    LocalJobRunner,
-    MemeLibrary,
-    Motion,
     NoFaceFound,
-    ProtectedFaces,
-    Service,
-    Settings,
-    Store,
-    add_ai_label,
-    build_clip,
-    build_profile,
-    check_caption,
-    check_quality,
-    enroll,
-    load_picture,
-    make_analyzer,
-    make_identity,
-    make_swapper,
-    model_store,
-    render_meme_to_file,
-    render_to_file,
-    save_image,
 )
+from core.kinds import EngineName, Motion
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from core.config import Settings
+    from core.faces.analyzer import Analyzer
+    from core.faces.profile import FaceProfile
 
 USER_ERROR = 2
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -103,6 +82,8 @@ MaxMegabytes = Annotated[
 
 
 def _settings(engine: EngineName | None) -> Settings:
+    from core.config import Settings
+
     settings = Settings()
     return settings if engine is None else settings.model_copy(update={"engine": engine})
 
@@ -120,6 +101,10 @@ def _profile_from(
     face: Path, settings: Settings, analyzer: Analyzer, *, lenient: bool
 ) -> FaceProfile:
     """Enrol the selfie at ``face``; ``lenient`` skips the quality refusals."""
+    from core.engines.registry import make_identity
+    from core.faces.profile import build_profile, enroll
+    from core.media.images import load_picture
+
     selfie = load_picture(face, settings, selfie=True)
     identity = make_identity(settings, analyzer)
     if not lenient:
@@ -162,6 +147,10 @@ def swap(
     engine: EngineOption = None,
 ) -> None:
     """Put the face from a selfie onto the faces in a picture."""
+    from core.engines.registry import make_analyzer, make_swapper
+    from core.media.images import load_picture, save_image
+    from core.media.overlay import add_ai_label
+
     with user_errors():
         if output.suffix.lower() not in IMAGE_SUFFIXES:
             raise BadMedia(f"The output must end in {', '.join(IMAGE_SUFFIXES)}: got {output}.")
@@ -199,6 +188,13 @@ def faces(
     image: Annotated[Path, typer.Argument(help="A picture to look for faces in.")],
 ) -> None:
     """List the faces in a picture, left to right, with their boxes and quality."""
+    from rich.table import Table
+
+    from core.config import Settings
+    from core.engines.registry import make_analyzer
+    from core.faces.profile import check_quality
+    from core.media.images import load_picture
+
     with user_errors():
         settings = Settings()
         picture = load_picture(image, settings)
@@ -244,6 +240,8 @@ app.add_typer(clips_app, name="clips")
 
 
 def _progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
     return Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -290,6 +288,10 @@ def clips_add(
     replace: Annotated[bool, typer.Option(help="Overwrite a pack with the same id.")] = False,
 ) -> None:
     """Pre-process a video into a clip pack in the operator's clips folder."""
+    from core.config import Settings
+    from core.engines.registry import make_analyzer
+    from core.packs.build import ClipSource, build_clip
+
     with user_errors():
         settings = Settings()
         request = ClipSource(
@@ -332,6 +334,11 @@ def clips_add(
 @clips_app.command("list")
 def clips_list() -> None:
     """Every clip pack, bundled and the operator's."""
+    from rich.table import Table
+
+    from core.config import Settings
+    from core.packs.library import ClipLibrary
+
     with user_errors():
         clips = ClipLibrary(Settings()).all()
         table = Table(title=f"{len(clips)} clip(s)")
@@ -356,6 +363,11 @@ def clips_list() -> None:
 @clips_app.command("show")
 def clips_show(clip_id: Annotated[str, typer.Argument(help="The clip's id.")]) -> None:
     """Everything about one clip pack."""
+    from rich.table import Table
+
+    from core.config import Settings
+    from core.packs.library import ClipLibrary
+
     with user_errors():
         clip = ClipLibrary(Settings()).get(clip_id)
         m = clip.manifest
@@ -393,6 +405,10 @@ def render(
     engine: EngineOption = None,
 ) -> None:
     """Render the face from a selfie into a clip, as MP4 or GIF."""
+    from core.engines.registry import make_analyzer, make_swapper
+    from core.packs.library import Clip, ClipLibrary
+    from core.render.clip import render_to_file
+
     with user_errors():
         _animation(output)
         settings = _settings(engine)
@@ -426,6 +442,11 @@ app.add_typer(memes_app, name="memes")
 @memes_app.command("list")
 def memes_list() -> None:
     """Every meme template, bundled and the operator's."""
+    from rich.table import Table
+
+    from core.config import Settings
+    from core.render.memes import MemeLibrary
+
     with user_errors():
         templates = MemeLibrary(Settings()).all()
         table = Table(title=f"{len(templates)} meme template(s)")
@@ -459,6 +480,10 @@ def meme(
     engine: EngineOption = None,
 ) -> None:
     """Make a captioned meme GIF or MP4 with the face from a selfie."""
+    from core.engines.registry import make_analyzer, make_swapper
+    from core.render.captions import check_caption
+    from core.render.memes import MemeLibrary, render_meme_to_file
+
     with user_errors():
         _animation(output)
         for caption in (top, bottom):
@@ -493,64 +518,21 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
 ) -> None:
     """Run the bot: the built-in web chat (and Telegram/Discord when their tokens are set)."""
-    import asyncio
-    import contextlib
     import logging
 
     from aiohttp import web
 
-    from bots.web import create_app
+    from core.config import Settings
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from facecast.app import build
+
     settings = Settings()
 
-    async def build() -> web.Application:
-        store = await Store.open(settings)
-        runner = LocalJobRunner(settings.workers, settings.max_queue)
-        analyzer = make_analyzer(settings)
-        protected = ProtectedFaces.load(settings, analyzer)
-        service = Service(
-            settings,
-            store,
-            runner,
-            analyzer,
-            protected=protected,
-            identity=make_identity(settings, analyzer),
-        )
-        application = create_app(service)
-        tasks: list[asyncio.Task[None]] = []
-        adapters: list[Any] = []
-        if settings.telegram_token is not None:
-            from bots.telegram_bot import WEBHOOK_PATH, TelegramBot
-
-            telegram = TelegramBot(service, settings)
-            adapters.append(telegram)
-            if settings.telegram_webhook_url:
-                application.router.add_post(WEBHOOK_PATH, telegram.webhook)
-        if settings.discord_token is not None:
-            from bots.discord_bot import DiscordBot
-
-            adapters.append(DiscordBot(service, settings))
-
-        async def start(_: web.Application) -> None:
-            tasks.append(asyncio.create_task(service.housekeeping()))
-            for adapter in adapters:
-                await adapter.start()
-
-        async def stop(_: web.Application) -> None:
-            for adapter in adapters:
-                await adapter.stop()
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await runner.close()
-            await store.close()
-
-        application.on_startup.append(start)
-        application.on_cleanup.append(stop)
+    async def application() -> web.Application:
+        built, service, adapters = await build(settings)
         out.print(
             f"FaceCast web chat on http://{host}:{port}/ "
             f"({len(service.clips.all())} clips, {len(service.memes.all())} memes, "
@@ -559,10 +541,10 @@ def serve(
             + "). Ctrl+C stops it.",
             highlight=False,
         )
-        return application
+        return built
 
     with user_errors():
-        web.run_app(build(), host=host, port=port, print=None, handle_signals=True)
+        web.run_app(application(), host=host, port=port, print=None, handle_signals=True)
 
 
 models_app = typer.Typer(
@@ -580,6 +562,11 @@ MODELS_LICENCE = (
 @models_app.callback()
 def models_list(context: typer.Context) -> None:
     """List every model of the neural engine: present, missing or wrong hash."""
+    from rich.table import Table
+
+    from core.config import Settings
+    from core.engines.registry import model_store
+
     if context.invoked_subcommand is not None:
         return
     with user_errors():
@@ -615,6 +602,9 @@ def models_fetch(
     ] = None,
 ) -> None:
     """Download models on purpose, keeping each only if its sha256 matches."""
+    from core.config import Settings
+    from core.engines.registry import model_store
+
     with user_errors():
         store = model_store(Settings())
         for name in names or list(store.registry):

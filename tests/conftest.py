@@ -13,7 +13,11 @@ import numpy as np
 import pytest
 from skimage import data
 
-from core import DlibAnalyzer, Face, FaceProfile, RGBImage, Settings, encode, enroll, load_image
+from core.config import Settings
+from core.faces.analyzer import DlibAnalyzer, Face
+from core.faces.profile import FaceProfile, enroll
+from core.media.images import RGBImage, load_image
+from core.media.video import encode
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,7 +90,8 @@ def make_video(path: Path, frames: Iterable[RGBImage], fps: float = 12.0) -> Pat
 
 
 def run_facecast(data_dir: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    """The installed command in a real process, with its own data folder."""
+    """The installed command in a real process, with its own data folder (one smoke test
+    per command family; the rest use :func:`invoke_facecast`)."""
     # A wide terminal, so help and tables do not wrap words the tests look for.
     env = {**os.environ, "FACECAST_DATA_DIR": str(data_dir), "COLUMNS": "200"}
     env.pop("FACECAST_CLIPS_DIR", None)
@@ -98,6 +103,29 @@ def run_facecast(data_dir: Path, *args: str | Path) -> subprocess.CompletedProce
         check=False,
         env=env,
         cwd=REPO,
+    )
+
+
+def invoke_facecast(data_dir: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """The same command line in this process, through typer's test runner: the same code,
+    exit codes and output, without paying a fresh interpreter's imports per call."""
+    from typer.testing import CliRunner
+
+    from facecast import cli
+
+    widths = cli.out.width, cli.err.width
+    cli.out.width = cli.err.width = 200  # as COLUMNS=200 does for a real process
+    try:
+        result = CliRunner().invoke(
+            cli.app,
+            [str(a) for a in args],
+            env={"FACECAST_DATA_DIR": str(data_dir), "FACECAST_CLIPS_DIR": None, "COLUMNS": "200"},
+            catch_exceptions=False,
+        )
+    finally:
+        cli.out.width, cli.err.width = widths
+    return subprocess.CompletedProcess(
+        ["facecast", *map(str, args)], result.exit_code, result.stdout, result.stderr
     )
 
 

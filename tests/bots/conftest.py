@@ -7,7 +7,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from bots.web import create_app
-from core import DlibAnalyzer, LocalJobRunner, Service, Settings, Store
+from core.config import Settings
+from core.faces.analyzer import DlibAnalyzer
+from core.jobs.local import LocalJobRunner
+from core.service.conversation import Service
+from core.storage.store import Store
 
 from ..conftest import REPO
 

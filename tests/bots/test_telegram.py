@@ -13,7 +13,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from core import RGBImage, read_video
+from core.media.images import RGBImage
+from core.media.video import read_video
 
 from ..conftest import free_port, jpeg, start_serve, stop_serve
 from ..fakes.telegram_api import Call, FakeTelegram

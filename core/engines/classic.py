@@ -1,0 +1,274 @@
+"""Putting a profile's face onto a face in a picture.
+
+:class:`ClassicSwapper` is the default CPU engine (see :mod:`core.engines.base` for the
+interface and :mod:`core.engines.registry` for the table of engines): a piecewise-affine warp of the
+profile texture onto the target's landmarks, the target's mouth interior kept, the colour
+moved to the target's skin and a feathered blend. It is deterministic and takes a few
+milliseconds per face.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from core.engines.base import BatchSwapper, Swapper, SwapSequence
+from core.faces.landmarks import BROWS, INNER_LIPS, JAW, Points, extend_points, eye_distance
+from core.faces.profile import FaceProfile
+from core.faces.skin import (
+    ColourStats,
+    FloatImage,
+    blur,
+    colour_stats,
+    features,
+    fill,
+    from_lab,
+    skin_likeness,
+    skin_mask,
+    to_lab,
+)
+from core.media.images import RGBImage
+
+
+def _affines(source: Points, target: Points, triangles: NDArray[np.int32]) -> FloatImage:
+    """For each triangle the 2x3 affine that maps target positions to texture positions."""
+    t = target[triangles].astype(np.float64)  # (T, 3, 2)
+    s = source[triangles].astype(np.float64)
+    homogeneous = np.concatenate([t, np.ones((len(triangles), 3, 1))], axis=2)  # (T, 3, 3)
+    det = np.linalg.det(homogeneous)
+    usable = np.abs(det) > 1e-6  # a flat triangle (closed mouth) covers no pixel anyway
+    matrices = np.zeros((len(triangles), 2, 3), dtype=np.float64)
+    inverse = np.linalg.inv(homogeneous[usable])  # (U, 3, 3): [x y 1] rows -> weights
+    # Solve homogeneous @ M.T = s for every triangle at once.
+    matrices[usable] = np.transpose(inverse @ s[usable], (0, 2, 1))
+    return matrices.astype(np.float32)
+
+
+def _outline(points: Points) -> Points:
+    """Jaw line then forehead arc: the outer boundary of the extended points, in order."""
+    return np.vstack([points[JAW], points[68:][::-1]])
+
+
+_ANALYSIS_EYE_DISTANCE = 64.0  # colour and lighting are measured at this face scale
+
+
+@dataclass(frozen=True, slots=True)
+class _ColourTransfer:
+    """Move the source's skin colour onto the target's.
+
+    Lightness: Reinhard's mean/std transfer. Chroma (skin is warm: a, b > 0): towards a
+    warmer target each of a and b is shifted, less in dark pixels whose gamut is small;
+    towards a cooler target it is *scaled* down by the ratio of the means. Reinhard's plain
+    shift pushed near-neutral pixels (a shine on the nose, the whites of the eyes) past grey
+    into the opposite hue, which showed as blue-grey patches; scaling keeps neutral
+    neutral. Scaling up instead of shifting would amplify blotches and redden lips.
+    """
+
+    src: ColourStats
+    dst: ColourStats
+    gain: NDArray[np.float32]
+
+    def apply(self, lab: FloatImage) -> FloatImage:
+        out = np.empty_like(lab)
+        light = lab[:, :, 0]
+        out[:, :, 0] = (light - self.src.mean[0]) * self.gain[0] + self.dst.mean[0]
+        shade = np.clip(light / max(float(self.src.mean[0]), 1.0), 0.0, 1.0)
+        for channel in (1, 2):
+            source_mean = float(self.src.mean[channel])
+            target_mean = float(self.dst.mean[channel])
+            if target_mean < source_mean and source_mean > 3.0:
+                ratio = max(target_mean, 0.0) / source_mean
+                out[:, :, channel] = lab[:, :, channel] * ratio
+            else:
+                out[:, :, channel] = lab[:, :, channel] + (target_mean - source_mean) * shade
+        return out
+
+
+class ClassicSwapper:
+    """Triangulated warp + LAB colour transfer + lighting match + feathered blend, on the CPU.
+
+    Colour: Reinhard's mean/std transfer in CIELAB measured on skin only, the gain capped so
+    a flat source cannot blow up; a greyscale source takes the target's own (smoothed)
+    chroma, so it comes out in the scene's colours rather than grey. The target's
+    large-scale shading then replaces the source's. Outside eyes, nose and mouth only skin
+    replaces skin, so a fringe, a beard or glasses' arms stay. Colour and lighting are
+    measured on a copy scaled to a fixed face size, which keeps big faces fast.
+    """
+
+    name: ClassVar[str] = "classic"
+
+    def __init__(
+        self,
+        *,
+        feather: float = 0.07,
+        max_gain: float = 1.6,
+        shading: float = 0.45,
+        tint: float = 0.15,
+    ) -> None:
+        self.feather = feather  # blend ramp width, as a share of the eye distance
+        self.max_gain = max_gain  # cap on the colour contrast change
+        self.shading = shading  # scale of the lightness that is matched, same unit
+        self.tint = tint  # scale of the chroma that is matched, same unit
+
+    def swap(
+        self,
+        profile: FaceProfile,
+        frame: RGBImage,
+        target: Points,
+        *,
+        sequence: SwapSequence | None = None,
+    ) -> RGBImage:
+        result = frame.copy()
+        unit = eye_distance(target)
+        if unit < 4:
+            return result
+        points = extend_points(target, profile.reach)
+        height, width = frame.shape[:2]
+        pad = int(unit * 0.2) + 2
+        x0, y0 = np.floor(points.min(axis=0)).astype(int) - pad
+        x1, y1 = np.ceil(points.max(axis=0)).astype(int) + pad
+        x0, y0 = max(x0, 0), max(y0, 0)
+        x1, y1 = min(x1, width), min(y1, height)
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return result
+        local = points - np.array([x0, y0], dtype=np.float32)
+        shape = (y1 - y0, x1 - x0)
+
+        warped, covered = self._warp(profile, local, shape)
+        region = frame[y0:y1, x0:x1]
+        corrected, source_like, target_like = self._match_colour(
+            profile, warped, region, local, unit, covered, sequence
+        )
+        alpha = self._alpha(local, shape, unit, covered, source_like, target_like)[:, :, None]
+        blended = corrected * alpha + region.astype(np.float32) * (1.0 - alpha)
+        result[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        return result
+
+    def _warp(
+        self, profile: FaceProfile, local: Points, shape: tuple[int, int]
+    ) -> tuple[RGBImage, NDArray[np.bool_]]:
+        triangles = profile.triangles
+        matrices = _affines(profile.points, local, triangles)
+        labels = np.full(shape, -1, dtype=np.int32)
+        for index, triangle in enumerate(triangles):
+            corners = np.round(local[triangle] * 16).astype(np.int32)
+            cv2.fillConvexPoly(labels, corners, index, lineType=cv2.LINE_8, shift=4)
+        covered = labels >= 0
+        ys, xs = np.nonzero(covered)
+        m = matrices[labels[ys, xs]]  # (P, 2, 3)
+        xs_f, ys_f = xs.astype(np.float32), ys.astype(np.float32)
+        map_x = np.full(shape, -1.0, dtype=np.float32)
+        map_y = np.full(shape, -1.0, dtype=np.float32)
+        map_x[ys, xs] = m[:, 0, 0] * xs_f + m[:, 0, 1] * ys_f + m[:, 0, 2]
+        map_y[ys, xs] = m[:, 1, 0] * xs_f + m[:, 1, 1] * ys_f + m[:, 1, 2]
+        warped = cv2.remap(
+            profile.texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        return np.asarray(warped, dtype=np.uint8), covered
+
+    def _match_colour(
+        self,
+        profile: FaceProfile,
+        warped: RGBImage,
+        region: RGBImage,
+        local: Points,
+        unit: float,
+        covered: NDArray[np.bool_],
+        sequence: SwapSequence | None,
+    ) -> tuple[FloatImage, FloatImage, FloatImage]:
+        """The warped face recoloured and relit like the target, and where the source and
+        the target look like skin."""
+        height, width = covered.shape
+        scale = min(1.0, _ANALYSIS_EYE_DISTANCE / unit)
+        small = (max(8, round(width * scale)), max(8, round(height * scale)))
+
+        def shrink(image: FloatImage) -> FloatImage:
+            if scale == 1.0:
+                return image
+            return np.asarray(cv2.resize(image, small, interpolation=cv2.INTER_AREA))
+
+        def grow(image: FloatImage) -> FloatImage:
+            if scale == 1.0:
+                return image
+            return np.asarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR))
+
+        source_lab, target_lab = to_lab(warped), to_lab(region)
+        source_small, target_small = shrink(source_lab), shrink(target_lab)
+        covered_small = shrink(covered.astype(np.float32)) > 0.5
+        unit_small = unit * small[0] / width
+        skin = skin_mask(local * (small[0] / width), covered_small.shape, unit_small)
+        skin &= covered_small
+        src = colour_stats(source_small, skin)
+        dst = colour_stats(target_small, skin)
+        if sequence is not None:
+            src, dst = sequence.steady(src, dst)
+        gain = np.clip(dst.std / np.maximum(src.std, 1e-3), 1.0 / self.max_gain, self.max_gain)
+        transfer = _ColourTransfer(src, dst, gain.astype(np.float32))
+        grey = profile.quality.greyscale or float(src.std[1:].max()) < 1.5
+
+        out = transfer.apply(source_lab)
+        out_small = transfer.apply(source_small)
+        if grey:
+            # No chroma to transfer: colour the face with the target's own, smoothed.
+            chroma = grow(blur(target_small[:, :, 1:], max(1.0, unit_small * 0.12)))
+            out[:, :, 1:] = chroma
+        target_like = skin_likeness(target_small, dst)
+        source_like = skin_likeness(source_small, src, use_chroma=not grey)
+        # Match the light too: the target's large-scale shading and tint (a key light from
+        # one side, a darker jaw, a warm lamp) replace the source's, measured over the
+        # target's skin (the selfie's own blown-out or shadowed patches must count,
+        # they are what needs correcting). The selfie keeps its finer detail.
+        # Chroma carries little identity, so it follows the target at a finer scale than
+        # lightness does: a selfie with a blown-out nose and an orange rim comes out evenly
+        # skin-coloured, while keeping its finer colour detail (lips, blush).
+        weight = target_like * covered_small
+        channels = (0,) if grey else (0, 1, 2)  # a grey selfie's chroma is the target's
+        for channel in channels:
+            scale, limit = (self.shading, 20.0) if channel == 0 else (self.tint, 25.0)
+            sigma = max(1.0, unit_small * scale)
+            norm = np.maximum(blur(weight, sigma), 1e-3)
+            target_light = blur(target_small[:, :, channel] * weight, sigma) / norm
+            source_light = blur(out_small[:, :, channel] * weight, sigma) / norm
+            out[:, :, channel] += grow(np.clip(target_light - source_light, -limit, limit))
+        out[:, :, 0] = np.clip(out[:, :, 0], 0.0, 100.0)
+        soften = max(0.5, unit_small * self.feather * 0.5)
+        return from_lab(out), grow(blur(source_like, soften)), grow(blur(target_like, soften))
+
+    def _alpha(
+        self,
+        local: Points,
+        shape: tuple[int, int],
+        unit: float,
+        covered: NDArray[np.bool_],
+        source_like: FloatImage,
+        target_like: FloatImage,
+    ) -> FloatImage:
+        ramp = max(1.0, unit * self.feather * 2.4)
+        face = fill(shape, _outline(local))
+        # A ramp by distance from the outline, ending on the jaw line, never on background.
+        inside = cv2.distanceTransform((face > 127).astype(np.uint8), cv2.DIST_L2, 3)
+        t = np.clip(inside / ramp, 0.0, 1.0)
+        alpha = (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+        # Outside eyes, nose and mouth, only the source's skin is pasted (not a fringe or
+        # strands of hair), and on the forehead only over the target's skin (its fringe stays).
+        sigma = unit * self.feather
+        identity = blur(features(local, shape), sigma)
+        forehead = blur(fill(shape, np.vstack([local[BROWS], local[68:][::-1]])), sigma)
+        keep = source_like * (1.0 - forehead + forehead * target_like)
+        alpha *= identity + (1.0 - identity) * keep
+        mouth = fill(shape, local[INNER_LIPS])
+        alpha *= 1.0 - blur(mouth, max(0.5, unit * 0.02))
+        alpha[~covered] = 0.0
+        return np.asarray(alpha, dtype=np.float32)
+
+
+__all__ = [
+    "BatchSwapper",
+    "ClassicSwapper",
+    "SwapSequence",
+    "Swapper",
+]

@@ -1,0 +1,371 @@
+"""Following one face through a video: per-frame landmarks, gap filling and smoothing.
+
+The heavy, once-per-clip half of ZAO's trick: after this, rendering a user into the clip
+needs no face detection at all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from core.faces.analyzer import Analyzer, Box, box_iou
+from core.faces.landmarks import Points, eye_distance
+from core.media.images import RGBImage
+
+TrackPoints = NDArray[np.float32]
+"""``(frames, 68, 2)`` landmark positions."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrackSettings:
+    face_index: int | None = None  # 1-based, left to right in the first frame with faces
+    max_carry: int = 6  # frames a face may go undetected before it counts as lost
+    max_gap: int = 4  # lost runs up to this long between two sightings are interpolated
+    # One-Euro filter for the expression (shape): Hz of smoothing for a still face, and how
+    # fast the cutoff rises with speed (per eye distance per second).
+    min_cutoff: float = 1.0
+    beta: float = 1.2
+    # ... and for the head's placement, which must follow camera shake: much lighter.
+    place_min_cutoff: float = 8.0
+    place_beta: float = 9.6
+
+
+@dataclass(slots=True)
+class Track:
+    """The target face in every frame; ``visible`` is False where it is not there."""
+
+    landmarks: TrackPoints
+    visible: NDArray[np.bool_]
+    raw_jitter: float = 0.0  # frame-to-frame jitter before smoothing, share of eye distance
+    jitter: float = 0.0  # the same after smoothing
+    detected: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, np.bool_))
+
+    @property
+    def frames(self) -> int:
+        return len(self.visible)
+
+    @property
+    def coverage(self) -> float:
+        return float(self.visible.mean()) if len(self.visible) else 0.0
+
+
+def _box_of(points: Points) -> Box:
+    x0, y0 = points.min(axis=0)
+    x1, y1 = points.max(axis=0)
+    return round(float(x0)), round(float(y0)), round(float(x1)), round(float(y1))
+
+
+def _shift_box(box: Box, dx: float, dy: float) -> Box:
+    return round(box[0] + dx), round(box[1] + dy), round(box[2] + dx), round(box[3] + dy)
+
+
+def _face_patch(frame: RGBImage, points: Points) -> NDArray[np.float32] | None:
+    """The inner face, grey and 24 px square, zero-mean and unit-norm (for correlation)."""
+    height, width = frame.shape[:2]
+    x0, y0 = np.floor(points[17:68].min(axis=0)).astype(int)
+    x1, y1 = np.ceil(points[17:68].max(axis=0)).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    grey = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+    patch = cv2.resize(grey, (24, 24), interpolation=cv2.INTER_AREA).astype(np.float32)
+    patch -= patch.mean()
+    norm = float(np.linalg.norm(patch))
+    return patch / norm if norm > 1e-3 else None
+
+
+def _similarity_of(a: NDArray[np.float32] | None, b: NDArray[np.float32] | None) -> float:
+    """Normalised cross-correlation of two patches; 0 when either is missing."""
+    if a is None or b is None:
+        return 0.0
+    return float((a * b).sum())
+
+
+class FaceTracker:
+    """Tracking by detection with landmark carry-over.
+
+    Every frame gets a fast HOG pass in a window around the target's last box (upsampled
+    only when the face is small, no CNN check); the detection that overlaps the last box
+    continues the track. When HOG misses a frame (motion blur, a quick turn) the landmark
+    fit is carried in the last box, moved with the face, for up to ``max_carry`` frames
+    while it stays plausible (no jump, no sudden change of size, and the face still
+    correlates with the one last detected); after that the face counts as lost and is
+    picked up again by the next overlapping detection or, failing that, a full detection.
+    """
+
+    def __init__(self, analyzer: Analyzer, settings: TrackSettings) -> None:
+        self.analyzer = analyzer
+        self.settings = settings
+        self._box: Box | None = None
+        self._points: Points | None = None
+        self._patch: NDArray[np.float32] | None = None  # the face when last detected
+        self._carried = 0
+
+    def _first(self, frame: RGBImage) -> tuple[Box, Points] | None:
+        faces = self.analyzer.detect(frame)
+        if not faces:
+            return None
+        index = self.settings.face_index
+        if index is None:
+            face = max(faces, key=lambda f: f.quality.eye_distance)
+        elif index <= len(faces):
+            face = faces[index - 1]
+        else:
+            return None
+        return face.bbox, face.landmarks
+
+    def _detect_near(self, frame: RGBImage, box: Box) -> list[tuple[Box, float]]:
+        """HOG only in a window around the last box (three box widths across): the face
+        cannot have gone far in one frame, and a small window is cheap to upsample."""
+        height, width = frame.shape[:2]
+        size = box[2] - box[0]
+        x0, y0 = max(0, box[0] - size), max(0, box[1] - size)
+        x1, y1 = min(width, box[2] + size), min(height, box[3] + size)
+        window = frame[y0:y1, x0:x1]
+        found = self.analyzer.detect_boxes(window, upsample=size < 100, verify=False)
+        return [((b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0), score) for b, score in found]
+
+    def step(self, frame: RGBImage) -> tuple[Points | None, bool]:
+        """Landmarks of the target in ``frame`` (None if not there) and whether a detector
+        saw it (False for carried fits)."""
+        if self._box is None:
+            found = self._first(frame)
+            if found is None:
+                return None, False
+            self._box, self._points = found
+            self._carried = 0
+            return self._points, True
+
+        last = self._box
+        boxes = self._detect_near(frame, last)
+        best = max(boxes, key=lambda b: box_iou(b[0], last), default=None)
+        if best is not None and box_iou(best[0], last) >= 0.3:
+            self._box = best[0]
+            self._points = self.analyzer.landmarks(frame, self._box)
+            self._patch = _face_patch(frame, self._points)
+            self._carried = 0
+            return self._points, True
+        if self._points is not None and self._carried < self.settings.max_carry:
+            points = self.analyzer.landmarks(frame, self._box)
+            unit = max(eye_distance(self._points), 1.0)
+            moved = float(np.linalg.norm(points.mean(axis=0) - self._points.mean(axis=0)))
+            resized = eye_distance(points) / unit
+            looks_same = _similarity_of(self._patch, _face_patch(frame, points)) > 0.5
+            if moved < 0.35 * unit and 0.85 < resized < 1.18 and looks_same:
+                dx, dy = points.mean(axis=0) - self._points.mean(axis=0)
+                self._box = _shift_box(self._box, float(dx), float(dy))
+                self._points = points
+                self._carried += 1
+                return points, False
+        # Lost: look for the face afresh (the same person, near where it was).
+        found = self._first(frame)
+        if found is not None and (self._box is None or box_iou(found[0], self._box) > 0.1):
+            self._box, self._points = found
+            self._patch = _face_patch(frame, self._points)
+            self._carried = 0
+            return self._points, True
+        self._points = None
+        self._carried = self.settings.max_carry
+        return None, False
+
+
+def fill_gaps(landmarks: TrackPoints, visible: NDArray[np.bool_], max_gap: int) -> None:
+    """Interpolate short runs of lost frames between two sightings, in place."""
+    index = 0
+    frames = len(visible)
+    while index < frames:
+        if visible[index]:
+            index += 1
+            continue
+        start = index
+        while index < frames and not visible[index]:
+            index += 1
+        if start == 0 or index == frames or index - start > max_gap:
+            continue
+        before, after = landmarks[start - 1], landmarks[index]
+        for k in range(start, index):
+            t = (k - start + 1) / (index - start + 1)
+            landmarks[k] = before + (after - before) * t
+            visible[k] = True
+
+
+def _one_euro(
+    values: NDArray[np.float64], fps: float, min_cutoff: float, beta: float
+) -> NDArray[np.float64]:
+    """One-Euro filter along axis 0 (Casiez et al. 2012): a low-pass whose cutoff rises with
+    speed, so a still face is steady and a fast move is followed without lag."""
+    out = np.empty_like(values)
+    out[0] = values[0]
+    derivative = np.zeros_like(values[0])
+    period = 1.0 / fps
+
+    def smoothing(cutoff: NDArray[np.float64] | float) -> NDArray[np.float64] | float:
+        tau = 1.0 / (2.0 * math.pi * cutoff)
+        return 1.0 / (1.0 + tau / period)
+
+    derivative_alpha = smoothing(1.0)
+    for index in range(1, len(values)):
+        raw_derivative = (values[index] - out[index - 1]) / period
+        derivative = derivative + derivative_alpha * (raw_derivative - derivative)
+        alpha = smoothing(min_cutoff + beta * np.abs(derivative))
+        out[index] = out[index - 1] + alpha * (values[index] - out[index - 1])
+    return out
+
+
+def _similarity(points: NDArray[np.float64], reference: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Least-squares similarity (a, b, tx, ty) taking ``points`` onto ``reference``:
+    x' = a x - b y + tx, y' = b x + a y + ty (Umeyama, without reflection)."""
+    mu_p, mu_r = points.mean(axis=0), reference.mean(axis=0)
+    p, r = points - mu_p, reference - mu_r
+    norm = float((p * p).sum()) or 1.0
+    a = float((p * r).sum()) / norm
+    b = float((p[:, 0] * r[:, 1] - p[:, 1] * r[:, 0]).sum()) / norm
+    tx = mu_r[0] - (a * mu_p[0] - b * mu_p[1])
+    ty = mu_r[1] - (b * mu_p[0] + a * mu_p[1])
+    return np.array([a, b, tx, ty])
+
+
+def _apply(params: NDArray[np.float64], points: NDArray[np.float64]) -> NDArray[np.float64]:
+    a, b, tx, ty = params
+    x, y = points[:, 0], points[:, 1]
+    return np.stack([a * x - b * y + tx, b * x + a * y + ty], axis=1)
+
+
+def _invert(params: NDArray[np.float64]) -> NDArray[np.float64]:
+    a, b, tx, ty = params
+    det = a * a + b * b
+    ia, ib = a / det, -b / det
+    return np.array([ia, ib, -(ia * tx - ib * ty), -(ib * tx + ia * ty)])
+
+
+def smooth(
+    landmarks: TrackPoints, visible: NDArray[np.bool_], fps: float, settings: TrackSettings
+) -> TrackPoints:
+    """Remove landmark jitter without lagging behind the head or the camera.
+
+    Each frame is split into the head's rigid placement (a similarity fitted to all 68
+    points, which averages the per-point noise away) and its shape in a fixed frame (the
+    expression). The placement is only lightly filtered so fast moves and camera shake are
+    followed; the shape, where the jitter lives, gets the full One-Euro filter. Both run
+    forwards and backwards and are averaged (zero phase: no lag, no lead).
+    """
+    result = landmarks.copy()
+    for start, stop in _runs(visible):
+        if stop - start < 3:
+            continue
+        segment = landmarks[start:stop].astype(np.float64)
+        reference = segment.mean(axis=0)
+        unit = eye_distance(reference.astype(np.float32)) or 1.0
+        placement = np.array([_similarity(frame, reference) for frame in segment])
+        shapes = np.array([_apply(p, f) for p, f in zip(placement, segment, strict=True)])
+        inverse = np.array([_invert(p) for p in placement])
+        # Placement as where the reference's corners land, in eye distances.
+        flat_shape = shapes.reshape(len(segment), -1) / unit
+        flat_place = inverse / np.array([1.0, 1.0, unit, unit])
+        shape = _zero_phase(flat_shape, fps, settings.min_cutoff, settings.beta) * unit
+        place = _zero_phase(flat_place, fps, settings.place_min_cutoff, settings.place_beta)
+        place *= np.array([1.0, 1.0, unit, unit])
+        rebuilt = [_apply(p, s.reshape(-1, 2)) for p, s in zip(place, shape, strict=True)]
+        result[start:stop] = np.array(rebuilt, dtype=np.float32)
+    return result
+
+
+def _zero_phase(
+    values: NDArray[np.float64], fps: float, min_cutoff: float, beta: float
+) -> NDArray[np.float64]:
+    forward = _one_euro(values, fps, min_cutoff, beta)
+    backward = _one_euro(values[::-1], fps, min_cutoff, beta)[::-1]
+    return (forward + backward) / 2.0
+
+
+def _runs(visible: NDArray[np.bool_]) -> Iterator[tuple[int, int]]:
+    index, frames = 0, len(visible)
+    while index < frames:
+        if not visible[index]:
+            index += 1
+            continue
+        start = index
+        while index < frames and visible[index]:
+            index += 1
+        yield start, index
+
+
+def jitter(landmarks: TrackPoints, visible: NDArray[np.bool_]) -> float:
+    """Mean frame-to-frame wobble: the second difference of each landmark (which ignores
+    steady motion), as a share of the eye distance."""
+    values = []
+    for start, stop in _runs(visible):
+        if stop - start < 3:
+            continue
+        segment = landmarks[start:stop].astype(np.float64)
+        unit = float(np.median([eye_distance(p) for p in segment])) or 1.0
+        second = segment[2:] - 2.0 * segment[1:-1] + segment[:-2]
+        values.append(np.linalg.norm(second, axis=2).mean() / unit)
+    return float(np.mean(values)) if values else 0.0
+
+
+class TrackRecorder:
+    """Feed frames one by one (while they are also being written elsewhere), then
+    :meth:`finish` fills gaps and smooths."""
+
+    def __init__(self, analyzer: Analyzer, settings: TrackSettings | None = None) -> None:
+        self.settings = settings or TrackSettings()
+        self._tracker = FaceTracker(analyzer, self.settings)
+        self._points: list[Points] = []
+        self._seen: list[bool] = []
+        self._detected: list[bool] = []
+
+    @property
+    def frames(self) -> int:
+        return len(self._seen)
+
+    def add(self, frame: RGBImage) -> None:
+        found, by_detector = self._tracker.step(frame)
+        self._seen.append(found is not None)
+        self._detected.append(by_detector)
+        self._points.append(found if found is not None else np.zeros((68, 2), np.float32))
+
+    def finish(self, fps: float) -> Track:
+        landmarks = np.array(self._points, dtype=np.float32).reshape(-1, 68, 2)
+        visible = np.array(self._seen, dtype=np.bool_)
+        fill_gaps(landmarks, visible, self.settings.max_gap)
+        smoothed = smooth(landmarks, visible, fps, self.settings)
+        return Track(
+            landmarks=smoothed,
+            visible=visible,
+            raw_jitter=jitter(landmarks, visible),
+            jitter=jitter(smoothed, visible),
+            detected=np.array(self._detected, dtype=np.bool_),
+        )
+
+
+def track_video(
+    frames: Iterable[RGBImage],
+    analyzer: Analyzer,
+    fps: float,
+    settings: TrackSettings | None = None,
+) -> Track:
+    """Follow the target face through ``frames``."""
+    recorder = TrackRecorder(analyzer, settings)
+    for frame in frames:
+        recorder.add(frame)
+    return recorder.finish(fps)
+
+
+__all__ = [
+    "FaceTracker",
+    "Track",
+    "TrackPoints",
+    "TrackRecorder",
+    "TrackSettings",
+    "fill_gaps",
+    "jitter",
+    "smooth",
+    "track_video",
+]

@@ -1,0 +1,187 @@
+"""Running renders off the event loop: a bounded queue in front of a process pool.
+
+:class:`LocalJobRunner` keeps at most ``workers`` renders running in worker processes and at
+most ``max_queue`` waiting; beyond that :meth:`submit` answers :class:`RunnerBusy` at once
+instead of letting the queue grow. Every job streams events to its user: its place in the
+queue as it moves up, progress while it renders, then the result or a friendly failure. A
+render that kills its worker process takes the pool down with it, so every job of that pool
+is retried once, each alone in a process of its own: a job that was merely next to the
+culprit succeeds, the culprit crashes again and is reported as failed, and the runner keeps
+serving on a fresh pool.
+
+:class:`JobRunner` is the interface a distributed queue (Taskiq on Redis) can implement
+later without the service noticing. :class:`UsageLimits` applies the per-user rate limit and
+daily quota.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import logging
+import multiprocessing
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from core import progress
+from core.errors import FaceCastError
+from core.jobs.base import Job, JobEvent, RenderFailed, RunnerBusy
+
+log = logging.getLogger(__name__)
+
+
+# -- the worker side ------------------------------------------------------------------
+
+_progress_queue: Any = None
+
+
+def _init_worker(progress: Any) -> None:
+    global _progress_queue
+    _progress_queue = progress
+
+
+def _send_progress(job_id: str, done: int, total: int) -> None:
+    if _progress_queue is not None:
+        _progress_queue.put_nowait((job_id, done, total))
+
+
+def _run(job_id: str, task: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    progress.install(functools.partial(_send_progress, job_id))
+    try:
+        return task(*args)
+    finally:
+        progress.install(None)
+
+
+# -- the runner -------------------------------------------------------------------------
+
+
+class LocalJobRunner:
+    def __init__(self, workers: int = 2, max_queue: int = 20) -> None:
+        self.workers = workers
+        self.max_queue = max_queue
+        self._context = multiprocessing.get_context("spawn")  # no fork of a threaded loop
+        self._progress: Any = self._context.Queue()
+        self._pool = self._new_pool()
+        self._waiting: deque[Job] = deque()
+        self._running: dict[str, Job] = {}
+        self._ids = itertools.count(1)
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+        self._reader = threading.Thread(target=self._read_progress, daemon=True)
+        self._reader.start()
+
+    def _new_pool(self, workers: int | None = None) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=workers or self.workers,
+            mp_context=self._context,
+            initializer=_init_worker,
+            initargs=(self._progress,),
+        )
+
+    @property
+    def queue_length(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    async def submit(self, user: str, task: Callable[..., Any], *args: Any) -> Job:
+        if self._closed:
+            raise RunnerBusy("I'm shutting down; try again in a minute.")
+        if len(self._waiting) >= self.max_queue and len(self._running) >= self.workers:
+            raise RunnerBusy()
+        job = Job(f"job-{next(self._ids)}", user, task, args)
+        self._waiting.append(job)
+        self._pump()
+        if job in self._waiting:
+            job.post(JobEvent("queued", position=self._waiting.index(job) + 1))
+        return job
+
+    def _pump(self) -> None:
+        moved = False
+        while self._waiting and len(self._running) < self.workers:
+            job = self._waiting.popleft()
+            self._start(job)
+            moved = True
+        if moved:
+            for position, job in enumerate(self._waiting, start=1):
+                job.post(JobEvent("queued", position=position))
+
+    def _start(self, job: Job) -> None:
+        job.attempts += 1
+        self._running[job.id] = job
+        job.post(JobEvent("progress", done=0, total=0))
+        pool = self._new_pool(workers=1) if job.isolated else self._pool
+        try:
+            future = self._loop.run_in_executor(pool, _run, job.id, job.task, job.args)
+        except BrokenProcessPool:  # broke a moment ago; its jobs' callbacks are on the way
+            self._replace_pool()
+            pool = self._pool
+            future = self._loop.run_in_executor(pool, _run, job.id, job.task, job.args)
+        future.add_done_callback(functools.partial(self._finished, job, pool))
+
+    def _replace_pool(self) -> None:
+        broken = self._pool
+        self._pool = self._new_pool()
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def _finished(self, job: Job, pool: ProcessPoolExecutor, future: asyncio.Future[Any]) -> None:
+        self._running.pop(job.id, None)
+        if pool is not self._pool:  # a job run alone: its private pool is done
+            pool.shutdown(wait=False)
+        error = future.exception() if not future.cancelled() else RenderFailed()
+        if error is None:
+            job.post(JobEvent("done", result=future.result()))
+        elif isinstance(error, BrokenProcessPool):
+            if pool is self._pool and not self._closed:
+                self._replace_pool()  # every job of a broken pool lands here: replace once
+            if job.attempts < 2 and not self._closed:
+                # Any job of the pool may have killed it; run this one again on its own.
+                log.warning("%s lost its worker; retrying it alone", job.id)
+                job.isolated = True
+                self._waiting.appendleft(job)
+            else:
+                log.error("%s crashed its worker", job.id)
+                job.post(JobEvent("failed", message=RenderFailed.default_message))
+        elif isinstance(error, FaceCastError):
+            job.post(JobEvent("failed", message=error.message))
+        else:
+            log.error("%s failed", job.id, exc_info=error)
+            job.post(JobEvent("failed", message=RenderFailed.default_message))
+        if not self._closed:
+            self._pump()
+
+    def _read_progress(self) -> None:
+        while not self._closed:
+            try:
+                job_id, done, total = self._progress.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            except (EOFError, OSError):
+                return
+            self._loop.call_soon_threadsafe(self._progress_event, job_id, done, total)
+
+    def _progress_event(self, job_id: str, done: int, total: int) -> None:
+        job = self._running.get(job_id)
+        if job is not None:
+            job.post(JobEvent("progress", done=done, total=total))
+
+    async def close(self) -> None:
+        self._closed = True
+        for job in self._waiting:
+            job.post(JobEvent("failed", message="The server is shutting down; try again soon."))
+        self._waiting.clear()
+        await asyncio.to_thread(self._pool.shutdown, True, cancel_futures=True)
+        self._reader.join(timeout=1)
+        self._progress.close()
+
+
+__all__ = ["LocalJobRunner"]

@@ -1,0 +1,345 @@
+"""Reading and writing media safely.
+
+Everything a user uploads passes through :func:`load_image` first: it refuses files that are
+not images, damaged files, tiny images and decompression bombs with a message that names the
+problem, and it hands back plain 8-bit RGB whatever the source mode and EXIF orientation.
+
+Videos are decoded as a stream of RGB frames by PyAV (:func:`read_video`) and written by
+:func:`encode`: MP4 is H.264 yuv420p with faststart and no audio, what Telegram's
+sendAnimation and Discord play inline; GIF goes through ffmpeg's palettegen/paletteuse (one
+palette for the whole clip, ordered dithering that does not crawl between frames, and only
+the changed rectangle stored per frame). ``max_bytes`` shrinks the picture, then the frame
+rate, until the file fits.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from core.errors import BadMedia
+from core.media.images import AI_NOTE, RGBImage
+
+"""An ``(height, width, 3)`` uint8 array in RGB order."""
+
+
+# ---------------------------------------------------------------------------------- video
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+_MIN_SHRINK_SIDE = 96  # below this a shrink lowers the frame rate instead
+
+
+@dataclass(frozen=True, slots=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    frames: int  # as the container declares it; 0 when it does not say
+    duration: float  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedVideo:
+    path: Path
+    size_bytes: int
+    width: int
+    height: int
+    fps: float
+    frames: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps if self.fps else 0.0
+
+
+def _open_video(path: Path, max_bytes: int) -> Any:
+    import av
+
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise BadMedia(f"I can't open {path.name}: {exc.strerror or exc}.") from exc
+    if size == 0:
+        raise BadMedia(f"{path.name} is empty: it has no video in it.")
+    if size > max_bytes:
+        raise BadMedia(
+            f"That video is too big ({size / 1e6:.1f} MB); the limit is {max_bytes / 1e6:.0f} MB."
+        )
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise BadMedia(f"{path.name} isn't a video I can read (MP4, MOV, WebM or GIF).") from exc
+    if not container.streams.video:
+        container.close()
+        raise BadMedia(f"{path.name} has no video track.")
+    return container
+
+
+def probe_video(path: Path, *, max_bytes: int = 200 * 1024 * 1024) -> VideoInfo:
+    """Size, frame rate and length of a video, or :class:`BadMedia`."""
+    container = _open_video(path, max_bytes)
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or 25
+        duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
+        if not duration and container.duration:
+            duration = container.duration / 1_000_000
+        return VideoInfo(
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            fps=float(rate),
+            frames=int(stream.frames or 0),
+            duration=duration,
+        )
+    finally:
+        container.close()
+
+
+def even_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """Scale to fit ``max_side`` (never up) with even sides, as yuv420p requires."""
+    scale = 1.0 if max_side is None else min(1.0, max_side / max(width, height))
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def read_video(
+    path: Path,
+    *,
+    start: float = 0.0,
+    end: float | None = None,
+    max_side: int | None = None,
+    max_bytes: int = 200 * 1024 * 1024,
+    max_pixels: int = 4096 * 4096,
+) -> Iterator[RGBImage]:
+    """Decode frames one at a time (never the whole video), trimmed to ``[start, end)``
+    seconds and scaled so the long side is at most ``max_side``, with even sides."""
+    import av
+
+    container = _open_video(path, max_bytes)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width * height > max_pixels:
+            raise BadMedia(f"That video's frames are too large ({width}x{height}).")
+        size = even_size(width, height, max_side)
+        try:
+            for frame in container.decode(stream):
+                moment = frame.time if frame.time is not None else 0.0
+                if moment < start - 1e-6:
+                    continue
+                if end is not None and moment >= end - 1e-6:
+                    break
+                image = frame.to_ndarray(format="rgb24")
+                if (image.shape[1], image.shape[0]) != size:
+                    image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+                yield np.ascontiguousarray(image, dtype=np.uint8)
+        except av.FFmpegError as exc:
+            raise BadMedia(f"{path.name} is damaged: decoding stopped part way.") from exc
+    finally:
+        container.close()
+
+
+class _FrameSpool:
+    """Frames kept in a temporary file, so a shrinking re-encode can read them again
+    without holding a whole clip in memory."""
+
+    def __init__(self, directory: Path) -> None:
+        self._path = directory / "frames.raw"
+        self._file = self._path.open("wb")
+        self.shape: tuple[int, int, int] | None = None
+        self.count = 0
+
+    def add(self, frame: RGBImage) -> None:
+        if self.shape is None:
+            self.shape = (frame.shape[0], frame.shape[1], 3)
+        elif frame.shape != self.shape:
+            raise ValueError(f"frame {self.count} is {frame.shape}, expected {self.shape}")
+        self._file.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
+        self.count += 1
+
+    def close(self) -> None:
+        self._file.close()
+
+    def frames(self, step: int = 1) -> Iterator[RGBImage]:
+        assert self.shape is not None
+        frame_bytes = math.prod(self.shape)
+        with self._path.open("rb") as source:
+            for index in range(0, self.count, step):
+                source.seek(index * frame_bytes)
+                data = source.read(frame_bytes)
+                yield np.frombuffer(data, np.uint8).reshape(self.shape)
+
+
+def _fit_frame(frame: RGBImage, size: tuple[int, int]) -> RGBImage:
+    if (frame.shape[1], frame.shape[0]) != size:
+        frame = np.asarray(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), np.uint8)
+    return np.ascontiguousarray(frame)
+
+
+def _write_mp4(
+    frames: Iterable[RGBImage], path: Path, size: tuple[int, int], fps: float, note: str
+) -> int:
+    import av
+
+    count = 0
+    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
+        out.metadata["comment"] = note
+        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "23", "preset": "veryfast", "threads": "1"}
+        for frame in frames:
+            picture = av.VideoFrame.from_ndarray(_fit_frame(frame, size), format="rgb24")
+            out.mux(stream.encode(picture))
+            count += 1
+        out.mux(stream.encode(None))
+    return count
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary that ships inside the imageio-ffmpeg wheel."""
+    import imageio_ffmpeg  # type: ignore[import-untyped]
+
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def gif_command(
+    size: tuple[int, int], fps: float, output: Path, *, dither: str = "bayer"
+) -> list[str]:
+    """ffmpeg arguments that read raw RGB frames on stdin and write a palette-optimised GIF.
+
+    (ffmpeg's GIF muxer drops metadata: the AI note is added afterwards.)
+    """
+    width, height = size
+    use = "paletteuse=dither=bayer:bayer_scale=4" if dither == "bayer" else f"paletteuse={dither}"
+    graph = (
+        "[0:v]split[a][b];[a]palettegen=max_colors=256:stats_mode=full[p];"
+        f"[b][p]{use}:diff_mode=rectangle"
+    )
+    return [
+        ffmpeg_exe(),
+        *("-hide_banner", "-loglevel", "error", "-nostdin", "-y"),
+        *("-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}"),
+        *("-r", f"{fps:.6g}", "-i", "pipe:0"),
+        *("-filter_complex", graph, "-loop", "0"),
+        *("-f", "gif", str(output)),
+    ]
+
+
+def _add_gif_comment(path: Path, note: str) -> None:
+    """Insert a GIF89a comment extension with ``note`` before the first frame (ffmpeg's GIF
+    muxer writes none)."""
+    data = path.read_bytes()
+    if data[:6] != b"GIF89a" or len(data) < 13:
+        raise RuntimeError("ffmpeg did not write a GIF89a file")
+    packed = data[10]
+    header_end = 13 + (3 * (2 ** ((packed & 0x07) + 1)) if packed & 0x80 else 0)
+    text = note.encode("utf-8")
+    blocks = b"".join(
+        bytes([len(text[i : i + 255])]) + text[i : i + 255] for i in range(0, len(text), 255)
+    )
+    path.write_bytes(data[:header_end] + b"\x21\xfe" + blocks + b"\x00" + data[header_end:])
+
+
+def _write_gif(
+    frames: Iterable[RGBImage], path: Path, size: tuple[int, int], fps: float, note: str
+) -> int:
+    command = gif_command(size, fps, path)
+    count = 0
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+    ) as process:
+        assert process.stdin is not None
+        try:
+            for frame in frames:
+                process.stdin.write(_fit_frame(frame, size).tobytes())
+                count += 1
+        except BrokenPipeError:
+            pass
+        process.stdin.close()
+        assert process.stderr is not None
+        errors = process.stderr.read().decode(errors="replace").strip()
+        if process.wait() != 0:
+            raise RuntimeError(f"ffmpeg could not write the GIF: {errors}")
+    _add_gif_comment(path, note)
+    return count
+
+
+def encode(
+    frames: Iterable[RGBImage],
+    path: Path,
+    *,
+    fps: float,
+    max_bytes: int | None = None,
+    note: str = AI_NOTE,
+    max_attempts: int = 6,
+) -> EncodedVideo:
+    """Write ``frames`` as MP4 or GIF (by suffix), shrinking until it fits ``max_bytes``.
+
+    The first attempt keeps size and frame rate; each further one scales the picture by the
+    square root of the overshoot (bytes grow with area), and once the short side would drop
+    below 96 px it halves the frame rate instead. The output is written next to ``path`` and
+    moved into place only when it fits, so a failure leaves nothing half-written.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise BadMedia(f"I can write {' or '.join(VIDEO_SUFFIXES)} videos, not {suffix!r}.")
+    if fps <= 0:
+        raise ValueError("fps must be positive")
+    write = _write_mp4 if suffix == ".mp4" else _write_gif
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="facecast-encode-", dir=path.parent) as work:
+        spool = _FrameSpool(Path(work))
+        try:
+            for frame in frames:
+                spool.add(frame)
+        finally:
+            spool.close()
+        if spool.shape is None:
+            raise BadMedia("There are no frames to encode.")
+        height, width = spool.shape[:2]
+        scale, step = 1.0, 1
+        attempt = Path(work) / f"attempt{suffix}"
+        written = 0
+        for _ in range(max_attempts):
+            size = even_size(round(width * scale), round(height * scale), None)
+            rate = fps / step
+            count = write(spool.frames(step), attempt, size, rate, note)
+            written = attempt.stat().st_size
+            if max_bytes is None or written <= max_bytes:
+                attempt.replace(path)
+                return EncodedVideo(path, written, size[0], size[1], rate, count)
+            if max_bytes <= 0:
+                break
+            shrink = math.sqrt(max_bytes / written) * 0.92
+            if min(size) * shrink < _MIN_SHRINK_SIDE:
+                step *= 2  # fewer frames instead of a picture too small to see
+                scale = max(scale * shrink, _MIN_SHRINK_SIDE / min(width, height))
+            else:
+                scale *= shrink
+        limit = max_bytes or 0
+        raise BadMedia(
+            f"I couldn't make that {suffix[1:].upper()} small enough "
+            f"({written / 1e6:.1f} MB, the limit is {limit / 1e6:.1f} MB)."
+        )
+
+
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "EncodedVideo",
+    "VideoInfo",
+    "encode",
+    "even_size",
+    "gif_command",
+    "probe_video",
+    "read_video",
+]

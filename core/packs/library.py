@@ -1,0 +1,230 @@
+"""Clip packs: a short video plus the face track computed once, ahead of any render.
+
+A pack is a folder ``<id>/`` holding ``clip.toml`` (what it is, where it came from, its
+licence), the media (H.264 MP4, at most ~480 px on the long side) and ``track.npz`` (the
+target face's smoothed landmarks and a visibility flag per frame). Packs are read from the
+bundled ``clips/`` folder and from the operator's folder; an operator pack with the same id
+wins. :func:`build_clip` writes only into the operator's folder, atomically.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.config import Settings
+from core.errors import ClipNotFound
+from core.faces.tracking import TrackPoints
+
+MANIFEST = "clip.toml"
+TRACK = "track.npz"
+MEDIA = "clip.mp4"
+_TRACK_VERSION = 1
+PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``; ``total`` is an estimate for videos."""
+
+
+class ClipLicence(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, description="e.g. 'Public domain', 'CC-BY-4.0'")
+    source: str = Field(min_length=1, description="where the footage comes from")
+    attribution: str = ""
+
+
+class ClipManifest(BaseModel):
+    """The schema of ``clip.toml``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=ID_PATTERN.pattern)
+    kind: Literal["clip"] = "clip"
+    title: str = Field(min_length=1, max_length=80)
+    tags: tuple[str, ...] = ()
+    media: str = MEDIA
+    fps: float = Field(gt=0, le=120)
+    frames: int = Field(gt=0)
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    duration: float = Field(gt=0)
+    coverage: float = Field(ge=0, le=1)
+    target_face: int | None = Field(default=None, ge=1)
+    jitter_raw: float = 0.0
+    jitter_smoothed: float = 0.0
+    licence: ClipLicence
+
+
+@dataclass(frozen=True, slots=True)
+class ClipTrack:
+    landmarks: TrackPoints  # (frames, 68, 2) at the media's resolution
+    visible: NDArray[np.bool_]  # (frames,)
+
+    @property
+    def frames(self) -> int:
+        return len(self.visible)
+
+
+class PackInfo:
+    """What every pack (a clip, a meme template) shows of its manifest."""
+
+    __slots__ = ()
+    manifest: ClipManifest | Any
+
+    @property
+    def id(self) -> str:
+        return str(self.manifest.id)
+
+    @property
+    def title(self) -> str:
+        return str(self.manifest.title)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(self.manifest.tags)
+
+
+@dataclass(frozen=True, slots=True)
+class Clip(PackInfo):
+    manifest: ClipManifest
+    folder: Path
+    bundled: bool
+
+    @property
+    def media(self) -> Path:
+        return self.folder / self.manifest.media
+
+    def load_track(self) -> ClipTrack:
+        try:
+            with np.load(self.folder / TRACK, allow_pickle=False) as archive:
+                version = int(archive["version"])
+                landmarks = archive["landmarks"].astype(np.float32)
+                visible = archive["visible"].astype(np.bool_)
+        except (OSError, KeyError, ValueError) as exc:
+            raise ClipNotFound(f"The clip {self.id!r} is damaged (its face track).") from exc
+        if version != _TRACK_VERSION or landmarks.shape != (len(visible), 68, 2):
+            raise ClipNotFound(f"The clip {self.id!r} has a face track I can't use.")
+        return ClipTrack(landmarks, visible)
+
+
+ManifestT = TypeVar("ManifestT", bound=BaseModel)
+
+
+def _read_toml(folder: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ClipNotFound(f"{folder.name}: no readable {MANIFEST} ({exc}).") from exc
+
+
+def read_manifest(
+    folder: Path, model: type[ManifestT], data: dict[str, Any] | None = None
+) -> ManifestT:
+    """Validate ``folder/clip.toml`` (read here unless ``data`` is it) as ``model``; the
+    folder must be its id."""
+    try:
+        manifest = model.model_validate(_read_toml(folder) if data is None else data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise ClipNotFound(f"{folder.name}/{MANIFEST} is invalid: {problems}.") from exc
+    if getattr(manifest, "id", None) != folder.name:
+        raise ClipNotFound(f"{folder.name}/{MANIFEST} says its id is not {folder.name!r}.")
+    return manifest
+
+
+def load_clip(folder: Path, *, bundled: bool = False, data: dict[str, Any] | None = None) -> Clip:
+    """Read and validate one pack folder."""
+    return Clip(read_manifest(folder, ClipManifest, data), folder, bundled)
+
+
+class Pack(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+
+
+PackT = TypeVar("PackT", bound=Pack)
+
+
+class PackLibrary(Generic[PackT]):
+    """Every pack of one kind an installation can use: the bundled folder first, the
+    operator's on top (same id: the operator's wins)."""
+
+    kind: ClassVar[str]
+    noun: ClassVar[str]
+
+    def __init__(self, settings: Settings) -> None:
+        self.roots = [(settings.bundled_clips_dir, True), (settings.resolved_clips_dir, False)]
+
+    def load(self, folder: Path, bundled: bool, data: dict[str, Any]) -> PackT:
+        """Validate one pack of this kind from its already-parsed manifest."""
+        raise NotImplementedError
+
+    def all(self) -> list[PackT]:
+        found: dict[str, PackT] = {}
+        for root, bundled in self.roots:
+            if not root.is_dir():
+                continue
+            for folder in sorted(root.iterdir()):
+                if not (folder.is_dir() and (folder / MANIFEST).is_file()):
+                    continue
+                data = _read_toml(folder)  # once: it says the kind and is the manifest
+                if data.get("kind", "clip") == self.kind:
+                    pack = self.load(folder, bundled, data)
+                    found[pack.id] = pack
+        return sorted(found.values(), key=lambda pack: pack.id)
+
+    def get(self, pack_id: str) -> PackT:
+        packs = {pack.id: pack for pack in self.all()}
+        if pack_id in packs:
+            return packs[pack_id]
+        close = difflib.get_close_matches(pack_id, list(packs), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ClipNotFound(f"I don't know a {self.noun} called {pack_id!r}.{hint}")
+
+    def search(self, query: str) -> list[PackT]:
+        words = query.lower().split()
+        return [
+            pack
+            for pack in self.all()
+            if all(w in pack.id or w in pack.title.lower() or w in pack.tags for w in words)
+        ]
+
+
+class ClipLibrary(PackLibrary[Clip]):
+    kind = "clip"
+    noun = "clip"
+
+    def load(self, folder: Path, bundled: bool, data: dict[str, Any]) -> Clip:
+        return load_clip(folder, bundled=bundled, data=data)
+
+
+__all__ = [
+    "ID_PATTERN",
+    "MANIFEST",
+    "Clip",
+    "ClipLibrary",
+    "ClipLicence",
+    "ClipManifest",
+    "ClipTrack",
+    "PackInfo",
+    "PackLibrary",
+    "load_clip",
+    "read_manifest",
+]

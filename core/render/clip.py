@@ -1,0 +1,98 @@
+"""Rendering a face profile into a clip pack: the fast, per-request half of the work.
+
+With the face track computed ahead, each frame is only warp + blend; frames where the face
+was lost pass through untouched. Frames stream from decoder to encoder, never all in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from core.engines.base import BatchSwapper, Swapper, SwapSequence
+from core.errors import ClipNotFound
+from core.faces.profile import FaceProfile
+from core.media.images import RGBImage
+from core.media.overlay import add_ai_label
+from core.media.video import EncodedVideo, encode, read_video
+from core.packs.library import Clip
+
+Progress = Callable[[int, int], None]
+"""``progress(frames_done, frames_total)``."""
+
+
+def render_clip(
+    profile: FaceProfile,
+    clip: Clip,
+    swapper: Swapper,
+    *,
+    size: int | None = None,
+    label: bool = True,
+    step: int = 1,
+    progress: Progress | None = None,
+) -> Iterator[RGBImage]:
+    """Yield the clip's frames with ``profile``'s face swapped in.
+
+    ``size`` caps the long side in pixels (the clip is never upscaled); ``label`` stamps
+    the visible "AI" badge on every frame; ``step`` keeps only every n-th frame (the
+    others are decoded but never swapped).
+    """
+    track = clip.load_track()
+    total = track.frames
+    sequence = SwapSequence()
+    batching = swapper if isinstance(swapper, BatchSwapper) else None
+    run = 8 if batching else 1  # frames swapped together
+    pending: list[tuple[int, RGBImage]] = []
+
+    def flush() -> Iterator[RGBImage]:
+        scale = np.float32(pending[0][1].shape[1] / clip.manifest.width)
+        shown = [(i, f, track.landmarks[i] * scale) for i, f in pending if track.visible[i]]
+        if batching is not None:
+            faces = batching.swap_batch(profile, [f for _, f, _ in shown], [t for *_, t in shown])
+        else:
+            faces = [swapper.swap(profile, f, t, sequence=sequence) for _, f, t in shown]
+        swapped = {i: face for (i, _, _), face in zip(shown, faces, strict=True)}
+        for index, frame in pending:
+            result = swapped.get(index, frame)  # lost face: the frame passes through
+            if label:
+                result = add_ai_label(result)
+            if progress is not None:
+                progress(index + 1, total)
+            yield result
+        pending.clear()
+
+    index = -1
+    for index, frame in enumerate(read_video(clip.media, max_side=size)):
+        if index >= total:
+            break
+        if index % step == 0:
+            pending.append((index, frame))
+        if len(pending) >= run:
+            yield from flush()
+    if pending:
+        yield from flush()
+    if index + 1 < total:
+        raise ClipNotFound(
+            f"The clip {clip.id!r} is damaged: its video has {index + 1} frames, "
+            f"its face track {total}."
+        )
+
+
+def render_to_file(
+    profile: FaceProfile,
+    clip: Clip,
+    swapper: Swapper,
+    output: Path,
+    *,
+    size: int | None = None,
+    max_bytes: int | None = None,
+    progress: Progress | None = None,
+) -> EncodedVideo:
+    """Render and encode to ``output`` (.mp4 or .gif) within ``max_bytes``."""
+    frames = render_clip(profile, clip, swapper, size=size, progress=progress)
+    return encode(frames, output, fps=clip.manifest.fps, max_bytes=max_bytes)
+
+
+__all__ = ["Progress", "render_clip", "render_to_file"]

@@ -1,0 +1,118 @@
+"""Render work as it runs inside a job runner's worker process.
+
+Everything a task needs travels in a picklable :class:`RenderOrder` (the profile as bytes,
+the settings as a dict), so the same function can run in a local process pool or, later,
+on a distributed worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from core import progress
+from core.config import Settings
+from core.engines.base import Swapper
+from core.errors import BadMedia
+from core.faces.profile import FaceProfile
+from core.media.video import EncodedVideo
+from core.packs.library import ClipLibrary
+from core.render.clip import render_to_file
+from core.render.memes import MemeLibrary, render_meme_to_file
+
+
+@dataclass(frozen=True, slots=True)
+class RenderOrder:
+    kind: Literal["clip", "meme"]
+    target: str  # clip id or meme template id
+    profile: bytes  # FaceProfile.to_bytes()
+    output: str  # where to write (.mp4 or .gif)
+    settings: dict[str, Any]  # Settings.model_dump(), to rebuild them in the worker
+    top: str | None = None
+    bottom: str | None = None
+    max_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderResult:
+    path: str
+    frames: int
+    width: int
+    height: int
+    size_bytes: int
+    fps: float
+
+    @classmethod
+    def of(cls, encoded: EncodedVideo) -> RenderResult:
+        return cls(
+            str(encoded.path),
+            encoded.frames,
+            encoded.width,
+            encoded.height,
+            encoded.size_bytes,
+            encoded.fps,
+        )
+
+
+_SWAPPERS: dict[tuple[str, str, str], Swapper] = {}
+
+
+def _swapper(settings: Settings) -> Swapper:
+    """One swapper per engine and model set per worker process (models load once)."""
+    from core.engines.registry import make_swapper
+
+    key = (settings.engine, str(settings.resolved_models_dir), str(settings.models_registry))
+    if key not in _SWAPPERS:
+        _SWAPPERS[key] = make_swapper(settings)
+    return _SWAPPERS[key]
+
+
+def render_order(order: RenderOrder) -> RenderResult:
+    """Render a clip or a meme for one user; reports progress to the job's user.
+
+    A GIF that cannot be squeezed under ``max_bytes`` is made as an MP4 instead (same
+    place, .mp4 suffix): chat platforms play both, and MP4 is far smaller.
+    """
+    output = Path(order.output)
+    try:
+        return _render(order, output)
+    except BadMedia:
+        if output.suffix != ".gif" or order.max_bytes is None:
+            raise
+        return _render(order, output.with_suffix(".mp4"))
+
+
+def _render(order: RenderOrder, output: Path) -> RenderResult:
+    settings = Settings(**order.settings)
+    profile = FaceProfile.from_bytes(order.profile)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    swapper = _swapper(settings)
+    if order.kind == "clip":
+        clip = ClipLibrary(settings).get(order.target)
+        encoded = render_to_file(
+            profile,
+            clip,
+            swapper,
+            output,
+            size=480,
+            max_bytes=order.max_bytes,
+            progress=progress.report,
+        )
+    else:
+        template = MemeLibrary(settings).get(order.target)
+        encoded = render_meme_to_file(
+            profile,
+            template,
+            settings,
+            swapper,
+            output,
+            top=order.top,
+            bottom=order.bottom,
+            max_bytes=order.max_bytes,
+            progress=progress.report,
+        )
+    return RenderResult.of(encoded)
+
+
+__all__ = ["RenderOrder", "RenderResult", "render_order"]

@@ -1,0 +1,330 @@
+"""The conversation, once for every chat platform.
+
+An adapter turns a platform update into a :class:`Request` (who, in which chat, what text,
+which picture, replying to what) and turns the :class:`Reply` objects that
+:meth:`Service.handle` yields back into platform messages. Everything else, from enrolment
+to consent and quotas, lives here, so a behaviour that differs between platforms is a bug.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+from core.config import Settings
+from core.errors import ClipNotFound, FaceCastError, NotAllowed
+from core.faces.analyzer import Analyzer
+from core.faces.profile import FaceProfile, IdentityEmbedder, enroll
+from core.jobs.base import JobRunner
+from core.media.images import load_picture
+from core.metrics import Metrics
+from core.packs.library import ClipLibrary
+from core.render.captions import check_caption
+from core.render.memes import MemeLibrary
+from core.render.tasks import RenderOrder, RenderResult, render_order
+from core.service.messages import Choice, Choices, Media, Person, Progress, Reply, Request, Text
+from core.service.policy import ProtectedFaces, UsageLimits
+from core.storage.store import GROUP_MEMES, Store
+
+PREVIEW_TEMPLATE = "deal-with-it"
+log = logging.getLogger(__name__)
+
+HELP = """I put your face into film clips and meme GIFs.
+
+Send a selfie to start (one face, facing the camera, in good light). Then:
+/clip - pick a clip; /clip ID renders you into it (/clip ID gif for a GIF file)
+/meme TEMPLATE top | bottom - a meme of you
+   (as a reply to someone's message: their words, and their face if they said /optin)
+/faces - your saved faces; /face N - use face N
+/optin, /optout - allow or stop others memeing you in groups
+/forget - delete everything I have about you, now
+Everything I make is labelled as AI-made."""
+
+
+# -- the service ------------------------------------------------------------------------------
+
+
+def _parse(text: str) -> tuple[str, str]:
+    """('/meme', 'spin top | bottom') from '/meme@FaceCastBot spin top | bottom'."""
+    stripped = text.strip()
+    if not stripped.startswith("/"):
+        return "", stripped
+    head, _, rest = stripped.partition(" ")
+    return head.split("@", 1)[0].lower(), rest.strip()
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        runner: JobRunner,
+        analyzer: Analyzer,
+        *,
+        protected: ProtectedFaces | None = None,
+        metrics: Metrics | None = None,
+        identity: IdentityEmbedder | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.runner = runner
+        self.analyzer = analyzer
+        self.identity = identity
+        self.protected = protected or ProtectedFaces(threshold=settings.protected_threshold)
+        self.metrics = metrics or Metrics()
+        self.limits = UsageLimits(store, settings.renders_per_minute, settings.daily_quota)
+        self.clips = ClipLibrary(settings)
+        self.memes = MemeLibrary(settings)
+        self.metrics.watch_queue(lambda: runner.queue_length)
+
+    async def housekeeping(self, every: float = 3600.0) -> None:
+        """Delete expired faces now and then, for as long as the service runs."""
+        while True:
+            purged = await self.store.purge_expired()
+            if purged:
+                log.info("deleted %d expired face(s)", purged)
+            await asyncio.sleep(every)
+
+    async def handle(self, request: Request) -> AsyncIterator[Reply]:
+        """Everything the bot says in answer to one request, in order."""
+        command, args = _parse(request.text)
+        label = "photo" if request.image is not None else (command or "text")
+        self.metrics.messages.labels(label).inc()
+        try:
+            if request.image is not None:
+                async for reply in self._enrol(request):
+                    yield reply
+            elif command in ("/start", "/help"):
+                yield Text(HELP)
+            elif command == "/clip":
+                async for reply in self._clip(request, args):
+                    yield reply
+            elif command == "/meme":
+                async for reply in self._meme(request, args):
+                    yield reply
+            elif command == "/faces":
+                yield await self._faces(request)
+            elif command == "/face":
+                yield await self._choose_face(request, args)
+            elif command == "/forget":
+                yield await self._forget(request)
+            elif command in ("/optin", "/optout"):
+                yield await self._consent(request, command == "/optin")
+            elif command:
+                yield Text(f"I don't know {command}. Send /help to see what I can do.")
+            elif not request.chat.is_group:
+                yield Text("Send me a selfie, or /help to see what I can do.")
+        except FaceCastError as exc:
+            self.metrics.errors.labels(type(exc).__name__).inc()
+            yield Text(exc.message, error=True)
+
+    # -- enrolment ------------------------------------------------------------------------
+
+    async def _enrol(self, request: Request) -> AsyncIterator[Reply]:
+        assert request.image is not None
+        if len(request.image) > self.settings.max_upload_bytes:
+            limit = self.settings.max_upload_bytes / 1e6
+            raise FaceCastError(f"That file is too big; send a photo under {limit:.0f} MB.")
+        try:
+            picture = load_picture(request.image, self.settings, selfie=True)
+            profile = await asyncio.to_thread(
+                enroll, picture, self.analyzer, self.settings, identity=self.identity
+            )
+        except FaceCastError:
+            self.metrics.enrolments.labels("refused").inc()
+            raise
+        if self.protected.matches(profile.embedding):
+            self.metrics.enrolments.labels("protected").inc()
+            raise NotAllowed(
+                "I can't use that photo. Please send a selfie of yourself, not of someone else."
+            )
+        user_id = await self.store.user(request.sender.platform, request.sender.id)
+        entry, dropped = await self.store.add_face(user_id, profile)
+        self.metrics.enrolments.labels("enrolled").inc()
+        lines = [f"Got your face (face {entry.number}). Here's a first taste:"]
+        if dropped:
+            lines.append(
+                f"You can keep {self.settings.max_faces_per_user} faces, so I dropped your oldest."
+            )
+        lines.extend(profile.notes)
+        yield Text("\n".join(lines))
+        async for reply in self._render(request, user_id, profile, "meme", PREVIEW_TEMPLATE):
+            yield reply
+        yield self._clip_menu("Now try yourself in a clip:")
+
+    # -- renders --------------------------------------------------------------------------------
+
+    def _clip_menu(self, text: str) -> Choices:
+        return Choices(
+            text, tuple(Choice(clip.title, f"/clip {clip.id}") for clip in self.clips.all())
+        )
+
+    async def _profile_of(self, request: Request) -> tuple[int, FaceProfile]:
+        user_id = await self.store.find_user(request.sender.platform, request.sender.id)
+        profile = await self.store.active_profile(user_id) if user_id is not None else None
+        if user_id is None or profile is None:
+            raise FaceCastError("I don't have your face yet (or it expired): send me a selfie.")
+        return user_id, profile
+
+    async def _clip(self, request: Request, args: str) -> AsyncIterator[Reply]:
+        if not args:
+            yield self._clip_menu("Pick a clip:")
+            return
+        words = args.split()
+        clip = self.clips.get(words[0])
+        if words[-1].lower() == "gif":  # "/clip ID gif": a GIF file instead of a video
+            request = replace(request, prefer="gif")
+        user_id, profile = await self._profile_of(request)
+        async for reply in self._render(request, user_id, profile, "clip", clip.id):
+            yield reply
+
+    async def _meme(self, request: Request, args: str) -> AsyncIterator[Reply]:
+        if not args and request.reply_to is None:
+            yield Choices(
+                "Pick a meme (add your own text: /meme ID top | bottom):",
+                tuple(Choice(t.title, f"/meme {t.id}") for t in self.memes.all()),
+            )
+            return
+        name, _, captions = args.partition(" ")
+        try:
+            template = self.memes.get(name) if name else self.memes.get(PREVIEW_TEMPLATE)
+        except ClipNotFound:
+            if request.reply_to is None:
+                raise
+            # "/meme when it works" as a reply: all of it is caption.
+            template, captions = self.memes.get(PREVIEW_TEMPLATE), args
+        top: str | None = None
+        bottom: str | None = None
+        if captions:
+            first, bar, second = captions.partition("|")
+            top, bottom = first.strip(), (second.strip() if bar else "")
+        elif request.reply_to is not None and request.reply_to.text.strip():
+            top, bottom = "", request.reply_to.text.strip()
+        for caption in (top, bottom):
+            if caption:
+                check_caption(caption)
+        quoted = request.reply_to
+        their_profile = None
+        if quoted is not None and quoted.author.id != request.sender.id:
+            their_profile = await self._consenting_profile(quoted.author)
+            if their_profile is None:
+                who = quoted.author.name or "They"
+                yield Text(f"{who} hasn't opted in to being memed (/optin), so here's you instead.")
+        if their_profile is not None:
+            user_id = await self.store.user(request.sender.platform, request.sender.id)
+            profile = their_profile
+        else:
+            user_id, profile = await self._profile_of(request)
+        async for reply in self._render(
+            request, user_id, profile, "meme", template.id, top=top, bottom=bottom
+        ):
+            yield reply
+
+    async def _consenting_profile(self, person: Person) -> FaceProfile | None:
+        their_id = await self.store.find_user(person.platform, person.id)
+        if their_id is None or not await self.store.has_consent(their_id, GROUP_MEMES):
+            return None
+        return await self.store.active_profile(their_id)
+
+    async def _render(
+        self,
+        request: Request,
+        user_id: int,
+        profile: FaceProfile,
+        kind: Literal["clip", "meme"],
+        target: str,
+        *,
+        top: str | None = None,
+        bottom: str | None = None,
+    ) -> AsyncIterator[Reply]:
+        await self.limits.check(user_id)
+        fmt = request.prefer or ("mp4" if kind == "clip" else "gif")
+        account = await self.store.account_of(user_id)
+        output = self.store.user_folder(account) / f"{kind}-{target}-{uuid.uuid4().hex[:12]}.{fmt}"
+        order = RenderOrder(
+            kind=kind,
+            target=target,
+            profile=profile.to_bytes(),
+            output=str(output),
+            settings=self.settings.model_dump(),
+            top=top,
+            bottom=bottom,
+            max_bytes=min(self.settings.output_max_bytes, request.max_bytes or 1 << 62),
+        )
+        started = time.monotonic()
+        job = await self.runner.submit(account, render_order, order)
+        await self.limits.record(user_id)
+        async for event in job.events():
+            if event.kind == "queued":
+                yield Progress(job.id, f"You're number {event.position} in the queue…")
+            elif event.kind == "progress":
+                share = f" {100 * event.done // event.total}%" if event.total else ""
+                yield Progress(job.id, f"Rendering{share}…", event.done, event.total)
+            elif event.kind == "failed":
+                self.metrics.renders.labels(kind, "failed").inc()
+                yield Text(event.message, error=True)
+            else:
+                result: RenderResult = event.result
+                self.metrics.renders.labels(kind, "done").inc()
+                self.metrics.render_seconds.labels(kind).observe(time.monotonic() - started)
+                title = (
+                    self.clips.get(target).title if kind == "clip" else self.memes.get(target).title
+                )
+                path = Path(result.path)  # a GIF that could not fit comes back as MP4
+                made: Literal["mp4", "gif"] = "gif" if path.suffix == ".gif" else "mp4"
+                yield Media(path, made, f"{title} (AI-made)", result.width, result.height)
+
+    # -- faces, consent, forgetting ------------------------------------------------------------
+
+    async def _faces(self, request: Request) -> Reply:
+        user_id = await self.store.find_user(request.sender.platform, request.sender.id)
+        entries = await self.store.faces(user_id) if user_id is not None else []
+        if not entries:
+            return Text("You have no saved faces: send me a selfie.")
+        lines = [f"Your faces ({len(entries)} of {self.settings.max_faces_per_user}):"]
+        for entry in entries:
+            mark = " (in use)" if entry.active else ""
+            lines.append(
+                f"{entry.number}. saved {entry.created_at:%Y-%m-%d}, "
+                f"kept until {entry.expires_at:%Y-%m-%d}{mark}"
+            )
+        return Choices(
+            "\n".join(lines),
+            tuple(Choice(f"Use face {e.number}", f"/face {e.number}") for e in entries),
+        )
+
+    async def _choose_face(self, request: Request, args: str) -> Reply:
+        if not args.strip().isdigit():
+            return Text("Which face? Send /face N, with N from /faces.")
+        user_id = await self.store.find_user(request.sender.platform, request.sender.id)
+        if user_id is None:
+            return Text("You have no saved faces: send me a selfie.")
+        entry = await self.store.activate(user_id, int(args))
+        return Text(f"Using face {entry.number} from now on.")
+
+    async def _forget(self, request: Request) -> Reply:
+        user_id = await self.store.find_user(request.sender.platform, request.sender.id)
+        if user_id is not None:
+            await self.store.forget(user_id)
+        return Text(
+            "Done: I've deleted your faces, your settings and everything I made for you. "
+            "Send a selfie any time to start again."
+        )
+
+    async def _consent(self, request: Request, granted: bool) -> Reply:
+        user_id = await self.store.user(request.sender.platform, request.sender.id)
+        await self.store.set_consent(user_id, GROUP_MEMES, granted)
+        if granted:
+            return Text(
+                "OK: people in your groups can now put your face into memes. /optout stops it."
+            )
+        return Text("OK: nobody else can meme your face any more.")
+
+
+__all__ = ["HELP", "Service"]

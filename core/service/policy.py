@@ -1,0 +1,83 @@
+"""Who may do what: protected identities and per-user usage limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from core.config import Settings
+from core.errors import FaceCastError, QuotaExceeded
+from core.faces.analyzer import Analyzer, Embedding, identity_distance
+from core.media.images import load_picture
+
+# -- protected identities -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ProtectedFaces:
+    """Reference embeddings of people who may not be enrolled (public figures, say)."""
+
+    embeddings: list[Embedding] = field(default_factory=list)
+    threshold: float = 0.5
+
+    @classmethod
+    def load(cls, settings: Settings, analyzer: Analyzer) -> ProtectedFaces:
+        found: list[Embedding] = []
+        folder = settings.protected_dir
+        if folder is not None and folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                if path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
+                    continue
+                try:
+                    picture = load_picture(path, settings)
+                except FaceCastError:
+                    continue
+                faces = analyzer.detect(picture)
+                if faces:
+                    face = max(faces, key=lambda f: f.quality.eye_distance)
+                    found.append(analyzer.embedding(picture, face.landmarks))
+        return cls(found, settings.protected_threshold)
+
+    def matches(self, embedding: Embedding | None) -> bool:
+        if embedding is None:
+            return False
+        return any(
+            identity_distance(embedding, known) < self.threshold for known in self.embeddings
+        )
+
+
+# -- limits ------------------------------------------------------------------------------
+
+
+class UsageLog(Protocol):
+    async def record_usage(self, user_id: int, kind: str) -> None: ...
+
+    async def usage_count(self, user_id: int, kind: str, since: datetime) -> int: ...
+
+
+class UsageLimits:
+    """Per-user rate limit (renders a minute) and daily quota, counted in the store so they
+    hold across restarts and processes."""
+
+    def __init__(self, log_: UsageLog, per_minute: int, per_day: int) -> None:
+        self.log = log_
+        self.per_minute = per_minute
+        self.per_day = per_day
+
+    async def check(self, user_id: int, kind: str = "render") -> None:
+        now = datetime.now(UTC)
+        if await self.log.usage_count(user_id, kind, now - timedelta(days=1)) >= self.per_day:
+            raise QuotaExceeded(
+                f"You've made {self.per_day} things today, the daily limit. Come back tomorrow!"
+            )
+        if await self.log.usage_count(user_id, kind, now - timedelta(minutes=1)) >= (
+            self.per_minute
+        ):
+            raise QuotaExceeded("Slow down a little: try again in a minute.")
+
+    async def record(self, user_id: int, kind: str = "render") -> None:
+        await self.log.record_usage(user_id, kind)
+
+
+__all__ = ["ProtectedFaces", "UsageLimits"]

@@ -1,0 +1,302 @@
+"""What FaceCast remembers about people, and nothing more.
+
+Users are known only by a keyed hash of their platform and account id; a face is stored as
+the enrolled profile (texture, landmarks, embedding), encrypted when ``FACECAST_SECRET_KEY``
+is set, and expires after ``FACECAST_RETENTION_DAYS``; consent to be memed by others and
+usage (for quotas) are the only other records. ``forget`` removes all of it, and the
+user's rendered files, at once.
+
+SQLAlchemy 2 async: SQLite in the data folder by default, PostgreSQL by URL. The schema is
+created on start (there is one version so far; Alembic comes with the second).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    delete,
+    func,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from core.config import Settings
+from core.errors import FaceCastError
+from core.faces.profile import FaceProfile
+from core.storage.crypto import Sealer
+
+GROUP_MEMES = "group-memes"  # consent to being put into memes by other people
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("account"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account: Mapped[str] = mapped_column(String(64))  # keyed hash of platform + account id
+    active_face: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FaceRow(Base):
+    __tablename__ = "faces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)  # FaceProfile.to_bytes(), maybe sealed
+
+
+class ConsentRow(Base):
+    __tablename__ = "consents"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UsageRow(Base):
+    __tablename__ = "usage"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+@dataclass(frozen=True, slots=True)
+class FaceEntry:
+    number: int  # 1-based, oldest first, as users see them
+    id: int
+    created_at: datetime
+    expires_at: datetime
+    active: bool
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything here is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._session = async_sessionmaker(engine, expire_on_commit=False)
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        self._sealer = Sealer(secret)
+        self._pepper = (secret or "facecast").encode()
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Store:
+        url = settings.resolved_database_url
+        if url.startswith("sqlite"):
+            settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url)
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+        return cls(engine, settings)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- people ------------------------------------------------------------------------
+
+    def account(self, platform: str, account_id: str) -> str:
+        """The keyed hash that stands for a person in the database and on disk."""
+        message = f"{platform}:{account_id}".encode()
+        return hmac.new(self._pepper, message, hashlib.sha256).hexdigest()[:40]
+
+    async def find_user(self, platform: str, account_id: str) -> int | None:
+        async with self._session() as session:
+            found = await session.scalar(
+                select(UserRow.id).where(UserRow.account == self.account(platform, account_id))
+            )
+            return int(found) if found is not None else None
+
+    async def user(self, platform: str, account_id: str) -> int:
+        """The user's id, created on first contact."""
+        found = await self.find_user(platform, account_id)
+        if found is not None:
+            return found
+        async with self._session() as session, session.begin():
+            row = UserRow(account=self.account(platform, account_id), created_at=_now())
+            session.add(row)
+            await session.flush()
+            return row.id
+
+    def user_folder(self, account: str) -> Path:
+        return self.settings.outputs_dir / account
+
+    async def account_of(self, user_id: int) -> str:
+        async with self._session() as session:
+            row = await session.get(UserRow, user_id)
+            if row is None:
+                raise FaceCastError("I don't know you yet: send me a selfie first.")
+            return row.account
+
+    # -- faces -------------------------------------------------------------------------
+
+    async def add_face(self, user_id: int, profile: FaceProfile) -> tuple[FaceEntry, bool]:
+        """Save a face and make it active; the oldest goes when the user has the maximum.
+        Returns the new entry and whether an old face was dropped."""
+        now = _now()
+        expires = now + timedelta(days=self.settings.retention_days)
+        dropped = False
+        async with self._session() as session, session.begin():
+            ids = list(
+                await session.scalars(
+                    select(FaceRow.id).where(FaceRow.user_id == user_id).order_by(FaceRow.id)
+                )
+            )
+            while len(ids) >= self.settings.max_faces_per_user:
+                await session.execute(delete(FaceRow).where(FaceRow.id == ids.pop(0)))
+                dropped = True
+            row = FaceRow(
+                user_id=user_id,
+                created_at=now,
+                expires_at=expires,
+                data=self._sealer.seal(profile.to_bytes()),
+            )
+            session.add(row)
+            await session.flush()
+            user = await session.get(UserRow, user_id)
+            assert user is not None
+            user.active_face = row.id
+            face_id = row.id
+        entries = await self.faces(user_id)
+        return next(e for e in entries if e.id == face_id), dropped
+
+    async def faces(self, user_id: int) -> list[FaceEntry]:
+        now = _now()
+        async with self._session() as session:
+            user = await session.get(UserRow, user_id)
+            rows = await session.execute(
+                select(FaceRow.id, FaceRow.created_at, FaceRow.expires_at)
+                .where(FaceRow.user_id == user_id)
+                .order_by(FaceRow.id)
+            )
+            live = [r for r in rows if _aware(r.expires_at) > now]
+        active = user.active_face if user else None
+        return [
+            FaceEntry(n, r.id, _aware(r.created_at), _aware(r.expires_at), r.id == active)
+            for n, r in enumerate(live, start=1)
+        ]
+
+    async def activate(self, user_id: int, number: int) -> FaceEntry:
+        entries = await self.faces(user_id)
+        if not 1 <= number <= len(entries):
+            raise FaceCastError(
+                f"You have {len(entries)} saved face(s); pick a number from 1 to {len(entries)}."
+                if entries
+                else "You have no saved faces: send me a selfie."
+            )
+        chosen = entries[number - 1]
+        async with self._session() as session, session.begin():
+            user = await session.get(UserRow, user_id)
+            assert user is not None
+            user.active_face = chosen.id
+        return FaceEntry(chosen.number, chosen.id, chosen.created_at, chosen.expires_at, True)
+
+    async def active_profile(self, user_id: int) -> FaceProfile | None:
+        """The user's active face (or their newest, if the active one expired)."""
+        entries = await self.faces(user_id)
+        if not entries:
+            return None
+        chosen = next((e for e in entries if e.active), entries[-1])
+        async with self._session() as session:
+            data = await session.scalar(select(FaceRow.data).where(FaceRow.id == chosen.id))
+        if data is None:
+            return None
+        return FaceProfile.from_bytes(self._sealer.open(data))
+
+    async def raw_face_data(self, user_id: int) -> list[bytes]:
+        """The stored bytes of a user's faces, as they are on disk (for audits and tests)."""
+        async with self._session() as session:
+            return list(
+                await session.scalars(select(FaceRow.data).where(FaceRow.user_id == user_id))
+            )
+
+    # -- consent and usage ----------------------------------------------------------------
+
+    async def set_consent(self, user_id: int, scope: str, granted: bool) -> None:
+        async with self._session() as session, session.begin():
+            await session.execute(
+                delete(ConsentRow).where(ConsentRow.user_id == user_id, ConsentRow.scope == scope)
+            )
+            if granted:
+                session.add(ConsentRow(user_id=user_id, scope=scope, granted_at=_now()))
+
+    async def has_consent(self, user_id: int, scope: str) -> bool:
+        async with self._session() as session:
+            found = await session.scalar(
+                select(ConsentRow.user_id).where(
+                    ConsentRow.user_id == user_id, ConsentRow.scope == scope
+                )
+            )
+            return found is not None
+
+    async def record_usage(self, user_id: int, kind: str) -> None:
+        async with self._session() as session, session.begin():
+            session.add(UsageRow(user_id=user_id, kind=kind, at=_now()))
+
+    async def usage_count(self, user_id: int, kind: str, since: datetime) -> int:
+        async with self._session() as session:
+            count = await session.scalar(
+                select(func.count(UsageRow.id)).where(
+                    UsageRow.user_id == user_id, UsageRow.kind == kind, UsageRow.at >= since
+                )
+            )
+            return int(count or 0)
+
+    # -- forgetting --------------------------------------------------------------------
+
+    async def forget(self, user_id: int) -> None:
+        """Delete every row about the user and every file rendered for them, now."""
+        account = await self.account_of(user_id)
+        async with self._session() as session, session.begin():
+            for table in (FaceRow, ConsentRow, UsageRow):
+                await session.execute(delete(table).where(table.user_id == user_id))
+            await session.execute(delete(UserRow).where(UserRow.id == user_id))
+        shutil.rmtree(self.user_folder(account), ignore_errors=True)
+
+    async def purge_expired(self) -> int:
+        """Delete faces past their retention; returns how many."""
+        now = _now()
+        async with self._session() as session, session.begin():
+            result = await session.execute(delete(FaceRow).where(FaceRow.expires_at <= now))
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    async def expire_now(self, user_id: int) -> None:
+        """Age all of a user's faces past their retention (operators and tests)."""
+        async with self._session() as session, session.begin():
+            rows = await session.scalars(select(FaceRow).where(FaceRow.user_id == user_id))
+            for row in rows:
+                row.expires_at = _now() - timedelta(seconds=1)
+
+
+__all__ = ["GROUP_MEMES", "FaceEntry", "Store"]

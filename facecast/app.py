@@ -1,0 +1,81 @@
+"""The composition root: builds settings' store, runner, service and chat adapters once.
+
+``facecast serve`` only calls :func:`build`; tests and other entry points can do the same.
+Everything heavy (SQLAlchemy, aiohttp, the chat libraries) is imported here, not by the
+command line's other commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiohttp import web
+
+from bots.base import Adapter
+from bots.web import create_app
+from core.config import Settings
+from core.engines.registry import make_analyzer, make_identity
+from core.jobs.local import LocalJobRunner
+from core.service.conversation import Service
+from core.service.policy import ProtectedFaces
+from core.storage.store import Store
+
+
+def adapters_for(service: Service, application: web.Application) -> list[Adapter]:
+    """The chat platforms whose tokens are configured, besides the web chat."""
+    settings = service.settings
+    adapters: list[Adapter] = []
+    if settings.telegram_token is not None:
+        from bots.telegram_bot import WEBHOOK_PATH, TelegramBot
+
+        telegram = TelegramBot(service, settings)
+        adapters.append(telegram)
+        if settings.telegram_webhook_url:
+            application.router.add_post(WEBHOOK_PATH, telegram.webhook)
+    if settings.discord_token is not None:
+        from bots.discord_bot import DiscordBot
+
+        adapters.append(DiscordBot(service, settings))
+    return adapters
+
+
+async def build(settings: Settings) -> tuple[web.Application, Service, list[Adapter]]:
+    """The web application with the service, its runner and every configured adapter, wired
+    to start and stop with it."""
+    store = await Store.open(settings)
+    runner = LocalJobRunner(settings.workers, settings.max_queue)
+    analyzer = make_analyzer(settings)
+    service = Service(
+        settings,
+        store,
+        runner,
+        analyzer,
+        protected=ProtectedFaces.load(settings, analyzer),
+        identity=make_identity(settings, analyzer),
+    )
+    application = create_app(service)
+    adapters = adapters_for(service, application)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start(_: web.Application) -> None:
+        tasks.append(asyncio.create_task(service.housekeeping()))
+        for adapter in adapters:
+            await adapter.start()
+
+    async def stop(_: web.Application) -> None:
+        for adapter in adapters:
+            await adapter.stop()
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await runner.close()
+        await store.close()
+
+    application.on_startup.append(start)
+    application.on_cleanup.append(stop)
+    return application, service, adapters
+
+
+__all__ = ["adapters_for", "build"]

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from core.config import Settings
+from core.engines.base import Swapper
+from core.engines.classic import ClassicSwapper
+from core.engines.registry import make_swapper
+from core.faces.analyzer import DlibAnalyzer, Face, identity_distance
+from core.faces.profile import FaceProfile, build_profile, enroll
+from core.media.images import RGBImage
+
+
+def _only_face(analyzer: DlibAnalyzer, image: RGBImage) -> Face:
+    faces = analyzer.detect(image, embed=True)
+    assert len(faces) == 1
+    return faces[0]
+
+
+@pytest.fixture(scope="module")
+def hanks_profile(analyzer: DlibAnalyzer, hanks: RGBImage) -> FaceProfile:
+    # Tom Hanks' sample is a chin-cropped greyscale 112 px crop: enrolment would refuse it,
+    # so the swap is tested on a profile built directly from the detected face.
+    return build_profile(hanks, _only_face(analyzer, hanks))
+
+
+@pytest.fixture(scope="module")
+def hanks_on_astronaut(
+    hanks_profile: FaceProfile, analyzer: DlibAnalyzer, astronaut: RGBImage
+) -> RGBImage:
+    target = _only_face(analyzer, astronaut)
+    return ClassicSwapper().swap(hanks_profile, astronaut, target.landmarks)
+
+
+def test_classic_swapper_is_the_registered_default() -> None:
+    swapper = make_swapper(Settings())
+    assert isinstance(swapper, ClassicSwapper)
+    assert isinstance(swapper, Swapper)
+
+
+def test_swap_moves_identity_towards_the_source(
+    hanks_profile: FaceProfile,
+    hanks_on_astronaut: RGBImage,
+    analyzer: DlibAnalyzer,
+    astronaut: RGBImage,
+) -> None:
+    source = hanks_profile.embedding
+    assert source is not None
+    target = _only_face(analyzer, astronaut)
+    result = _only_face(analyzer, hanks_on_astronaut)
+    assert target.embedding is not None
+    assert result.embedding is not None
+    before = identity_distance(target.embedding, source)
+    after = identity_distance(result.embedding, source)
+    assert after < before - 0.1, (before, after)
+
+
+def test_swap_keeps_the_targets_pose_and_expression(
+    hanks_on_astronaut: RGBImage, analyzer: DlibAnalyzer, astronaut: RGBImage
+) -> None:
+    target = _only_face(analyzer, astronaut)
+    result = _only_face(analyzer, hanks_on_astronaut)
+    errors = np.linalg.norm(result.landmarks - target.landmarks, axis=1)
+    assert errors.mean() < 0.05 * target.quality.eye_distance
+    assert np.median(errors) < 0.05 * target.quality.eye_distance
+
+
+def test_swap_changes_only_the_face(
+    hanks_on_astronaut: RGBImage, analyzer: DlibAnalyzer, astronaut: RGBImage
+) -> None:
+    target = _only_face(analyzer, astronaut)
+    changed = (np.abs(hanks_on_astronaut.astype(int) - astronaut).max(axis=2) > 2).astype(np.uint8)
+    face = np.zeros(astronaut.shape[:2], np.uint8)
+    x0, y0, x1, y1 = target.bbox
+    grow = (x1 - x0) // 2
+    face[max(0, y0 - grow) : y1 + grow // 2, max(0, x0 - grow // 2) : x1 + grow // 2] = 1
+    assert changed.sum() > 2000  # the face did change...
+    assert (changed & (1 - face)).sum() == 0  # ...and nothing outside it
+
+
+def test_swap_keeps_the_targets_open_mouth(
+    hanks_on_astronaut: RGBImage, analyzer: DlibAnalyzer, astronaut: RGBImage
+) -> None:
+    # The astronaut smiles with her teeth showing: her mouth interior stays hers.
+    inner = _only_face(analyzer, astronaut).landmarks[60:68]
+    mouth = np.zeros(astronaut.shape[:2], np.uint8)
+    centre = inner.mean(axis=0)
+    shrunk = centre + (inner - centre) * 0.6
+    cv2.fillPoly(mouth, [np.round(shrunk).astype(np.int32)], 1)
+    inside = mouth.astype(bool)
+    assert inside.sum() > 30
+    difference = np.abs(hanks_on_astronaut.astype(int) - astronaut)[inside].mean()
+    assert difference < 6
+
+
+def test_greyscale_source_comes_out_in_colour(
+    hanks_on_astronaut: RGBImage, analyzer: DlibAnalyzer, astronaut: RGBImage
+) -> None:
+    target = _only_face(analyzer, astronaut)
+    cheeks = target.landmarks[[2, 3, 13, 14, 29, 31, 35]].round().astype(int)
+    pixels = hanks_on_astronaut[cheeks[:, 1], cheeks[:, 0]].astype(int)
+    chroma = (pixels.max(axis=1) - pixels.min(axis=1)).mean()
+    assert chroma > 20  # skin-coloured, not grey
+
+
+def test_swap_is_deterministic(
+    hanks_profile: FaceProfile, analyzer: DlibAnalyzer, astronaut: RGBImage
+) -> None:
+    target = _only_face(analyzer, astronaut).landmarks
+    swapper = ClassicSwapper()
+    assert np.array_equal(
+        swapper.swap(hanks_profile, astronaut, target),
+        swapper.swap(hanks_profile, astronaut, target),
+    )
+
+
+def test_face_at_the_edge_of_the_frame_is_swapped_without_error(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, settings: Settings, group_photo: RGBImage
+) -> None:
+    profile = enroll(astronaut, analyzer, settings)
+    # The leftmost person of the group photo, cut so her cheek touches the frame edge.
+    target = np.ascontiguousarray(group_photo[250:480, 90:300])
+    faces = analyzer.detect(target)
+    assert len(faces) == 1
+    assert faces[0].landmarks[:, 0].min() < 5
+    result = ClassicSwapper().swap(profile, target, faces[0].landmarks)
+    assert result.shape == target.shape
+    assert not np.array_equal(result, target)
+
+
+def test_every_face_of_the_group_photo_takes_the_new_identity(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, settings: Settings, group_photo: RGBImage
+) -> None:
+    profile = enroll(astronaut, analyzer, settings)
+    assert profile.embedding is not None
+    faces = analyzer.detect(group_photo, embed=True)
+    result = group_photo
+    swapper = ClassicSwapper()
+    for face in faces:
+        result = swapper.swap(profile, result, face.landmarks)
+    swapped = analyzer.detect(result, embed=True)
+    assert len(swapped) == 6
+    moved = 0
+    for before, after in zip(faces, swapped, strict=True):
+        assert before.embedding is not None
+        assert after.embedding is not None
+        if identity_distance(after.embedding, profile.embedding) < identity_distance(
+            before.embedding, profile.embedding
+        ):
+            moved += 1
+    assert moved == 6

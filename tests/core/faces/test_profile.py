@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from core.config import Settings
+from core.errors import (
+    BadMedia,
+    FaceCropped,
+    FaceTooBlurry,
+    FaceTooSmall,
+    FaceTurnedAway,
+    NoFaceFound,
+    TooManyFaces,
+)
+from core.faces.analyzer import DlibAnalyzer, identity_distance
+from core.faces.profile import TEXTURE_SIZE, FaceProfile, enroll
+from core.media.images import RGBImage
+
+
+def test_selfie_becomes_a_level_profile(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, settings: Settings
+) -> None:
+    profile = enroll(astronaut, analyzer, settings)
+    assert profile.texture.shape == (TEXTURE_SIZE, TEXTURE_SIZE, 3)
+    left = profile.points[36:42].mean(axis=0)
+    right = profile.points[42:48].mean(axis=0)
+    assert abs(left[1] - right[1]) < 1.0  # eyes level
+    assert profile.points.min() >= 0
+    assert profile.points.max() < TEXTURE_SIZE
+    assert profile.embedding is not None
+    # The texture still is the astronaut: re-detected, same identity.
+    again = analyzer.detect(profile.texture, embed=True)
+    assert len(again) == 1
+    assert again[0].embedding is not None
+    assert identity_distance(again[0].embedding, profile.embedding) < 0.35
+    assert any("small" in note for note in profile.notes)  # 60 px between the eyes
+
+
+def test_profile_survives_serialisation(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, settings: Settings
+) -> None:
+    profile = enroll(astronaut, analyzer, settings)
+    copy = FaceProfile.from_bytes(profile.to_bytes())
+    assert np.array_equal(copy.texture, profile.texture)
+    assert np.array_equal(copy.points, profile.points)
+    assert np.array_equal(copy.triangles, profile.triangles)
+    assert copy.embedding is not None
+    assert profile.embedding is not None
+    assert np.array_equal(copy.embedding, profile.embedding)
+    assert copy.quality == profile.quality
+    assert copy.notes == profile.notes
+
+
+def test_damaged_profile_bytes_are_refused() -> None:
+    with pytest.raises(BadMedia, match="damaged"):
+        FaceProfile.from_bytes(b"not a profile")
+
+
+def test_group_photo_is_refused_with_positions(
+    analyzer: DlibAnalyzer, group_photo: RGBImage, settings: Settings
+) -> None:
+    with pytest.raises(TooManyFaces, match=r"I see \d faces of similar size.*on the left"):
+        enroll(group_photo, analyzer, settings)
+
+
+def test_one_big_face_among_tiny_ones_is_accepted(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, group_photo: RGBImage, settings: Settings
+) -> None:
+    # A selfie with a small face in the background is still about the big face.
+    canvas = cv2.resize(astronaut, (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    canvas[820:1000, 40:220] = cv2.resize(group_photo[250:420, 40:210], (180, 180))
+    assert len(analyzer.detect(canvas)) == 2
+    profile = enroll(canvas, analyzer, settings)
+    assert profile.quality.eye_distance > 100
+
+
+def test_picture_without_a_face_is_refused(analyzer: DlibAnalyzer, settings: Settings) -> None:
+    from skimage import data
+
+    with pytest.raises(NoFaceFound, match="couldn't find a face"):
+        enroll(np.ascontiguousarray(data.coffee()), analyzer, settings)
+
+
+def test_tiny_face_is_refused(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, settings: Settings
+) -> None:
+    small = cv2.resize(astronaut, (280, 280), interpolation=cv2.INTER_AREA)
+    with pytest.raises(FaceTooSmall, match="too small"):
+        enroll(small, analyzer, settings)
+
+
+def test_blurry_face_is_refused(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, settings: Settings
+) -> None:
+    with pytest.raises(FaceTooBlurry, match="blurry"):
+        enroll(cv2.GaussianBlur(astronaut, (0, 0), 2.5), analyzer, settings)
+
+
+def test_turned_head_is_refused(
+    analyzer: DlibAnalyzer, group_photo: RGBImage, settings: Settings
+) -> None:
+    # The second person from the left looks sideways.
+    with pytest.raises(FaceTurnedAway, match="turned too far"):
+        enroll(np.ascontiguousarray(group_photo[100:360, 200:440]), analyzer, settings)
+
+
+def test_chin_cut_off_is_refused(
+    analyzer: DlibAnalyzer, hanks: RGBImage, settings: Settings
+) -> None:
+    with pytest.raises(FaceCropped, match="cut off"):
+        enroll(hanks, analyzer, settings)

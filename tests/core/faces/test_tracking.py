@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.faces.analyzer import DlibAnalyzer, Face
+from core.faces.landmarks import eye_distance
+from core.faces.tracking import TrackSettings, fill_gaps, jitter, smooth, track_video
+from core.media.images import RGBImage
+from core.packs.camera import animate_still, move_points
+
+
+def _error(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Mean landmark error per frame as a share of the true eye distance."""
+    unit = np.array([eye_distance(points) for points in truth])
+    return np.asarray(np.linalg.norm(found - truth, axis=2).mean(axis=1) / unit)
+
+
+@pytest.mark.parametrize("motion", ["push-in", "pan", "shake"])
+def test_tracks_known_camera_motion_within_two_percent(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, astronaut_face: Face, motion: str
+) -> None:
+    focus = tuple(float(v) for v in astronaut_face.landmarks.mean(axis=0))
+    frames, matrices = animate_still(
+        astronaut,
+        motion,
+        seconds=2.0,
+        fps=12,
+        size=(320, 240),
+        focus=focus,  # type: ignore[arg-type]
+    )
+    track = track_video(frames, analyzer, 12.0)
+    truth = move_points(astronaut_face.landmarks, matrices)
+    assert track.coverage == 1.0
+    errors = _error(track.landmarks, truth)
+    assert errors.mean() < 0.02, errors
+    assert np.percentile(errors, 90) < 0.03
+
+
+def test_smoothing_removes_jitter_and_moves_towards_the_truth(astronaut_face: Face) -> None:
+    # Truth: a face drifting right and growing; measurements: truth + 1.5% jitter.
+    frames = 48
+    base = astronaut_face.landmarks.astype(np.float64)
+    centre = base.mean(axis=0)
+    truth = np.stack(
+        [(base - centre) * (1 + 0.004 * i) + centre + [2.0 * i, 0.5 * i] for i in range(frames)]
+    ).astype(np.float32)
+    unit = eye_distance(astronaut_face.landmarks)
+    rng = np.random.default_rng(3)
+    noisy = (truth + rng.normal(0.0, 0.015 * unit, truth.shape)).astype(np.float32)
+    visible = np.ones(frames, dtype=bool)
+    smoothed = smooth(noisy, visible, 24.0, TrackSettings())
+    assert jitter(smoothed, visible) < jitter(noisy, visible) / 2.5
+    assert _error(smoothed, truth).mean() < _error(noisy, truth).mean() * 0.7
+    # No lag: halfway through a steady move the smoothed face is where the true one is.
+    middle = frames // 2
+    lag = np.linalg.norm(smoothed[middle].mean(axis=0) - truth[middle].mean(axis=0))
+    assert lag < 0.01 * unit
+
+
+def test_short_gaps_are_filled_long_ones_are_not() -> None:
+    landmarks = np.zeros((12, 68, 2), np.float32)
+    landmarks[:, :, 0] = np.arange(12, dtype=np.float32)[:, None]
+    visible = np.ones(12, dtype=bool)
+    visible[[3, 4]] = False  # 2-frame gap
+    visible[7:11] = False  # 4-frame gap, longer than max_gap=3
+    landmarks[~visible] = 0
+    fill_gaps(landmarks, visible, max_gap=3)
+    assert visible[3]
+    assert visible[4]
+    assert landmarks[3, 0, 0] == pytest.approx(3.0)
+    assert landmarks[4, 0, 0] == pytest.approx(4.0)
+    assert not visible[7:11].any()
+
+
+def test_a_face_that_leaves_is_not_hallucinated(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, astronaut_face: Face
+) -> None:
+    focus = tuple(float(v) for v in astronaut_face.landmarks.mean(axis=0))
+    frames, _ = animate_still(astronaut, "pan", seconds=1.0, fps=12, size=(320, 240), focus=focus)
+    shown = list(frames)
+    blank = [np.full_like(shown[0], 128) for _ in range(12)]
+    track = track_video(shown + blank, analyzer, 12.0)
+    assert track.visible[:12].all()
+    assert not track.visible[12:].any()

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from core.jobs.base import Job, JobEvent, RunnerBusy
+from core.jobs.local import LocalJobRunner
+
+from . import job_tasks
+
+
+@pytest.fixture
+async def runner() -> AsyncIterator[LocalJobRunner]:
+    started = LocalJobRunner(workers=2, max_queue=20)
+    yield started
+    await started.close()
+
+
+async def _follow(job: Job) -> list[JobEvent]:
+    return [event async for event in job.events()]
+
+
+async def test_twenty_jobs_on_two_workers_all_finish_in_queue_order(
+    runner: LocalJobRunner,
+) -> None:
+    jobs = [await runner.submit(f"user{i}", job_tasks.square, i, 0.6) for i in range(20)]
+    histories = await asyncio.wait_for(asyncio.gather(*(_follow(j) for j in jobs)), 120)
+    for number, history in enumerate(histories):
+        assert history[-1].kind == "done"
+        assert history[-1].result == number * number
+        positions = [e.position for e in history if e.kind == "queued"]
+        assert positions == sorted(positions, reverse=True)  # only ever moves up
+        if number >= 2:
+            assert positions[0] == number - 1  # the first two start at once
+            assert positions[-1] == 1
+        assert any(e.kind == "progress" and e.total == 4 for e in history)
+    assert runner.queue_length == 0
+
+
+async def test_a_full_queue_refuses_politely() -> None:
+    small = LocalJobRunner(workers=1, max_queue=2)
+    try:
+        jobs = [await small.submit("u", job_tasks.square, i, 0.5) for i in range(3)]
+        with pytest.raises(RunnerBusy, match="try again in a minute"):
+            await small.submit("u", job_tasks.square, 9)
+        histories = await asyncio.wait_for(asyncio.gather(*(_follow(j) for j in jobs)), 60)
+        assert [h[-1].result for h in histories] == [0, 1, 4]
+    finally:
+        await small.close()
+
+
+async def test_a_job_that_kills_its_worker_fails_alone(runner: LocalJobRunner) -> None:
+    innocent = await runner.submit("a", job_tasks.square, 7, 1.0)
+    crasher = await runner.submit("b", job_tasks.crash)
+    crashed, survived = await asyncio.wait_for(
+        asyncio.gather(_follow(crasher), _follow(innocent)), 120
+    )
+    assert crashed[-1].kind == "failed"
+    assert "went wrong" in crashed[-1].message
+    assert survived[-1].kind == "done"
+    assert survived[-1].result == 49
+    after = await runner.submit("c", job_tasks.square, 3)
+    assert (await asyncio.wait_for(_follow(after), 60))[-1].result == 9
+
+
+async def test_a_friendly_error_reaches_the_user(runner: LocalJobRunner) -> None:
+    job = await runner.submit("a", job_tasks.refuse)
+    history = await asyncio.wait_for(_follow(job), 60)
+    assert history[-1] == JobEvent("failed", message="That clip is too sad to render.")

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.config import Settings
+from core.engines.classic import ClassicSwapper
+from core.faces.landmarks import extend_points, eye_distance
+from core.faces.profile import FaceProfile
+from core.faces.skin import skin_mask
+from core.media.images import RGBImage
+from core.media.video import probe_video, read_video
+from core.packs.library import TRACK, Clip, ClipLibrary, load_clip
+from core.render.clip import render_clip, render_to_file
+
+from ...conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def pan_clip() -> Clip:
+    return ClipLibrary(Settings(bundled_clips_dir=REPO / "clips")).get("astronaut-pan")
+
+
+@pytest.fixture(scope="module")
+def originals(pan_clip: Clip) -> list[RGBImage]:
+    return list(read_video(pan_clip.media))
+
+
+@pytest.fixture(scope="module")
+def rendered(pan_clip: Clip, selfie_profile: FaceProfile) -> list[RGBImage]:
+    return list(render_clip(selfie_profile, pan_clip, ClassicSwapper(), label=False))
+
+
+def _face_mask(clip: Clip, index: int, shape: tuple[int, int], grow: float) -> np.ndarray:
+    points = clip.load_track().landmarks[index]
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    margin = (x1 - x0) * grow
+    mask = np.zeros(shape, bool)
+    mask[
+        max(0, int(y0 - 1.2 * margin - (y1 - y0) * 0.5)) : int(y1 + margin),
+        max(0, int(x0 - margin)) : int(x1 + margin),
+    ] = True
+    return mask
+
+
+def test_every_frame_changes_the_face_and_only_the_face(
+    pan_clip: Clip, originals: list[RGBImage], rendered: list[RGBImage]
+) -> None:
+    assert len(rendered) == len(originals) == pan_clip.manifest.frames
+    for index in range(0, len(rendered), 6):
+        before, after = originals[index].astype(int), rendered[index].astype(int)
+        diff = np.abs(after - before).max(axis=2)
+        inner = _face_mask(pan_clip, index, diff.shape, 0.0)
+        outer = _face_mask(pan_clip, index, diff.shape, 0.6)
+        assert diff[inner].mean() > 12  # someone else's face
+        assert (diff[~outer] == 0).all()  # the background is untouched
+
+
+def _skin_means(clip: Clip, frames: list[RGBImage]) -> np.ndarray:
+    track = clip.load_track()
+    means = []
+    for index, frame in enumerate(frames):
+        points = extend_points(track.landmarks[index])
+        mask = skin_mask(points, frame.shape[:2], eye_distance(points))
+        means.append(frame[mask].astype(float).mean(axis=0))
+    return np.array(means)
+
+
+def _steps(means: np.ndarray) -> np.ndarray:
+    return np.asarray(np.abs(np.diff(means, axis=0)).max(axis=1))
+
+
+def test_colour_is_steady_from_frame_to_frame(
+    pan_clip: Clip, originals: list[RGBImage], rendered: list[RGBImage]
+) -> None:
+    # The camera pans over a still picture: the skin's colour should not flicker, so it
+    # may change between frames about as little as the original's does.
+    swapped = _steps(_skin_means(pan_clip, rendered))
+    original = _steps(_skin_means(pan_clip, originals))
+    assert np.percentile(swapped, 90) < max(1.5, 2 * np.percentile(original, 90))
+    assert swapped.max() < 4
+
+
+def test_frames_where_the_face_is_lost_pass_through(
+    tmp_path: Path, pan_clip: Clip, originals: list[RGBImage], selfie_profile: FaceProfile
+) -> None:
+    copy = tmp_path / pan_clip.id
+    shutil.copytree(pan_clip.folder, copy)
+    with np.load(copy / TRACK) as archive:
+        data = {key: archive[key] for key in archive.files}
+    data["visible"][10:20] = False
+    np.savez(copy / TRACK, **data)
+    frames = list(render_clip(selfie_profile, load_clip(copy), ClassicSwapper(), label=False))
+    for index in range(10, 20):
+        assert np.array_equal(frames[index], originals[index])
+    assert not np.array_equal(frames[25], originals[25])
+
+
+def test_target_size(pan_clip: Clip, selfie_profile: FaceProfile) -> None:
+    frames = render_clip(selfie_profile, pan_clip, ClassicSwapper(), size=240)
+    first = next(iter(frames))
+    assert first.shape == (180, 240, 3)
+
+
+def test_every_frame_carries_the_ai_badge(
+    pan_clip: Clip, originals: list[RGBImage], selfie_profile: FaceProfile
+) -> None:
+    frames = list(render_clip(selfie_profile, pan_clip, ClassicSwapper()))
+    height, width = frames[0].shape[:2]
+    for frame, original in zip(frames[::12], originals[::12], strict=True):
+        corner = np.abs(frame.astype(int) - original)[int(height * 0.88) :, int(width * 0.88) :]
+        assert corner.max() > 100
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_render_to_file(
+    tmp_path: Path, pan_clip: Clip, selfie_profile: FaceProfile, suffix: str
+) -> None:
+    result = render_to_file(
+        selfie_profile, pan_clip, ClassicSwapper(), tmp_path / f"out{suffix}", size=320
+    )
+    assert result.frames == pan_clip.manifest.frames
+    assert (result.width, result.height) == (320, 240)
+    info = probe_video(result.path)
+    assert (info.width, info.height) == (320, 240)
+    decoded = list(read_video(result.path))
+    assert len(decoded) == pan_clip.manifest.frames
+    if suffix == ".gif":
+        with Image.open(result.path) as gif:
+            total = 0
+            for index in range(gif.n_frames):
+                gif.seek(index)
+                total += gif.info["duration"]
+        assert total / 1000 == pytest.approx(pan_clip.manifest.duration, rel=0.05)
+    else:
+        assert info.duration == pytest.approx(pan_clip.manifest.duration, abs=0.1)
+
+
+def test_render_within_a_byte_budget(
+    tmp_path: Path, pan_clip: Clip, selfie_profile: FaceProfile
+) -> None:
+    budget = 400_000
+    result = render_to_file(
+        selfie_profile, pan_clip, ClassicSwapper(), tmp_path / "small.gif", max_bytes=budget
+    )
+    assert result.path.stat().st_size <= budget
+    assert result.width < pan_clip.manifest.width
