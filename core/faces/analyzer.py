@@ -118,6 +118,7 @@ def _bundled_model(filename: str) -> str:
 
 
 _SHARPNESS_EYE_DISTANCE = 48.0
+_CNN_MAX_SIDE = 640  # the whole-picture CNN pass: faces from ~80 px of that
 _VERIFY_SIDE = 160
 
 
@@ -197,6 +198,7 @@ class DlibAnalyzer:
         self,
         *,
         threshold: float = 0.0,
+        doubtful: float = -0.6,
         verify_below: float = 0.5,
         detect_max_side: int = 1280,
         upsample_below: int = 800,
@@ -214,6 +216,7 @@ class DlibAnalyzer:
         self._encoder = dlib.face_recognition_model_v1(_bundled_model(_DESCRIPTOR))
         self._verifier = dlib.cnn_face_detection_model_v1(_bundled_model(_CNN_DETECTOR))
         self.threshold = threshold
+        self.doubtful = doubtful
         self.verify_below = verify_below
         self.max_verifications = max_verifications
         self.detect_max_side = detect_max_side
@@ -240,7 +243,10 @@ class DlibAnalyzer:
         verified = 0
         for pass_upsample in passes:
             with self._lock:
-                rects, scores, _ = self._detector.run(small, pass_upsample, self.threshold)
+                # When the CNN can confirm, look at doubtful HOG scores too: a clear frontal
+                # face behind round glasses or with a pout can score below zero.
+                floor = min(self.threshold, self.doubtful) if verify else self.threshold
+                rects, scores, _ = self._detector.run(small, pass_upsample, floor)
             for rect, score in sorted(zip(rects, scores, strict=True), key=lambda r: -r[1]):
                 box = (
                     round(rect.left() / scale),
@@ -255,7 +261,34 @@ class DlibAnalyzer:
                     if verified > self.max_verifications or not self._confirm(image, box):
                         continue
                 found.append((box, float(score)))
+        if verify and not found:
+            found = self._cnn_boxes(image)
         return found
+
+    def _cnn_boxes(self, image: RGBImage) -> list[tuple[Box, float]]:
+        """The CNN detector over the whole picture (scaled down): the last try before
+        saying "no face", for faces HOG cannot score at all. Its boxes count as doubtful."""
+        height, width = image.shape[:2]
+        scale = min(1.0, _CNN_MAX_SIDE / max(height, width))
+        small = image
+        if scale < 1.0:
+            size = (round(width * scale), round(height * scale))
+            small = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+        with self._lock:
+            detections = self._verifier(np.ascontiguousarray(small), 0)
+        boxes: list[tuple[Box, float]] = []
+        for detection in sorted(detections, key=lambda d: -d.confidence):
+            rect = detection.rect
+            box = (
+                round(rect.left() / scale),
+                round(rect.top() / scale),
+                round(rect.right() / scale),
+                round(rect.bottom() / scale),
+            )
+            if any(box_iou(box, kept) >= 0.3 for kept, _ in boxes):
+                continue
+            boxes.append((box, 0.0))
+        return boxes
 
     def _confirm(self, image: RGBImage, box: Box) -> bool:
         """Ask the CNN detector whether a doubtful HOG box really holds a face."""

@@ -86,7 +86,12 @@ def colour_stats(lab: FloatImage, mask: NDArray[np.bool_]) -> ColourStats:
     if len(pixels) < 16:
         pixels = lab.reshape(-1, 3)
     low, high = np.percentile(pixels[:, 0], [10, 90])
-    trimmed = pixels[(pixels[:, 0] >= low) & (pixels[:, 0] <= high)]
+    # Whatever is not skin inside the mask (a microphone, a pen, a bar across the face)
+    # differs in hue: drop pixels far from the median chroma before measuring.
+    chroma = pixels[:, 1:] - np.median(pixels[:, 1:], axis=0)
+    spread = np.sqrt((chroma * chroma).sum(axis=1))
+    near = spread <= max(6.0, 2.5 * float(np.median(spread)))
+    trimmed = pixels[(pixels[:, 0] >= low) & (pixels[:, 0] <= high) & near]
     if len(trimmed) >= 16:
         pixels = trimmed
     return ColourStats(

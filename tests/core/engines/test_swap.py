@@ -9,7 +9,9 @@ from core.engines.base import Swapper
 from core.engines.classic import ClassicSwapper
 from core.engines.registry import make_swapper
 from core.faces.analyzer import DlibAnalyzer, Face, identity_distance
+from core.faces.landmarks import OUTER_LIPS
 from core.faces.profile import FaceProfile, build_profile, enroll
+from core.faces.skin import fill
 from core.media.images import RGBImage
 
 
@@ -151,3 +153,38 @@ def test_every_face_of_the_group_photo_takes_the_new_identity(
         ):
             moved += 1
     assert moved == 6
+
+
+def test_a_bar_in_front_of_the_face_stays_in_front(
+    hanks_profile: FaceProfile, analyzer: DlibAnalyzer, astronaut: RGBImage
+) -> None:
+    """An occluder in the clip (a microphone, a pen, a hand in a glove) is not painted over."""
+    target = _only_face(analyzer, astronaut)
+    points = target.landmarks
+    occluded = astronaut.copy()
+    nose_y = int(points[33, 1])
+    x0, x1 = int(points[2, 0]), int(points[14, 0])
+    occluded[nose_y - 6 : nose_y + 6, x0:x1] = (30, 60, 200)  # a blue bar across the face
+    result = ClassicSwapper().swap(hanks_profile, occluded, points)
+    bar = np.s_[nose_y - 3 : nose_y + 3, x0 + 4 : x1 - 4]
+    assert np.abs(result[bar].astype(int) - occluded[bar].astype(int)).mean() < 4
+    # the face around it is still replaced
+    cheek = np.s_[nose_y - 25 : nose_y - 12, x0 + 10 : x1 - 10]
+    assert np.abs(result[cheek].astype(int) - occluded[cheek].astype(int)).mean() > 5
+
+
+def test_no_seam_through_the_lips(
+    hanks_profile: FaceProfile, analyzer: DlibAnalyzer, astronaut: RGBImage
+) -> None:
+    """The lips are the clip's own, tinted: no line where two mouths meet."""
+    points = _only_face(analyzer, astronaut).landmarks
+    result = ClassicSwapper().swap(hanks_profile, astronaut, points)
+    lips = fill(astronaut.shape[:2], points[OUTER_LIPS]) > 127
+    lips = cv2.erode(lips.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+
+    def edge(image: RGBImage) -> float:
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        across = np.abs(np.diff(grey, axis=1))[:, :-1]  # vertical lines show up here
+        return float(np.percentile(across[lips[:, 1:-1]], 99))
+
+    assert edge(result) <= edge(astronaut) * 1.1 + 2
