@@ -119,6 +119,9 @@ class ClassicSwapper:
         shading: float = 0.45,
         tint: float = 0.15,
         detail: float = 0.0,
+        keep_brows: bool = True,
+        lip_tint: float = 0.5,
+        brow_tint: float = 0.7,
     ) -> None:
         self.feather = feather  # blend ramp width, as a share of the eye distance
         self.max_gain = max_gain  # cap on the colour contrast change
@@ -129,6 +132,11 @@ class ClassicSwapper:
         # default: at 0.03-0.06 it kept the clip's creases but cut the dlib identity gain
         # from 0.13-0.15 to 0.01-0.12 on the test faces.
         self.detail = detail
+        # The clip's brows move with its expression (a raise, a frown) and sit right on its
+        # face; the selfie's, pasted, doubled with them. Kept, they take the selfie's tint.
+        self.keep_brows = keep_brows
+        self.lip_tint = lip_tint  # how far kept lips / brows move to the selfie's colour
+        self.brow_tint = brow_tint
 
     def swap(
         self,
@@ -164,7 +172,7 @@ class ClassicSwapper:
             sigma = max(0.6, unit * self.detail)
             corrected = _smooth(corrected, sigma) + (target - _smooth(target, sigma))
         alpha, _ = self._alpha(local, shape, unit, covered, source_like, target_like)
-        lips = self._lip_colour(profile, region, local, stats)
+        lips = self._tint_kept(profile, region, local, stats)
         alpha = alpha[:, :, None]
         blended = corrected * alpha + lips * (1.0 - alpha)
         result[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
@@ -294,41 +302,78 @@ class ClassicSwapper:
             ),
             sigma,
         )
+        if self.keep_brows:
+            # the clip's brows stay; the selfie's skin around them still comes
+            brows = np.zeros_like(brows)
         alpha *= brows + (1.0 - brows) * source_like * target_like
         # The target's eyes (inside the lids) and mouth (lips and all) stay its own: a blink,
         # a glance or a word in the clip happens in the output, and the selfie's teeth never
         # fight the clip's open mouth. The lips take the selfie's colour (see _lip_colour).
-        grow = disc(max(1, round(unit * 0.04)))
-        parts = np.maximum(fill(shape, local[RIGHT_EYE]), fill(shape, local[LEFT_EYE]))
-        parts = np.maximum(parts, fill(shape, local[OUTER_LIPS]))
-        kept = blur(np.asarray(cv2.dilate(parts, grow), np.uint8), max(0.5, unit * 0.03))
+        # The eyes' outline (lids, their shape) stays the selfie's: it carries identity.
+        eyes = np.maximum(fill(shape, local[RIGHT_EYE]), fill(shape, local[LEFT_EYE]))
+        eyes = cv2.erode(eyes, disc(max(1, round(unit * 0.03))))
+        lips = cv2.dilate(fill(shape, local[OUTER_LIPS]), disc(max(1, round(unit * 0.04))))
+        parts = np.asarray(np.maximum(eyes, lips), np.uint8)
+        kept = blur(parts, max(0.5, unit * 0.03))
         alpha *= 1.0 - kept
         alpha[~covered] = 0.0
         return np.asarray(alpha, dtype=np.float32), kept
 
-    def _lip_colour(
+    def _tint_kept(
         self,
         profile: FaceProfile,
         region: RGBImage,
         local: Points,
         stats: tuple[ColourStats, ColourStats],
     ) -> FloatImage:
-        """The target's region with its lips tinted to the selfie's: the same lip-versus-skin
-        contrast as on the selfie, in the target's light."""
-        target = region.astype(np.float32)
+        """The target's region with the parts it keeps (lips; brows when ``keep_brows``)
+        tinted like the selfie's: the same part-versus-skin contrast as on the selfie, in
+        the target's light."""
         src, dst = stats
-        source_lips = _lip_mask(profile.points, profile.texture.shape[:2])
-        target_lips = _lip_mask(local, region.shape[:2])
-        if source_lips.sum() < 8 or target_lips.sum() < 8:
-            return target
-        source_lab = to_lab(profile.texture)[source_lips].mean(axis=0)
+        unit = float(eye_distance(local))
+        texture_lab = to_lab(profile.texture)
         target_lab = to_lab(region)
-        shift = (source_lab - src.mean) - (target_lab[target_lips].mean(axis=0) - dst.mean)
-        shift[0] *= 0.5  # lightness carries the clip's light; follow the selfie halfway
-        weight = blur(target_lips.astype(np.float32), max(0.5, float(eye_distance(local)) * 0.015))
-        lab = target_lab + shift.astype(np.float32)[None, None, :] * weight[:, :, None]
-        lab[:, :, 0] = np.clip(lab[:, :, 0], 0.0, 100.0)
-        return from_lab(lab)
+        shape = region.shape[:2]
+        tinted = target_lab.copy()
+        parts = [
+            (
+                _lip_mask(profile.points, profile.texture.shape[:2]),
+                _lip_mask(local, shape),
+                self.lip_tint,
+            )
+        ]
+        if self.keep_brows:
+            source_hair = skin_likeness(texture_lab, src) < 0.5
+            target_hair = skin_likeness(target_lab, dst) < 0.5
+            texture_unit = float(eye_distance(profile.points))
+            parts.append(
+                (
+                    _brow_band(profile.points, profile.texture.shape[:2], texture_unit)
+                    & source_hair,
+                    _brow_band(local, shape, unit) & target_hair,
+                    self.brow_tint,
+                )
+            )
+        for source_mask, target_mask, strength in parts:
+            if source_mask.sum() < 8 or target_mask.sum() < 8 or strength <= 0:
+                continue
+            source_part = texture_lab[source_mask].mean(axis=0) - src.mean
+            target_part = target_lab[target_mask].mean(axis=0) - dst.mean
+            shift = (source_part - target_part) * strength
+            shift[0] *= 0.6  # lightness carries the clip's light; follow the selfie partly
+            weight = blur(target_mask.astype(np.float32), max(0.5, unit * 0.015))
+            tinted += shift.astype(np.float32)[None, None, :] * weight[:, :, None]
+        tinted[:, :, 0] = np.clip(tinted[:, :, 0], 0.0, 100.0)
+        return from_lab(tinted)
+
+
+def _brow_band(points: Points, shape: tuple[int, int], unit: float) -> NDArray[np.bool_]:
+    """Around each brow's landmark line: where brow hair is."""
+    mask = np.zeros(shape, np.uint8)
+    thickness = max(2, round(unit * 0.12))
+    for brow in (points[17:22], points[22:27]):
+        cv2.polylines(mask, [np.round(brow).astype(np.int32)], False, 255, thickness)
+    return np.asarray(mask > 0, dtype=np.bool_)
 
 
 def _hull(points: Points) -> Points:
