@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import logging
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
 from bots.web import COOKIE
@@ -112,3 +115,62 @@ async def test_bad_input_gets_friendly_answers(web_server: TestServer, tmp_path:
         forger.get(web_server.make_url("/")) as page,
     ):
         assert page.cookies[COOKIE].value.split(".")[0] != "someone-else"
+
+
+# -- what a fuzz of the web chat found: each answered 500 or logged a traceback -------------
+
+
+def _no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+async def _say(client: aiohttp.ClientSession, server: TestServer, text: str) -> list[Any]:
+    async with client.post(server.make_url("/api/message"), json={"text": text}) as response:
+        assert response.status == 200
+        return list((await response.json())["replies"])
+
+
+async def test_metrics_label_only_known_commands(
+    web_server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with aiohttp.ClientSession(cookie_jar=_jar()) as client:
+        # A lone surrogate, as the JSON escape a browser may send: not encodable as UTF-8.
+        async with client.post(
+            web_server.make_url("/api/message"),
+            data=b'{"text": "/\\ud800"}',
+            headers={"Content-Type": "application/json"},
+        ) as response:
+            assert response.status == 200
+            (reply,) = (await response.json())["replies"]
+            assert "/help" in reply["text"]
+        for n in range(30):
+            (reply,) = await _say(client, web_server, f"/made-up-{n}" + "x" * 500)
+            assert len(reply["text"]) < 100  # the command is not echoed back at length
+        await _say(client, web_server, "/help")
+        async with client.get(web_server.make_url("/metrics")) as metrics:
+            assert metrics.status == 200
+            body = await metrics.text()
+    assert 'facecast_messages_total{command="other"} 31.0' in body
+    assert 'facecast_messages_total{command="/help"} 1.0' in body
+    assert "made-up" not in body
+    _no_tracebacks(caplog)
+
+
+async def test_face_number_is_ascii_digits(
+    web_server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with aiohttp.ClientSession(cookie_jar=_jar()) as client:
+        form = aiohttp.FormData()
+        form.add_field("image", SELFIE.read_bytes(), filename="me.jpg", content_type="image/jpeg")
+        async with client.post(web_server.make_url("/api/message"), data=form) as response:
+            assert "Got your face" in (await response.json())["replies"][0]["text"]
+        for number in ("\u00b2", "\u2460", "\u0663", "1" * 5000, "-1", "1.0"):
+            (reply,) = await _say(client, web_server, f"/face {number}")
+            assert reply["text"] == "Which face? Send /face N, with N from /faces.", number[:10]
+        (reply,) = await _say(client, web_server, "/face 7")
+        assert reply["error"]
+        assert "pick a number from 1 to 1" in reply["text"]
+        (reply,) = await _say(client, web_server, "/face 1")
+        assert reply["text"] == "Using face 1 from now on."
+    _no_tracebacks(caplog)
