@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from bots.base import safe
 from core.config import Settings
@@ -37,6 +37,10 @@ SECRET: web.AppKey[bytes] = web.AppKey("secret", bytes)
 PLATFORM = "web"
 USER: web.RequestKey[str] = web.RequestKey("user", str)
 FRESH: web.RequestKey[bool] = web.RequestKey("fresh", bool)
+# What a request to /api/message may look like, said to whoever sent something else.
+BAD_BODY = 'Send JSON like {"text": "/help"}, or a form with "image" and "text" fields.'
+# A file name longer than any render's (the file system refuses names over 255 bytes).
+MAX_NAME = 200
 
 
 def session_secret(settings: Settings) -> bytes:
@@ -59,6 +63,8 @@ def _sign(secret: bytes, user: str) -> str:
 
 def _user_of(request: web.Request) -> str | None:
     value = request.cookies.get(COOKIE, "")
+    if not value.isascii():  # bytes that are not UTF-8 arrive as surrogates: no cookie of ours
+        return None
     user, _, signature = value.partition(".")
     if user and hmac.compare_digest(signature, _sign(request.app[SECRET], user)):
         return user
@@ -168,20 +174,37 @@ async def list_memes(request: web.Request) -> web.Response:
     return web.json_response({"memes": memes})
 
 
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = json.loads(raw.decode(request.charset or "utf-8"))
+    except (LookupError, ValueError, RecursionError):  # charset, UTF-8, JSON, nesting
+        raise web.HTTPBadRequest(text=BAD_BODY) from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=BAD_BODY)
+    return body
+
+
+async def _form_body(request: web.Request) -> tuple[str, bytes | None]:
+    try:
+        form = await request.post()
+    except (LookupError, ValueError, RuntimeError, AssertionError):
+        # no boundary, a field without a name, text that is not UTF-8, an unknown
+        # Content-Transfer-Encoding or charset: aiohttp's multipart reader raises all these
+        raise web.HTTPBadRequest(text=BAD_BODY) from None
+    upload = form.get("image")
+    image = upload.file.read() if isinstance(upload, web.FileField) else None
+    text = form.get("text", "")
+    return (text if isinstance(text, str) else ""), image
+
+
 async def message(request: web.Request) -> web.Response:
     """One request, all replies: JSON {"text"} or multipart with "image" and "text"."""
     text, image = "", None
     if request.content_type.startswith("multipart/"):
-        form = await request.post()
-        text = str(form.get("text", ""))
-        upload = form.get("image")
-        if isinstance(upload, web.FileField):
-            image = upload.file.read()
+        text, image = await _form_body(request)
     else:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(text='send JSON like {"text": "/help"}') from None
+        body = await _json_body(request)
         text = str(body.get("text", ""))
         if body.get("image"):
             image = _decode_image(str(body["image"]))
@@ -189,29 +212,47 @@ async def message(request: web.Request) -> web.Response:
     return web.json_response({"replies": replies})
 
 
+def _too_big(settings: Settings) -> str:
+    return f"That's too big; send a photo under {settings.max_upload_bytes / 1e6:.3g} MB."
+
+
+def _oops(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text, "error": True}
+
+
+def _ws_request(frame: WSMessage, user: str, settings: Settings) -> Request | dict[str, Any]:
+    """The request one WebSocket message makes, or the error to answer it with."""
+    if frame.type == WSMsgType.BINARY:
+        return _oops('Send JSON text messages, like {"text": "/help"}.')
+    if len(frame.data) > settings.max_upload_bytes * 2:
+        return _oops(_too_big(settings))
+    try:
+        payload = json.loads(frame.data)
+    except (ValueError, RecursionError):
+        payload = None
+    if not isinstance(payload, dict):
+        return _oops("I didn't understand that.")
+    image = _decode_image(str(payload["image"])) if payload.get("image") else None
+    if payload.get("image") and not image:
+        return _oops("That upload was damaged.")
+    return _request(user, str(payload.get("text", "")), image)
+
+
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     settings = request.app[SERVICE].settings
-    socket = web.WebSocketResponse(heartbeat=30, max_msg_size=settings.max_upload_bytes * 2)
+    # Messages up to twice the limit _ws_request enforces are read and refused with a reply,
+    # keeping the socket; beyond that aiohttp closes it with 1009 (message too big) unread.
+    socket = web.WebSocketResponse(heartbeat=30, max_msg_size=settings.max_upload_bytes * 4)
     remember(request, socket)  # the handshake is this browser's first response, maybe
     await socket.prepare(request)
     user = request[USER]
     async for frame in socket:
-        if frame.type != WSMsgType.TEXT:
+        if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             continue
-        try:
-            payload = json.loads(frame.data)
-        except json.JSONDecodeError:
-            await socket.send_json(
-                {"type": "text", "text": "I didn't understand that.", "error": True}
-            )
+        outgoing = _ws_request(frame, user, settings)
+        if isinstance(outgoing, dict):
+            await socket.send_json(outgoing)
             continue
-        image = _decode_image(str(payload["image"])) if payload.get("image") else None
-        if payload.get("image") and not image:
-            await socket.send_json(
-                {"type": "text", "text": "That upload was damaged.", "error": True}
-            )
-            continue
-        outgoing = _request(user, str(payload.get("text", "")), image)
         async for reply in _answer(request.app, outgoing):
             if socket.closed:
                 break
@@ -226,8 +267,14 @@ async def media(request: web.Request) -> web.StreamResponse:
     if request.match_info["account"] != account:
         raise web.HTTPNotFound()
     name = request.match_info["name"]
+    if len(name) > MAX_NAME or "/" in name or name.startswith("."):
+        raise web.HTTPNotFound()
     path = service.store.user_folder(account) / name
-    if "/" in name or name.startswith(".") or not path.is_file():
+    try:
+        found = path.is_file()
+    except (OSError, ValueError):  # a name the file system refuses
+        found = False
+    if not found:
         raise web.HTTPNotFound()
     return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
 
