@@ -10,8 +10,10 @@ identified by a signed cookie; it can fetch only its own renders.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
@@ -19,7 +21,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import WSMessage, WSMsgType, web
 
@@ -41,6 +43,7 @@ FRESH: web.RequestKey[bool] = web.RequestKey("fresh", bool)
 BAD_BODY = 'Send JSON like {"text": "/help"}, or a form with "image" and "text" fields.'
 # A file name longer than any render's (the file system refuses names over 255 bytes).
 MAX_NAME = 200
+T = TypeVar("T")
 
 
 def session_secret(settings: Settings) -> bytes:
@@ -174,8 +177,49 @@ async def list_memes(request: web.Request) -> web.Response:
     return web.json_response({"memes": memes})
 
 
+async def _within_idle(request: web.Request, reading: Awaitable[T]) -> T:
+    """``reading`` (of the request's body), given up with 408 once no byte came for the
+    configured idle time: a body that is declared but never sent does not hold a connection."""
+    idle = request.app[SERVICE].settings.body_idle_seconds
+    task = asyncio.ensure_future(reading)
+    seen, quiet = request.content.total_bytes, 0.0
+    step = min(1.0, idle / 4)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=step)
+            if done:
+                return task.result()
+            if request.content.total_bytes != seen:
+                seen, quiet = request.content.total_bytes, 0.0
+                continue
+            quiet += step
+            if quiet >= idle:
+                raise _Stalled()
+    finally:
+        if not task.done():  # stalled, or this handler was cancelled: stop reading too
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class _Stalled(Exception):
+    """A request's body stopped arriving."""
+
+
+async def _refuse(request: web.Request, status: int, text: str) -> web.StreamResponse:
+    """Answer now and hang up: the rest of the body is never read (aiohttp would otherwise
+    linger, reading and ignoring it, for ten seconds)."""
+    response = web.Response(status=status, text=text)
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    if request.transport is not None:
+        request.transport.close()  # after the answer is flushed
+    return response
+
+
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+    raw = await _within_idle(request, request.read())
     try:
         body = json.loads(raw.decode(request.charset or "utf-8"))
     except (LookupError, ValueError, RecursionError):  # charset, UTF-8, JSON, nesting
@@ -187,7 +231,7 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 async def _form_body(request: web.Request) -> tuple[str, bytes | None]:
     try:
-        form = await request.post()
+        form = await _within_idle(request, request.post())
     except (LookupError, ValueError, RuntimeError, AssertionError):
         # no boundary, a field without a name, text that is not UTF-8, an unknown
         # Content-Transfer-Encoding or charset: aiohttp's multipart reader raises all these
@@ -279,9 +323,28 @@ async def media(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
 
 
+@web.middleware
+async def body_limit(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Refuse a declared body over the limit at once, and drop one that stops arriving."""
+    settings = request.app[SERVICE].settings
+    if (
+        request.content_length is not None
+        and request.content_length > settings.max_upload_bytes * 2
+    ):
+        return await _refuse(request, 413, _too_big(settings))
+    try:
+        return await handler(request)
+    except _Stalled:
+        return await _refuse(request, 408, "The upload stalled; send it again.")
+
+
 def create_app(service: Service) -> web.Application:
     settings = service.settings
-    app = web.Application(middlewares=[sessions], client_max_size=settings.max_upload_bytes * 2)
+    app = web.Application(
+        middlewares=[body_limit, sessions], client_max_size=settings.max_upload_bytes * 2
+    )
     app[SERVICE] = service
     app[SECRET] = session_secret(settings)
     app.add_routes(

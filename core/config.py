@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=2, ge=1, le=64)
     max_queue: int = Field(default=20, ge=0)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    # A web request whose body stops arriving for this long is answered 408 and dropped.
+    body_idle_seconds: float = Field(default=10.0, gt=0)
     output_max_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
 
     # Telegram (python-telegram-bot). The base URLs point it at a local Bot API server.

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -132,11 +133,12 @@ BAD_BODY_WORDS = 'Send JSON like {"text": "/help"}'
 
 @pytest.fixture
 async def strict_server(tmp_path: Path, analyzer: DlibAnalyzer) -> AsyncIterator[TestServer]:
-    """The real web app with small limits: 300 kB uploads."""
+    """The real web app with small limits: 300 kB uploads, a body may stall for 1 s."""
     settings = Settings(
         data_dir=tmp_path / "data",
         bundled_clips_dir=REPO / "clips",
         max_upload_bytes=300_000,
+        body_idle_seconds=1.0,
     )
     store = await Store.open(settings)
     runner = LocalJobRunner(workers=1, max_queue=10)
@@ -324,3 +326,35 @@ async def test_media_with_an_overlong_name_is_404(
             async with client.get(web_server.make_url(f"/media/{account}/{name}")) as response:
                 assert response.status == 404, name[:10]
     _no_tracebacks(caplog)
+
+
+async def test_stalled_or_oversize_bodies_are_dropped_in_seconds(
+    strict_server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    head = b"POST /api/message HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    started = time.monotonic()
+    # Declared over the limit (twice the 300 kB uploads): refused before any body is read.
+    answer = await _raw(strict_server, head + b"Content-Length: 30000000\r\n\r\n{", timeout=5)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
+    assert time.monotonic() - started < 3
+    # Declared within the limit, then nothing more: 408 once it stalled for 1 s, and closed.
+    started = time.monotonic()
+    answer = await _raw(strict_server, head + b'Content-Length: 100000\r\n\r\n{"te', timeout=10)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+    assert time.monotonic() - started < 5
+    # Too big without a declared length (chunked): 413 from aiohttp's own limit.
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(
+            strict_server.make_url("/api/message"),
+            data=_chunks(b"x" * 100_000, 7),
+            headers={"Content-Type": "application/json"},
+        ) as response,
+    ):
+        assert response.status == 413
+    _no_tracebacks(caplog)
+
+
+async def _chunks(chunk: bytes, count: int) -> AsyncIterator[bytes]:
+    for _ in range(count):
+        yield chunk
