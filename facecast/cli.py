@@ -519,17 +519,14 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
 ) -> None:
     """Run the bot: the built-in web chat (and Telegram/Discord when their tokens are set)."""
-    import logging
-
     from aiohttp import web
 
     from core.config import load_settings
+    from facecast.logs import setup_logging
 
     with user_errors():
         settings = load_settings()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings)  # before anything logs: no secret reaches the log
     from facecast.app import build
 
     async def application() -> web.Application:
