@@ -23,7 +23,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiohttp import WSMessage, WSMsgType, web
+from aiohttp import BodyPartReader, WSMessage, WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bots.base import safe
 from core.config import Settings
@@ -229,17 +230,40 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+async def _read_form(request: web.Request) -> tuple[str, bytes | None]:
+    """The "text" and "image" fields of a multipart form, read into memory: unlike
+    ``request.post()`` this leaves no temporary file behind when a part is malformed."""
+    limit = request.app[SERVICE].settings.max_upload_bytes * 2
+    reader = await request.multipart()
+    text, image = "", None
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise ValueError("a nested multipart")
+        if part.name is None:
+            raise ValueError("a field without a name")
+        raw = bytearray()
+        while chunk := await part.read_chunk():
+            if request.content.total_bytes > limit:
+                raise web.HTTPRequestEntityTooLarge(limit, request.content.total_bytes)
+            raw.extend(chunk)
+        value = bytearray()
+        async for decoded in part.decode_iter(raw):  # Content-Transfer-Encoding
+            value.extend(decoded)
+        if part.name == "image":
+            image = bytes(value)
+        elif part.name == "text":
+            text = value.decode(part.get_charset(default="utf-8"))
+    return text, image
+
+
 async def _form_body(request: web.Request) -> tuple[str, bytes | None]:
     try:
-        form = await _within_idle(request, request.post())
-    except (LookupError, ValueError, RuntimeError, AssertionError):
+        return await _within_idle(request, _read_form(request))
+    except (LookupError, ValueError, RuntimeError, AssertionError, Warning):
         # no boundary, a field without a name, text that is not UTF-8, an unknown
         # Content-Transfer-Encoding or charset: aiohttp's multipart reader raises all these
+        # (and warns of a bad Content-Disposition, an error where warnings are errors)
         raise web.HTTPBadRequest(text=BAD_BODY) from None
-    upload = form.get("image")
-    image = upload.file.read() if isinstance(upload, web.FileField) else None
-    text = form.get("text", "")
-    return (text if isinstance(text, str) else ""), image
 
 
 async def message(request: web.Request) -> web.Response:
@@ -340,8 +364,26 @@ async def body_limit(
         return await _refuse(request, 408, "The upload stalled; send it again.")
 
 
+class QuietBadRequests(logging.Filter):
+    """aiohttp logs every request it cannot even parse (and answers 400) at ERROR, with a
+    traceback: one line at INFO is enough for what any stranger can send."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
+            what = (error.message.strip().splitlines() or [""])[0]
+            record.msg = f"{record.getMessage()}: {error.code} {what}"
+            record.args, record.exc_info, record.exc_text = None, None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+QUIET_BAD_REQUESTS = QuietBadRequests()
+
+
 def create_app(service: Service) -> web.Application:
     settings = service.settings
+    logging.getLogger("aiohttp.server").addFilter(QUIET_BAD_REQUESTS)  # once: same instance
     app = web.Application(
         middlewares=[body_limit, sessions], client_max_size=settings.max_upload_bytes * 2
     )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import logging
 import time
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -358,3 +360,35 @@ async def test_stalled_or_oversize_bodies_are_dropped_in_seconds(
 async def _chunks(chunk: bytes, count: int) -> AsyncIterator[bytes]:
     for _ in range(count):
         yield chunk
+
+
+async def test_broken_form_leaves_no_temporary_file(web_server: TestServer) -> None:
+    """An upload followed by a part aiohttp cannot decode: nothing of it stays open."""
+    body = (
+        b'--x\r\nContent-Disposition: form-data; name="image"; filename="me.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + SELFIE.read_bytes() + b"\r\n"
+        b'--x\r\nContent-Disposition: form-data; name="text"\r\n'
+        b"Content-Transfer-Encoding: bogus\r\n\r\nhi\r\n--x--\r\n"
+    )
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        async with (
+            aiohttp.ClientSession() as client,
+            client.post(
+                web_server.make_url("/api/message"), data=body, headers={"Content-Type": MULTIPART}
+            ) as response,
+        ):
+            assert response.status == 400
+        gc.collect()
+    assert not [w for w in seen if issubclass(w.category, ResourceWarning)], seen
+
+
+async def test_unparsable_request_is_one_line_in_the_log(
+    web_server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    for junk in (b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n", b"GET / HTTP/1.1\r\nX: \x7f\r\n\r\n"):
+        answer = await _raw(web_server, junk)
+        assert answer.startswith(b"HTTP/1.0 400"), answer[:60]
+    assert "Traceback" not in caplog.text
+    assert "Error handling request" in caplog.text  # still said, in one line
+    _no_tracebacks(caplog)
