@@ -15,6 +15,7 @@ Telegram's flood limits are respected through PTB's rate limiter, which waits ou
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -140,9 +141,19 @@ class TelegramBot:
     async def webhook(self, request: web.Request) -> web.Response:
         """The webhook endpoint, mounted on FaceCast's aiohttp server."""
         token = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
-        if not secrets.compare_digest(token, self._webhook_secret):
+        # compare_digest refuses (TypeError) a str that is not ASCII: that is not ours either
+        if not token.isascii() or not secrets.compare_digest(token, self._webhook_secret):
             raise web.HTTPForbidden()
-        update = Update.de_json(await request.json(), self.application.bot)
+        try:
+            payload = json.loads(await request.read())
+            if not isinstance(payload, dict):
+                raise TypeError("an update is a JSON object")
+            update = Update.de_json(payload, self.application.bot)
+        except (
+            Exception
+        ) as exc:  # JSON, nesting, or whatever de_json trips on (it validates little)
+            log.warning("refused a webhook body that is not an update: %r", exc)
+            raise web.HTTPBadRequest(text="not a Telegram update") from None
         await self.application.update_queue.put(update)
         return web.Response(text="ok")
 

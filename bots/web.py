@@ -10,8 +10,10 @@ identified by a signed cookie; it can fetch only its own renders.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
@@ -19,9 +21,10 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMessage, WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bots.base import safe
 from core.config import Settings
@@ -37,6 +40,11 @@ SECRET: web.AppKey[bytes] = web.AppKey("secret", bytes)
 PLATFORM = "web"
 USER: web.RequestKey[str] = web.RequestKey("user", str)
 FRESH: web.RequestKey[bool] = web.RequestKey("fresh", bool)
+# What a request to /api/message may look like, said to whoever sent something else.
+BAD_BODY = 'Send JSON like {"text": "/help"}, or a form with "image" and "text" fields.'
+# A file name longer than any render's (the file system refuses names over 255 bytes).
+MAX_NAME = 200
+T = TypeVar("T")
 
 
 def session_secret(settings: Settings) -> bytes:
@@ -59,6 +67,8 @@ def _sign(secret: bytes, user: str) -> str:
 
 def _user_of(request: web.Request) -> str | None:
     value = request.cookies.get(COOKIE, "")
+    if not value.isascii():  # bytes that are not UTF-8 arrive as surrogates: no cookie of ours
+        return None
     user, _, signature = value.partition(".")
     if user and hmac.compare_digest(signature, _sign(request.app[SECRET], user)):
         return user
@@ -168,20 +178,101 @@ async def list_memes(request: web.Request) -> web.Response:
     return web.json_response({"memes": memes})
 
 
+async def _within_idle(request: web.Request, reading: Awaitable[T]) -> T:
+    """``reading`` (of the request's body), given up with 408 once no byte came for the
+    configured idle time: a body that is declared but never sent does not hold a connection."""
+    idle = request.app[SERVICE].settings.body_idle_seconds
+    task = asyncio.ensure_future(reading)
+    seen, quiet = request.content.total_bytes, 0.0
+    step = min(1.0, idle / 4)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=step)
+            if done:
+                return task.result()
+            if request.content.total_bytes != seen:
+                seen, quiet = request.content.total_bytes, 0.0
+                continue
+            quiet += step
+            if quiet >= idle:
+                raise _Stalled()
+    finally:
+        if not task.done():  # stalled, or this handler was cancelled: stop reading too
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class _Stalled(Exception):
+    """A request's body stopped arriving."""
+
+
+async def _refuse(request: web.Request, status: int, text: str) -> web.StreamResponse:
+    """Answer now and hang up: the rest of the body is never read (aiohttp would otherwise
+    linger, reading and ignoring it, for ten seconds)."""
+    response = web.Response(status=status, text=text)
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    if request.transport is not None:
+        request.transport.close()  # after the answer is flushed
+    return response
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    raw = await _within_idle(request, request.read())
+    try:
+        body = json.loads(raw.decode(request.charset or "utf-8"))
+    except (LookupError, ValueError, RecursionError):  # charset, UTF-8, JSON, nesting
+        raise web.HTTPBadRequest(text=BAD_BODY) from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=BAD_BODY)
+    return body
+
+
+async def _read_form(request: web.Request) -> tuple[str, bytes | None]:
+    """The "text" and "image" fields of a multipart form, read into memory: unlike
+    ``request.post()`` this leaves no temporary file behind when a part is malformed."""
+    limit = request.app[SERVICE].settings.max_upload_bytes * 2
+    reader = await request.multipart()
+    text, image = "", None
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise ValueError("a nested multipart")
+        if part.name is None:
+            raise ValueError("a field without a name")
+        raw = bytearray()
+        while chunk := await part.read_chunk():
+            if request.content.total_bytes > limit:
+                raise web.HTTPRequestEntityTooLarge(limit, request.content.total_bytes)
+            raw.extend(chunk)
+        value = bytearray()
+        async for decoded in part.decode_iter(raw):  # Content-Transfer-Encoding
+            value.extend(decoded)
+        if part.name == "image":
+            image = bytes(value)
+        elif part.name == "text":
+            text = value.decode(part.get_charset(default="utf-8"))
+    return text, image
+
+
+async def _form_body(request: web.Request) -> tuple[str, bytes | None]:
+    try:
+        return await _within_idle(request, _read_form(request))
+    except (LookupError, ValueError, RuntimeError, AssertionError, Warning):
+        # no boundary, a field without a name, text that is not UTF-8, an unknown
+        # Content-Transfer-Encoding or charset: aiohttp's multipart reader raises all these
+        # (and warns of a bad Content-Disposition, an error where warnings are errors)
+        raise web.HTTPBadRequest(text=BAD_BODY) from None
+
+
 async def message(request: web.Request) -> web.Response:
     """One request, all replies: JSON {"text"} or multipart with "image" and "text"."""
     text, image = "", None
     if request.content_type.startswith("multipart/"):
-        form = await request.post()
-        text = str(form.get("text", ""))
-        upload = form.get("image")
-        if isinstance(upload, web.FileField):
-            image = upload.file.read()
+        text, image = await _form_body(request)
     else:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise web.HTTPBadRequest(text='send JSON like {"text": "/help"}') from None
+        body = await _json_body(request)
         text = str(body.get("text", ""))
         if body.get("image"):
             image = _decode_image(str(body["image"]))
@@ -189,29 +280,47 @@ async def message(request: web.Request) -> web.Response:
     return web.json_response({"replies": replies})
 
 
+def _too_big(settings: Settings) -> str:
+    return f"That's too big; send a photo under {settings.max_upload_bytes / 1e6:.3g} MB."
+
+
+def _oops(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text, "error": True}
+
+
+def _ws_request(frame: WSMessage, user: str, settings: Settings) -> Request | dict[str, Any]:
+    """The request one WebSocket message makes, or the error to answer it with."""
+    if frame.type == WSMsgType.BINARY:
+        return _oops('Send JSON text messages, like {"text": "/help"}.')
+    if len(frame.data) > settings.max_upload_bytes * 2:
+        return _oops(_too_big(settings))
+    try:
+        payload = json.loads(frame.data)
+    except (ValueError, RecursionError):
+        payload = None
+    if not isinstance(payload, dict):
+        return _oops("I didn't understand that.")
+    image = _decode_image(str(payload["image"])) if payload.get("image") else None
+    if payload.get("image") and not image:
+        return _oops("That upload was damaged.")
+    return _request(user, str(payload.get("text", "")), image)
+
+
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     settings = request.app[SERVICE].settings
-    socket = web.WebSocketResponse(heartbeat=30, max_msg_size=settings.max_upload_bytes * 2)
+    # Messages up to twice the limit _ws_request enforces are read and refused with a reply,
+    # keeping the socket; beyond that aiohttp closes it with 1009 (message too big) unread.
+    socket = web.WebSocketResponse(heartbeat=30, max_msg_size=settings.max_upload_bytes * 4)
     remember(request, socket)  # the handshake is this browser's first response, maybe
     await socket.prepare(request)
     user = request[USER]
     async for frame in socket:
-        if frame.type != WSMsgType.TEXT:
+        if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             continue
-        try:
-            payload = json.loads(frame.data)
-        except json.JSONDecodeError:
-            await socket.send_json(
-                {"type": "text", "text": "I didn't understand that.", "error": True}
-            )
+        outgoing = _ws_request(frame, user, settings)
+        if isinstance(outgoing, dict):
+            await socket.send_json(outgoing)
             continue
-        image = _decode_image(str(payload["image"])) if payload.get("image") else None
-        if payload.get("image") and not image:
-            await socket.send_json(
-                {"type": "text", "text": "That upload was damaged.", "error": True}
-            )
-            continue
-        outgoing = _request(user, str(payload.get("text", "")), image)
         async for reply in _answer(request.app, outgoing):
             if socket.closed:
                 break
@@ -226,15 +335,58 @@ async def media(request: web.Request) -> web.StreamResponse:
     if request.match_info["account"] != account:
         raise web.HTTPNotFound()
     name = request.match_info["name"]
+    if len(name) > MAX_NAME or "/" in name or name.startswith("."):
+        raise web.HTTPNotFound()
     path = service.store.user_folder(account) / name
-    if "/" in name or name.startswith(".") or not path.is_file():
+    try:
+        found = path.is_file()
+    except (OSError, ValueError):  # a name the file system refuses
+        found = False
+    if not found:
         raise web.HTTPNotFound()
     return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
 
 
+@web.middleware
+async def body_limit(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Refuse a declared body over the limit at once, and drop one that stops arriving."""
+    settings = request.app[SERVICE].settings
+    if (
+        request.content_length is not None
+        and request.content_length > settings.max_upload_bytes * 2
+    ):
+        return await _refuse(request, 413, _too_big(settings))
+    try:
+        return await handler(request)
+    except _Stalled:
+        return await _refuse(request, 408, "The upload stalled; send it again.")
+
+
+class QuietBadRequests(logging.Filter):
+    """aiohttp logs every request it cannot even parse (and answers 400) at ERROR, with a
+    traceback: one line at INFO is enough for what any stranger can send."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
+            what = (error.message.strip().splitlines() or [""])[0]
+            record.msg = f"{record.getMessage()}: {error.code} {what}"
+            record.args, record.exc_info, record.exc_text = None, None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+QUIET_BAD_REQUESTS = QuietBadRequests()
+
+
 def create_app(service: Service) -> web.Application:
     settings = service.settings
-    app = web.Application(middlewares=[sessions], client_max_size=settings.max_upload_bytes * 2)
+    logging.getLogger("aiohttp.server").addFilter(QUIET_BAD_REQUESTS)  # once: same instance
+    app = web.Application(
+        middlewares=[body_limit, sessions], client_max_size=settings.max_upload_bytes * 2
+    )
     app[SERVICE] = service
     app[SECRET] = session_secret(settings)
     app.add_routes(

@@ -6,12 +6,20 @@ environment.
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from pathlib import Path
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from core.errors import FaceCastError
 from core.kinds import EngineName
+
+PREFIX = "FACECAST_"
 
 # The project's own clip packs; a wheel install (or the Docker image) points
 # FACECAST_BUNDLED_CLIPS_DIR at its copy instead.
@@ -20,7 +28,7 @@ _SOURCE_CLIPS = Path(__file__).resolve().parents[1] / "clips"
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="FACECAST_", env_file=".env", extra="ignore", frozen=True
+        env_prefix=PREFIX, env_file=".env", extra="ignore", frozen=True
     )
 
     data_dir: Path = Field(
@@ -78,6 +86,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=2, ge=1, le=64)
     max_queue: int = Field(default=20, ge=0)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    # A web request whose body stops arriving for this long is answered 408 and dropped.
+    body_idle_seconds: float = Field(default=10.0, gt=0)
     output_max_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
 
     # Telegram (python-telegram-bot). The base URLs point it at a local Bot API server.
@@ -93,12 +103,27 @@ class Settings(BaseSettings):
     discord_token: SecretStr | None = None
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
-    discord_guild_ids: list[int] = Field(
-        default_factory=list, description="Sync commands to these guilds on start (instant)."
+    discord_guild_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list,
+        description="Sync commands to these guilds on start (instant): 123,456 or [123, 456].",
     )
     discord_sync_global: bool = Field(
         default=False, description="Sync commands globally on this start (takes up to an hour)."
     )
+
+    @field_validator("discord_guild_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """A JSON list ("[123, 456]") or plain comma-separated ids ("123,456", "123")."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except ValueError:
+                return value  # reported as not a list
+        return [part.strip() for part in text.split(",") if part.strip()]
 
     @property
     def resolved_database_url(self) -> str:
@@ -124,4 +149,64 @@ class Settings(BaseSettings):
         return (self.clips_dir or self.resolved_data_dir / "clips").expanduser()
 
 
-__all__ = ["EngineName", "Settings"]
+class BadSettings(FaceCastError):
+    """A FACECAST_* setting (in the environment or .env) has a value that is not accepted."""
+
+
+_FORMS: dict[Any, str] = {
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+    Path: "a path",
+    str: "text",
+    SecretStr: "text",
+}
+
+
+def accepted_form(name: str) -> str:
+    """What setting ``name`` accepts, in words: "a whole number at least 1 and at most 64"."""
+    field = Settings.model_fields[name]
+    kind: Any = field.annotation
+    if get_origin(kind) in (Union, UnionType):
+        kind = next(a for a in get_args(kind) if a is not type(None))
+    if get_origin(kind) is list:
+        return "whole numbers separated by commas, like 123,456 (or a JSON list, [123, 456])"
+    if get_origin(kind) is Literal:
+        return "one of " + ", ".join(str(a) for a in get_args(kind))
+    bounds = [
+        f"{word} {getattr(rule, attr)}"
+        for rule in field.metadata
+        for attr, word in (("gt", "above"), ("ge", "at least"), ("lt", "below"), ("le", "at most"))
+        if getattr(rule, attr, None) is not None
+    ]
+    return " ".join([_FORMS.get(kind, "a valid value"), " and ".join(bounds)]).strip()
+
+
+def _problem(name: str, given: Any) -> str:
+    variable = PREFIX + name.upper()
+    secret = Settings.model_fields[name].annotation in (SecretStr, SecretStr | None)
+    shown = os.environ.get(variable, given)
+    value = "" if secret or not isinstance(shown, str) else f"={shown!r}"
+    return f"{variable}{value} is not valid: use {accepted_form(name)}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and .env; a bad value raises :class:`BadSettings`
+    with one line naming each bad variable and the form it accepts."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems: dict[str, str] = {}
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else ""
+            if name in Settings.model_fields and name not in problems:
+                problems[name] = _problem(name, error.get("input"))
+        raise BadSettings("; ".join(problems.values()) or str(exc).splitlines()[0]) from None
+    except SettingsError as exc:  # a value pydantic-settings could not even decode
+        found = re.search(r'field "(\w+)"', str(exc))
+        if found is None or found.group(1) not in Settings.model_fields:
+            raise BadSettings(str(exc)) from None
+        raise BadSettings(_problem(found.group(1), None)) from None
+
+
+__all__ = ["BadSettings", "EngineName", "Settings", "accepted_form", "load_settings"]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from core.errors import (
     BadMedia,
@@ -63,7 +64,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except FaceCastError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(USER_ERROR) from None
 
 
@@ -82,9 +83,9 @@ MaxMegabytes = Annotated[
 
 
 def _settings(engine: EngineName | None) -> Settings:
-    from core.config import Settings
+    from core.config import load_settings
 
-    settings = Settings()
+    settings = load_settings()
     return settings if engine is None else settings.model_copy(update={"engine": engine})
 
 
@@ -190,13 +191,13 @@ def faces(
     """List the faces in a picture, left to right, with their boxes and quality."""
     from rich.table import Table
 
-    from core.config import Settings
+    from core.config import load_settings
     from core.engines.registry import make_analyzer
     from core.faces.profile import check_quality
     from core.media.images import load_picture
 
     with user_errors():
-        settings = Settings()
+        settings = load_settings()
         picture = load_picture(image, settings)
         found = make_analyzer(settings).detect(picture)
         if not found:
@@ -288,12 +289,12 @@ def clips_add(
     replace: Annotated[bool, typer.Option(help="Overwrite a pack with the same id.")] = False,
 ) -> None:
     """Pre-process a video into a clip pack in the operator's clips folder."""
-    from core.config import Settings
+    from core.config import load_settings
     from core.engines.registry import make_analyzer
     from core.packs.build import ClipSource, build_clip
 
     with user_errors():
-        settings = Settings()
+        settings = load_settings()
         request = ClipSource(
             video=video,
             clip_id=clip_id,
@@ -336,11 +337,11 @@ def clips_list() -> None:
     """Every clip pack, bundled and the operator's."""
     from rich.table import Table
 
-    from core.config import Settings
+    from core.config import load_settings
     from core.packs.library import ClipLibrary
 
     with user_errors():
-        clips = ClipLibrary(Settings()).all()
+        clips = ClipLibrary(load_settings()).all()
         table = Table(title=f"{len(clips)} clip(s)")
         table.add_column("id", no_wrap=True)
         table.add_column("title")
@@ -365,11 +366,11 @@ def clips_show(clip_id: Annotated[str, typer.Argument(help="The clip's id.")]) -
     """Everything about one clip pack."""
     from rich.table import Table
 
-    from core.config import Settings
+    from core.config import load_settings
     from core.packs.library import ClipLibrary
 
     with user_errors():
-        clip = ClipLibrary(Settings()).get(clip_id)
+        clip = ClipLibrary(load_settings()).get(clip_id)
         m = clip.manifest
         table = Table(show_header=False, title=m.title)
         rows = [
@@ -444,11 +445,11 @@ def memes_list() -> None:
     """Every meme template, bundled and the operator's."""
     from rich.table import Table
 
-    from core.config import Settings
+    from core.config import load_settings
     from core.render.memes import MemeLibrary
 
     with user_errors():
-        templates = MemeLibrary(Settings()).all()
+        templates = MemeLibrary(load_settings()).all()
         table = Table(title=f"{len(templates)} meme template(s)")
         table.add_column("id", no_wrap=True)
         table.add_column("title")
@@ -518,18 +519,15 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
 ) -> None:
     """Run the bot: the built-in web chat (and Telegram/Discord when their tokens are set)."""
-    import logging
-
     from aiohttp import web
 
-    from core.config import Settings
+    from core.config import load_settings
+    from facecast.logs import setup_logging
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    with user_errors():
+        settings = load_settings()
+    setup_logging(settings)  # before anything logs: no secret reaches the log
     from facecast.app import build
-
-    settings = Settings()
 
     async def application() -> web.Application:
         built, service, adapters = await build(settings)
@@ -564,13 +562,13 @@ def models_list(context: typer.Context) -> None:
     """List every model of the neural engine: present, missing or wrong hash."""
     from rich.table import Table
 
-    from core.config import Settings
+    from core.config import load_settings
     from core.engines.registry import model_store
 
     if context.invoked_subcommand is not None:
         return
     with user_errors():
-        store = model_store(Settings())
+        store = model_store(load_settings())
         table = Table(title=f"Models in {store.folder}")
         for column in ("model", "file", "status", "licence"):
             table.add_column(column, overflow="fold")
@@ -602,11 +600,11 @@ def models_fetch(
     ] = None,
 ) -> None:
     """Download models on purpose, keeping each only if its sha256 matches."""
-    from core.config import Settings
+    from core.config import load_settings
     from core.engines.registry import model_store
 
     with user_errors():
-        store = model_store(Settings())
+        store = model_store(load_settings())
         for name in names or list(store.registry):
             path = store.fetch(name)
             out.print(f"{name}: {path} (sha256 verified)", highlight=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -33,6 +34,13 @@ from core.service.policy import ProtectedFaces, UsageLimits
 from core.storage.store import GROUP_MEMES, Store
 
 PREVIEW_TEMPLATE = "deal-with-it"
+# The commands there are; each is its own metrics label, anything else is "other" (a label
+# per typed command would grow /metrics without bound, and not every string encodes).
+COMMANDS = frozenset(
+    ("/start", "/help", "/clip", "/meme", "/faces", "/face", "/forget", "/optin", "/optout")
+)
+# "/face N": N in ASCII digits ("²" and "①" are digits to str.isdigit, not to int), short.
+FACE_NUMBER = re.compile(r"[0-9]{1,3}")
 log = logging.getLogger(__name__)
 
 HELP = """I put your face into film clips and meme GIFs.
@@ -94,7 +102,12 @@ class Service:
     async def handle(self, request: Request) -> AsyncIterator[Reply]:
         """Everything the bot says in answer to one request, in order."""
         command, args = _parse(request.text)
-        label = "photo" if request.image is not None else (command or "text")
+        if request.image is not None:
+            label = "photo"
+        elif command:
+            label = command if command in COMMANDS else "other"
+        else:
+            label = "text"
         self.metrics.messages.labels(label).inc()
         try:
             if request.image is not None:
@@ -117,7 +130,8 @@ class Service:
             elif command in ("/optin", "/optout"):
                 yield await self._consent(request, command == "/optin")
             elif command:
-                yield Text(f"I don't know {command}. Send /help to see what I can do.")
+                shown = command if len(command) <= 32 and command.isprintable() else "that command"
+                yield Text(f"I don't know {shown}. Send /help to see what I can do.")
             elif not request.chat.is_group:
                 yield Text("Send me a selfie, or /help to see what I can do.")
         except FaceCastError as exc:
@@ -300,12 +314,13 @@ class Service:
         )
 
     async def _choose_face(self, request: Request, args: str) -> Reply:
-        if not args.strip().isdigit():
+        number = args.strip()
+        if not FACE_NUMBER.fullmatch(number):
             return Text("Which face? Send /face N, with N from /faces.")
         user_id = await self.store.find_user(request.sender.platform, request.sender.id)
         if user_id is None:
             return Text("You have no saved faces: send me a selfie.")
-        entry = await self.store.activate(user_id, int(args))
+        entry = await self.store.activate(user_id, int(number))
         return Text(f"Using face {entry.number} from now on.")
 
     async def _forget(self, request: Request) -> Reply:

@@ -307,6 +307,13 @@ async def test_webhook_mode(fake: FakeTelegram, tmp_path_factory: pytest.TempPat
             url = f"http://127.0.0.1:{web_port}/telegram/webhook"
             async with client.post(url, json=update) as forged:
                 assert forged.status == 403  # no secret: not from Telegram
+            odd = {"X-Telegram-Bot-Api-Secret-Token": "\u00e9" + secret}
+            async with client.post(url, json=update, headers=odd) as forged:
+                assert forged.status == 403  # a secret that is not even ASCII: the same
+            signed = {"X-Telegram-Bot-Api-Secret-Token": secret, "Content-Type": "application/json"}
+            for body in (b"[]", b"null", b"[" * 100_000, b"{oops", b'{"message": 1}'):
+                async with client.post(url, data=body, headers=signed) as malformed:
+                    assert malformed.status == 400, body[:20]
             async with client.post(
                 url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": secret}
             ) as delivered:

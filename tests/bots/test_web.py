@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import gc
+import json
+import logging
+import time
+import warnings
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
-from bots.web import COOKIE
+from bots.web import COOKIE, PLATFORM, SERVICE, create_app
+from core.config import Settings
+from core.faces.analyzer import DlibAnalyzer
+from core.jobs.local import LocalJobRunner
+from core.service.conversation import Service
+from core.storage.store import Store
 
 from ..conftest import REPO
 
@@ -112,3 +126,269 @@ async def test_bad_input_gets_friendly_answers(web_server: TestServer, tmp_path:
         forger.get(web_server.make_url("/")) as page,
     ):
         assert page.cookies[COOKIE].value.split(".")[0] != "someone-else"
+
+
+# -- what a fuzz of the web chat found: each answered 500 or logged a traceback -------------
+
+BAD_BODY_WORDS = 'Send JSON like {"text": "/help"}'
+
+
+@pytest.fixture
+async def strict_server(tmp_path: Path, analyzer: DlibAnalyzer) -> AsyncIterator[TestServer]:
+    """The real web app with small limits: 300 kB uploads, a body may stall for 1 s."""
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        bundled_clips_dir=REPO / "clips",
+        max_upload_bytes=300_000,
+        body_idle_seconds=1.0,
+    )
+    store = await Store.open(settings)
+    runner = LocalJobRunner(workers=1, max_queue=10)
+    server = TestServer(create_app(Service(settings, store, runner, analyzer)))
+    await server.start_server()
+    yield server
+    await server.close()
+    await runner.close()
+    await store.close()
+
+
+def _no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+async def _raw(server: TestServer, request: bytes, timeout: float = 10) -> bytes:
+    """Send bytes as they are (no client library would send them) and read to the end."""
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+
+
+async def _say(client: aiohttp.ClientSession, server: TestServer, text: str) -> list[Any]:
+    async with client.post(server.make_url("/api/message"), json={"text": text}) as response:
+        assert response.status == 200
+        return list((await response.json())["replies"])
+
+
+async def test_metrics_label_only_known_commands(
+    web_server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with aiohttp.ClientSession(cookie_jar=_jar()) as client:
+        # A lone surrogate, as the JSON escape a browser may send: not encodable as UTF-8.
+        async with client.post(
+            web_server.make_url("/api/message"),
+            data=b'{"text": "/\\ud800"}',
+            headers={"Content-Type": "application/json"},
+        ) as response:
+            assert response.status == 200
+            (reply,) = (await response.json())["replies"]
+            assert "/help" in reply["text"]
+        for n in range(30):
+            (reply,) = await _say(client, web_server, f"/made-up-{n}" + "x" * 500)
+            assert len(reply["text"]) < 100  # the command is not echoed back at length
+        await _say(client, web_server, "/help")
+        async with client.get(web_server.make_url("/metrics")) as metrics:
+            assert metrics.status == 200
+            body = await metrics.text()
+    assert 'facecast_messages_total{command="other"} 31.0' in body
+    assert 'facecast_messages_total{command="/help"} 1.0' in body
+    assert "made-up" not in body
+    _no_tracebacks(caplog)
+
+
+async def test_unreadable_cookie_is_no_cookie(
+    web_server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    for path in (b"/healthz", b"/", b"/api/clips"):
+        answer = await _raw(
+            web_server,
+            b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Cookie: " + COOKIE.encode() + b"=\xff.0\r\n\r\n",
+        )
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+        assert b"Set-Cookie: " + COOKIE.encode() in answer  # a fresh session instead
+    _no_tracebacks(caplog)
+
+
+MULTIPART = "multipart/form-data; boundary=x"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"[]", "application/json"),
+        (b'"x"', "application/json"),
+        (b"1", "application/json"),
+        (b"null", "application/json"),
+        (b"[" * 100_000, "application/json"),
+        (b'{"a":' * 50_000 + b"1" + b"}" * 50_000, "application/json"),
+        (b'{"text": "/help"}', "application/json; charset=bogus"),
+        (b"\xff\xfe{}", "application/json"),
+        (b"--x\r\n\r\nhi\r\n--x--\r\n", "multipart/form-data"),
+        (b"--x\r\nContent-Disposition: form-data\r\n\r\nhi\r\n--x--\r\n", MULTIPART),
+        (
+            b'--x\r\nContent-Disposition: form-data; name="text"\r\n\r\n\xff\xfe\r\n--x--\r\n',
+            MULTIPART,
+        ),
+        (
+            b'--x\r\nContent-Disposition: form-data; name="text"\r\n'
+            b"Content-Transfer-Encoding: bogus\r\n\r\nhi\r\n--x--\r\n",
+            MULTIPART,
+        ),
+        (
+            b'--x\r\nContent-Disposition: form-data; name="text"\r\n'
+            b"Content-Type: text/plain; charset=bogus\r\n\r\nhi\r\n--x--\r\n",
+            MULTIPART,
+        ),
+    ],
+    ids=[
+        "list",
+        "string",
+        "number",
+        "null",
+        "deep-list",
+        "deep-object",
+        "bogus-charset",
+        "not-utf8",
+        "no-boundary",
+        "no-name",
+        "field-not-utf8",
+        "unknown-transfer-encoding",
+        "field-bogus-charset",
+    ],
+)
+async def test_malformed_bodies_get_400(
+    web_server: TestServer, caplog: pytest.LogCaptureFixture, body: bytes, content_type: str
+) -> None:
+    async with (
+        aiohttp.ClientSession(cookie_jar=_jar()) as client,
+        client.post(
+            web_server.make_url("/api/message"), data=body, headers={"Content-Type": content_type}
+        ) as response,
+    ):
+        assert response.status == 400
+        assert BAD_BODY_WORDS in await response.text()
+    _no_tracebacks(caplog)
+
+
+async def test_websocket_survives_bad_messages(
+    strict_server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with (
+        aiohttp.ClientSession(cookie_jar=_jar()) as client,
+        client.ws_connect(strict_server.make_url("/api/ws")) as socket,
+    ):
+        bad: list[str | bytes] = ["[]", '"x"', "1", "null", "[" * 100_000, b"\x00binary"]
+        bad.append(json.dumps({"text": "a" * 600_001}))  # over twice the 300 kB upload limit
+        for message in bad:
+            if isinstance(message, bytes):
+                await socket.send_bytes(message)
+            else:
+                await socket.send_str(message)
+            await socket.send_json({"text": "/help"})
+            answer = await socket.receive_json(timeout=10)
+            assert answer["error"], message[:20]
+            assert answer["text"]
+            helped = await socket.receive_json(timeout=10)
+            assert "/forget" in helped["text"], message[:20]
+    _no_tracebacks(caplog)
+
+
+async def test_face_number_is_ascii_digits(
+    web_server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with aiohttp.ClientSession(cookie_jar=_jar()) as client:
+        form = aiohttp.FormData()
+        form.add_field("image", SELFIE.read_bytes(), filename="me.jpg", content_type="image/jpeg")
+        async with client.post(web_server.make_url("/api/message"), data=form) as response:
+            assert "Got your face" in (await response.json())["replies"][0]["text"]
+        for number in ("\u00b2", "\u2460", "\u0663", "1" * 5000, "-1", "1.0"):
+            (reply,) = await _say(client, web_server, f"/face {number}")
+            assert reply["text"] == "Which face? Send /face N, with N from /faces.", number[:10]
+        (reply,) = await _say(client, web_server, "/face 7")
+        assert reply["error"]
+        assert "pick a number from 1 to 1" in reply["text"]
+        (reply,) = await _say(client, web_server, "/face 1")
+        assert reply["text"] == "Using face 1 from now on."
+    _no_tracebacks(caplog)
+
+
+async def test_media_with_an_overlong_name_is_404(
+    web_server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with aiohttp.ClientSession(cookie_jar=_jar()) as client:
+        async with client.get(web_server.make_url("/healthz")) as health:
+            user = health.cookies[COOKIE].value.split(".")[0]
+        account = web_server.app[SERVICE].store.account(PLATFORM, user)
+        for name in ("a" * 300, "a" * 5000, "%ED%A0%80", "a%00b"):
+            async with client.get(web_server.make_url(f"/media/{account}/{name}")) as response:
+                assert response.status == 404, name[:10]
+    _no_tracebacks(caplog)
+
+
+async def test_stalled_or_oversize_bodies_are_dropped_in_seconds(
+    strict_server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    head = b"POST /api/message HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    started = time.monotonic()
+    # Declared over the limit (twice the 300 kB uploads): refused before any body is read.
+    answer = await _raw(strict_server, head + b"Content-Length: 30000000\r\n\r\n{", timeout=5)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
+    assert time.monotonic() - started < 3
+    # Declared within the limit, then nothing more: 408 once it stalled for 1 s, and closed.
+    started = time.monotonic()
+    answer = await _raw(strict_server, head + b'Content-Length: 100000\r\n\r\n{"te', timeout=10)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+    assert time.monotonic() - started < 5
+    # Too big without a declared length (chunked): 413 from aiohttp's own limit.
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(
+            strict_server.make_url("/api/message"),
+            data=_chunks(b"x" * 100_000, 7),
+            headers={"Content-Type": "application/json"},
+        ) as response,
+    ):
+        assert response.status == 413
+    _no_tracebacks(caplog)
+
+
+async def _chunks(chunk: bytes, count: int) -> AsyncIterator[bytes]:
+    for _ in range(count):
+        yield chunk
+
+
+async def test_broken_form_leaves_no_temporary_file(web_server: TestServer) -> None:
+    """An upload followed by a part aiohttp cannot decode: nothing of it stays open."""
+    body = (
+        b'--x\r\nContent-Disposition: form-data; name="image"; filename="me.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + SELFIE.read_bytes() + b"\r\n"
+        b'--x\r\nContent-Disposition: form-data; name="text"\r\n'
+        b"Content-Transfer-Encoding: bogus\r\n\r\nhi\r\n--x--\r\n"
+    )
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        async with (
+            aiohttp.ClientSession() as client,
+            client.post(
+                web_server.make_url("/api/message"), data=body, headers={"Content-Type": MULTIPART}
+            ) as response,
+        ):
+            assert response.status == 400
+        gc.collect()
+    assert not [w for w in seen if issubclass(w.category, ResourceWarning)], seen
+
+
+async def test_unparsable_request_is_one_line_in_the_log(
+    web_server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    for junk in (b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n", b"GET / HTTP/1.1\r\nX: \x7f\r\n\r\n"):
+        answer = await _raw(web_server, junk)
+        assert answer.startswith(b"HTTP/1.0 400"), answer[:60]
+    assert "Traceback" not in caplog.text
+    assert "Error handling request" in caplog.text  # still said, in one line
+    _no_tracebacks(caplog)

@@ -163,3 +163,29 @@ def _coffee() -> RGBImage:
     from skimage import data
 
     return np.ascontiguousarray(data.coffee())
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "value", "words"),
+    [
+        (("clips", "list"), "FACECAST_MAX_QUEUE", "-1", ("a whole number at least 0",)),
+        (
+            ("memes", "list"),
+            "FACECAST_MIN_COVERAGE",
+            "lots",
+            ("a number at least 0 and at most 1",),
+        ),
+        (("models",), "FACECAST_DISCORD_SYNC_GLOBAL", "maybe", ("true or false",)),
+    ],
+)
+def test_every_command_reports_a_bad_setting_in_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: tuple[str, ...],
+    variable: str,
+    value: str,
+    words: tuple[str, ...],
+) -> None:
+    monkeypatch.setenv(variable, value)
+    run = invoke_facecast(tmp_path / "data", *command)
+    assert_user_error(run, f"{variable}={value!r}", *words)

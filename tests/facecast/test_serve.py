@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from ..conftest import free_port, start_serve
+from ..conftest import assert_user_error, free_port, start_serve
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
@@ -40,3 +41,40 @@ def test_serve_answers_then_stops_cleanly(tmp_path: Path, stop: signal.Signals) 
     assert process.returncode == 0, err
     assert f"http://127.0.0.1:{port}/" in out
     assert "Traceback" not in err
+
+
+def _serve_refuses(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """`facecast serve` with these settings, which must end at once with a user error."""
+    env = {"FACECAST_DATA_DIR": str(tmp_path / "data"), **settings}
+    process = start_serve(env, free_port())
+    try:
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "form"),
+    [
+        ("DISCORD_GUILD_IDS", "12x", "whole numbers separated by commas, like 123,456"),
+        ("DISCORD_GUILD_IDS", "[123,", "whole numbers separated by commas, like 123,456"),
+        ("WORKERS", "lots", "a whole number at least 1 and at most 64"),
+        ("ENGINE", "magic", "one of classic, insightface"),
+    ],
+)
+def test_serve_names_a_bad_setting_in_one_line(
+    tmp_path: Path, name: str, value: str, form: str
+) -> None:
+    run = _serve_refuses(tmp_path, **{f"FACECAST_{name}": value})
+    assert_user_error(run, f"FACECAST_{name}={value!r}", form)
+
+
+def test_guild_ids_may_be_comma_separated(tmp_path: Path) -> None:
+    """123 and 123,456 are accepted as they are: only the bad worker count is reported."""
+    for ids in ("123", "123,456", " 123 , 456 ", "[123, 456]"):
+        run = _serve_refuses(tmp_path, FACECAST_DISCORD_GUILD_IDS=ids, FACECAST_WORKERS="0")
+        assert_user_error(run, "FACECAST_WORKERS='0'", "at least 1")
+        assert "GUILD" not in run.stderr
