@@ -34,6 +34,8 @@ class TrackSettings:
     # ... and for the head's placement, which must follow camera shake: much lighter.
     place_min_cutoff: float = 8.0
     place_beta: float = 9.6
+    # Share of each landmark taken from where optical flow carried it from the last frame.
+    flow_weight: float = 0.6
 
 
 @dataclass(slots=True)
@@ -276,6 +278,54 @@ def smooth(
     return result
 
 
+def steady(
+    landmarks: TrackPoints,
+    visible: NDArray[np.bool_],
+    *,
+    shape_frames: float = 2.0,
+    place_frames: float = 0.7,
+) -> TrackPoints:
+    """Landmarks made steadier for a render, which knows the whole clip in advance.
+
+    The pack's track follows every twitch of the face closely enough for analysis, but a
+    selfie warped onto it shimmers where the real face does not (a render's flicker was 1.5x
+    the clip's on real talking heads). Like :func:`smooth`, the head's rigid placement and
+    its shape are separated; each is filtered with a centred Gaussian (no lag), the shape
+    over ``shape_frames`` frames (the clip's own eyes and mouth stay in the output, so the
+    selfie's shape need not follow their fastest moves) and the placement over
+    ``place_frames``.
+    """
+    result = landmarks.copy()
+    for start, stop in _runs(visible):
+        if stop - start < 3:
+            continue
+        segment = landmarks[start:stop].astype(np.float64)
+        reference = segment.mean(axis=0)
+        placement = np.array([_similarity(frame, reference) for frame in segment])
+        shapes = np.array([_apply(p, f) for p, f in zip(placement, segment, strict=True)])
+        inverse = np.array([_invert(p) for p in placement])
+        shapes = _gaussian(shapes, shape_frames)
+        inverse = _gaussian(inverse, place_frames)
+        rebuilt = [_apply(p, f) for p, f in zip(inverse, shapes, strict=True)]
+        result[start:stop] = np.array(rebuilt, dtype=np.float32)
+    return result
+
+
+def _gaussian(values: NDArray[np.float64], sigma: float) -> NDArray[np.float64]:
+    """A centred Gaussian along axis 0, edges padded with their own values."""
+    if sigma <= 0:
+        return values
+    reach = int(3 * sigma) + 1
+    taps = np.exp(-(np.arange(-reach, reach + 1) ** 2) / (2 * sigma * sigma))
+    taps /= taps.sum()
+    padded = np.concatenate(
+        [np.repeat(values[:1], reach, 0), values, np.repeat(values[-1:], reach, 0)]
+    )
+    return np.asarray(
+        sum(w * padded[i : i + len(values)] for i, w in enumerate(taps)), dtype=np.float64
+    )
+
+
 def _zero_phase(
     values: NDArray[np.float64], fps: float, min_cutoff: float, beta: float
 ) -> NDArray[np.float64]:
@@ -320,6 +370,7 @@ class TrackRecorder:
         self._points: list[Points] = []
         self._seen: list[bool] = []
         self._detected: list[bool] = []
+        self._last: tuple[NDArray[np.uint8], Points | None] | None = None
 
     @property
     def frames(self) -> int:
@@ -327,9 +378,44 @@ class TrackRecorder:
 
     def add(self, frame: RGBImage) -> None:
         found, by_detector = self._tracker.step(frame)
+        grey = np.asarray(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), dtype=np.uint8)
+        if found is not None:
+            found = self._follow_flow(grey, found)
+        self._last = (grey, found)
         self._seen.append(found is not None)
         self._detected.append(by_detector)
         self._points.append(found if found is not None else np.zeros((68, 2), np.float32))
+
+    def _follow_flow(self, grey: NDArray[np.uint8], found: Points) -> Points:
+        """Blend the landmark fit with where optical flow carries the last frame's points.
+
+        A landmark model re-fitted on every frame wobbles by about a pixel even on a still
+        face; the image itself says where each point moved, to a fraction of a pixel. Flow
+        drifts, the fit does not, so each frame mixes the two (flow ``flow_weight``), and a
+        point whose flow is lost or disagrees with the fit by over a tenth of the eye
+        distance (a blink, a fast turn) takes the fit.
+        """
+        weight = self.settings.flow_weight
+        if self._last is None or weight <= 0:
+            return found
+        previous_grey, previous = self._last
+        if previous is None or previous_grey.shape != grey.shape:
+            return found
+        start = np.ascontiguousarray(previous.reshape(-1, 1, 2), dtype=np.float32)
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(
+            previous_grey,
+            grey,
+            start,
+            start.copy(),
+            winSize=(15, 15),
+            maxLevel=2,
+            criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03),
+        )
+        flowed = moved.reshape(-1, 2)
+        ok = status.reshape(-1).astype(bool)
+        near = np.linalg.norm(flowed - found, axis=1) < 0.1 * max(eye_distance(found), 1.0)
+        mix = np.where(ok & near, weight, 0.0)[:, None]
+        return np.asarray(mix * flowed + (1.0 - mix) * found, dtype=np.float32)
 
     def finish(self, fps: float) -> Track:
         landmarks = np.array(self._points, dtype=np.float32).reshape(-1, 68, 2)
@@ -367,5 +453,6 @@ __all__ = [
     "fill_gaps",
     "jitter",
     "smooth",
+    "steady",
     "track_video",
 ]

@@ -14,6 +14,7 @@ import numpy as np
 from core.engines.base import BatchSwapper, Swapper, SwapSequence
 from core.errors import ClipNotFound
 from core.faces.profile import FaceProfile
+from core.faces.tracking import steady
 from core.media.images import RGBImage
 from core.media.overlay import add_ai_label
 from core.media.video import EncodedVideo, encode, read_video
@@ -40,6 +41,7 @@ def render_clip(
     others are decoded but never swapped).
     """
     track = clip.load_track()
+    landmarks = steady(track.landmarks, track.visible)
     total = track.frames
     sequence = SwapSequence()
     batching = swapper if isinstance(swapper, BatchSwapper) else None
@@ -48,7 +50,7 @@ def render_clip(
 
     def flush() -> Iterator[RGBImage]:
         scale = np.float32(pending[0][1].shape[1] / clip.manifest.width)
-        shown = [(i, f, track.landmarks[i] * scale) for i, f in pending if track.visible[i]]
+        shown = [(i, f, landmarks[i] * scale) for i, f in pending if track.visible[i]]
         if batching is not None:
             faces = batching.swap_batch(profile, [f for _, f, _ in shown], [t for *_, t in shown])
         else:
