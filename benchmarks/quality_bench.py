@@ -127,20 +127,17 @@ def cheek_mask(shape: tuple[int, int], points: Points) -> Mask:
 
 
 def neck_mask(shape: tuple[int, int], points: Points) -> Mask | None:
-    """A patch below the chin, narrower than the jaw points 6-10, following the face axis;
-    None when it leaves the frame."""
+    """A patch below the chin (0.1-0.4 eye distances down the face axis, 60 % as wide as
+    jaw points 6-10); None when less than 40 % of it is inside the frame."""
     unit = eye_distance(points)
     down = _down(points)
     side = np.array([-down[1], down[0]], np.float32)
-    half = 0.35 * float(np.linalg.norm(points[10] - points[6]))
-    near, far = points[8] + down * 0.3 * unit, points[8] + down * 0.6 * unit
+    half = 0.3 * float(np.linalg.norm(points[10] - points[6]))
+    near, far = points[8] + down * 0.1 * unit, points[8] + down * 0.4 * unit
     quad = np.array([near - side * half, near + side * half, far + side * half, far - side * half])
-    height, width = shape
-    if quad[:, 0].min() < 0 or quad[:, 1].min() < 0:
-        return None
-    if quad[:, 0].max() > width - 1 or quad[:, 1].max() > height - 1:
-        return None
-    return _polygon_mask(shape, quad)
+    mask = _polygon_mask(shape, quad)
+    whole = 0.6 * unit * half  # the patch's area
+    return mask if mask.sum() >= 0.4 * whole else None
 
 
 # --------------------------------------------------------------------------- measures
@@ -238,12 +235,32 @@ def mean_lab(image: RGBImage, mask: Mask) -> NDArray[np.float64]:
     return np.asarray(rgb2lab(image[mask][None, :, :].astype(np.float64) / 255.0)[0].mean(axis=0))
 
 
-def face_neck_delta(image: RGBImage, points: Points) -> float | None:
-    neck = neck_mask(image.shape[:2], points)
-    if neck is None or neck.sum() < 20:
+def face_neck_delta(
+    original: RGBImage, output: RGBImage, points: Points
+) -> tuple[float, float] | None:
+    """CIEDE2000 between the mean Lab of the cheeks and of the neck, in the original and in
+    the output. Neck pixels are those of the patch below the chin whose colour in the
+    original is near its cheeks' (a collar, a beard or a black border is left out); the same
+    pixels are used in the output."""
+    shape = original.shape[:2]
+    neck = neck_mask(shape, points)
+    if neck is None:
         return None
-    cheeks = cheek_mask(image.shape[:2], points)
-    return float(deltaE_ciede2000(mean_lab(image, cheeks), mean_lab(image, neck)))
+    cheeks = cheek_mask(shape, points)
+    cheek_lab = mean_lab(original, cheeks)
+    ys, xs = np.nonzero(neck)
+    lab = rgb2lab(original[ys, xs][None, :, :].astype(np.float64) / 255.0)[0]
+    near = (np.abs(lab[:, 1:] - cheek_lab[1:]).max(axis=1) < 12.0) & (
+        np.abs(lab[:, 0] - cheek_lab[0]) < 35.0
+    )
+    if near.sum() < 15:
+        return None
+    skin = np.zeros(shape, bool)
+    skin[ys[near], xs[near]] = True
+    return tuple(  # type: ignore[return-value]
+        float(deltaE_ciede2000(mean_lab(image, cheeks), mean_lab(image, skin)))
+        for image in (original, output)
+    )
 
 
 def expression(points: Points) -> tuple[float, float, float]:
@@ -397,8 +414,9 @@ def measure_pair(
     render.seam_hull.append(_ratio(float(m_out[hull].mean()), float(m_orig[hull].mean())))
     render.seam_lips.append(_ratio(float(m_out[lips].mean()), float(m_orig[lips].mean())))
     render.vline.append(vertical_line(g_out, geometry) - vertical_line(g_orig, geometry))
-    de_orig, de_out = face_neck_delta(original, geometry), face_neck_delta(output, geometry)
-    if de_orig is not None and de_out is not None:
+    colour = face_neck_delta(original, output, geometry)
+    if colour is not None:
+        de_orig, de_out = colour
         render.delta_e.append(de_out - de_orig)
         render.delta_e_orig.append(de_orig)
     render.expr_orig.append(expression(found_orig.landmarks))
@@ -406,8 +424,6 @@ def measure_pair(
 
 
 # --------------------------------------------------------------------------- sheets
-
-SHEET_HEIGHT = 300
 
 
 def _face_crop(image: RGBImage, points: Points, side: int) -> RGBImage:
@@ -419,21 +435,22 @@ def _face_crop(image: RGBImage, points: Points, side: int) -> RGBImage:
 
 
 def sheet_row(original: RGBImage, output: RGBImage, points: Points, caption: str) -> RGBImage:
-    """original | output | 2x face crop of each (nearest neighbour: no added blur)."""
-    scale = SHEET_HEIGHT / original.shape[0]
-    size = (round(original.shape[1] * scale), SHEET_HEIGHT)
+    """original | output | face crop of each at 2x (nearest neighbour: no added blur).
+
+    The crop is the inner face (brows to mouth, plus a margin); the row is twice its side
+    tall, capped at 480 px, so a big face in a still is zoomed less than 2x.
+    """
+    inner = points[17:68]
+    side = round(float(np.ptp(inner, axis=0).max()) * 1.3)
+    side = max(32, min(side, *original.shape[:2]))
+    row = min(2 * side, 480)
+    scale = row / original.shape[0]
+    size = (round(original.shape[1] * scale), row)
     cells = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in (original, output)]
-    side = min(SHEET_HEIGHT // 2, *original.shape[:2])
-    extent = float(np.ptp(points, axis=0).max())
-    if extent * 1.3 > side:  # a big face (a still): crop it whole, zoom less than 2x
-        side = min(round(extent * 1.3), *original.shape[:2])
     for image in (original, output):
-        crop = _face_crop(image, points, side)
-        cells.append(
-            cv2.resize(crop, (SHEET_HEIGHT, SHEET_HEIGHT), interpolation=cv2.INTER_NEAREST)
-        )
-    zoom = SHEET_HEIGHT / side
-    return labelled_row(cells, f"{caption}   original | output | crops x{zoom:.1f}")
+        crop = _face_crop(image, inner, side)
+        cells.append(cv2.resize(crop, (row, row), interpolation=cv2.INTER_NEAREST))
+    return labelled_row(cells, f"{caption}   original | output | crops x{row / side:.1f}")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -649,7 +666,7 @@ def targets(stills: bool) -> list[Target]:
 
 def report(console: Console, renders: list[Render], title: str, stills: bool) -> None:
     table = Table(title=title)
-    columns = ["selfie", "into", "n", "det", "id gain", "id out", "sharp", "seam hull"]
+    columns = ["selfie", "into", "n", "det", "id gain", "id out", "edge px", "sharp", "seam hull"]
     columns += ["seam lips", "vline", "dE neck", "dE out-orig"]
     if not stills:
         columns += ["mouth r / sd", "eye r / sd", "brow r / sd", "flicker", "render"]
@@ -665,6 +682,7 @@ def report(console: Console, renders: list[Render], title: str, stills: bool) ->
             f"{r.detected / max(r.frames, 1):.0%}",
             _fmt(_median(r.identity_gain)),
             _fmt(_median(r.identity_out)),
+            f"{_fmt(_median(r.sharp_orig))}>{_fmt(_median(r.sharp_out))}",
             _fmt(r.sharpness),
             _fmt(_median(r.seam_hull)),
             _fmt(_median(r.seam_lips)),
