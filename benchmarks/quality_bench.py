@@ -14,7 +14,8 @@ original clip frame with the output frame at the same index:
   output minus original;
 - expression following: mouth opening, eye opening and brow height from landmarks
   detected on the output and on the original: Pearson r and std ratio (output / original);
-- flicker: mean absolute frame-to-frame change inside the face, output / original;
+- flicker: mean absolute frame-to-frame change inside the face, output / original (and
+  the same after undoing the head's rigid motion);
 - render wall time (the AI badge is left off so it does not enter the measures).
 
 Clip packs are built once (``clips add``, trimmed to ``--max-seconds``) under
@@ -365,6 +366,7 @@ class Render:
     expr_out: list[tuple[float, float, float]] = field(default_factory=list)
     flicker_orig: float = math.nan
     flicker_out: float = math.nan
+    aligned_flicker: float = math.nan  # output / original, head motion undone
     seconds: float = math.nan
     rendered_frames: int = 0
 
@@ -491,6 +493,17 @@ def pack_for(
     return clip, f"{elapsed:.1f} s, {clip.manifest.frames / elapsed:.0f} frames/s"
 
 
+def frame_change(
+    now: RGBImage, before: RGBImage, mask: Mask, matrix: NDArray[np.float64] | None = None
+) -> float:
+    """Mean absolute grey-level change inside ``mask``; ``matrix`` first moves ``before``
+    with the head."""
+    if matrix is not None:
+        height, width = now.shape[:2]
+        before = cv2.warpAffine(before, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
+    return float(np.abs(grey_of(now) - grey_of(before))[mask].mean())
+
+
 def timed_frames(frames: Iterator[RGBImage], clock: list[float]) -> Iterator[RGBImage]:
     """Pass frames through, adding the time spent producing them to ``clock[0]``."""
     while True:
@@ -511,6 +524,7 @@ def render_clip_measured(
     selfie_name: str,
     profile: FaceProfile,
     clip: Clip,
+    name: str,
     analyzer: DlibAnalyzer,
     originals: dict[int, Found],
     every: int,
@@ -518,24 +532,26 @@ def render_clip_measured(
 ) -> Render:
     from core.render.clip import render_clip
 
-    render = Render(selfie_name, clip.id)
+    render = Render(selfie_name, name)
     track = clip.load_track()
     shown = [i for i in range(0, track.frames, every) if track.visible[i]]
     sheet_frames = set(shown[:: max(1, len(shown) // 4)][:4]) if shown else set()
     clock = [0.0]
     outputs = timed_frames(render_clip(profile, clip, ClassicSwapper(), label=False), clock)
-    flicker_orig, flicker_out = [], []
+    changes: dict[str, list[float]] = {"orig": [], "out": [], "orig_aligned": [], "out_aligned": []}
     previous: tuple[RGBImage, RGBImage] | None = None
     rows = []
     for index, (original, output) in enumerate(zip(read_video(clip.media), outputs, strict=False)):
         render.rendered_frames += 1
         points = track.landmarks[index]
-        if previous is not None and track.visible[index]:
+        if previous is not None and track.visible[index] and track.visible[index - 1]:
             mask = face_mask(original.shape[:2], points)
-            flicker_orig.append(
-                float(np.abs(grey_of(original) - grey_of(previous[0]))[mask].mean())
-            )
-            flicker_out.append(float(np.abs(grey_of(output) - grey_of(previous[1]))[mask].mean()))
+            # The same change after undoing the head's rigid motion (a similarity fitted to
+            # the track), so moving texture counts less than changing texture.
+            matrix = cv2.estimateAffinePartial2D(track.landmarks[index - 1], points)[0]
+            for key, now, before in (("orig", original, previous[0]), ("out", output, previous[1])):
+                changes[key].append(frame_change(now, before, mask))
+                changes[f"{key}_aligned"].append(frame_change(now, before, mask, matrix))
         previous = (original, output)
         if index not in shown:
             continue
@@ -543,10 +559,11 @@ def render_clip_measured(
             originals[index] = locate(analyzer, original, points)
         measure_pair(render, analyzer, profile, original, output, points, originals[index])
         if index in sheet_frames:
-            rows.append(sheet_row(original, output, points, f"{selfie_name} -> {clip.id} #{index}"))
+            rows.append(sheet_row(original, output, points, f"{selfie_name} -> {name} #{index}"))
     render.seconds = clock[0]
-    render.flicker_orig = _median(flicker_orig) if flicker_orig else math.nan
-    render.flicker_out = _median(flicker_out) if flicker_out else math.nan
+    mean = {key: float(np.mean(v)) if v else math.nan for key, v in changes.items()}
+    render.flicker_orig, render.flicker_out = mean["orig"], mean["out"]
+    render.aligned_flicker = _ratio(mean["out_aligned"], mean["orig_aligned"])
     if rows:
         save_sheet(rows, sheet_path)
     return render
@@ -669,7 +686,7 @@ def report(console: Console, renders: list[Render], title: str, stills: bool) ->
     columns = ["selfie", "into", "n", "det", "id gain", "id out", "edge px", "sharp", "seam hull"]
     columns += ["seam lips", "vline", "dE neck", "dE out-orig"]
     if not stills:
-        columns += ["mouth r / sd", "eye r / sd", "brow r / sd", "flicker", "render"]
+        columns += ["mouth r / sd", "eye r / sd", "brow r / sd", "flicker", "aligned", "render"]
     else:
         columns += ["swap"]
     for column in columns:
@@ -692,7 +709,11 @@ def report(console: Console, renders: list[Render], title: str, stills: bool) ->
         ]
         if not stills:
             row += [_pair(r.follow(i)) for i in range(3)]
-            row += [_fmt(r.flicker), f"{r.seconds:.2f} s ({r.rendered_frames / r.seconds:.0f}/s)"]
+            row += [
+                _fmt(r.flicker),
+                _fmt(r.aligned_flicker),
+                f"{r.seconds:.2f} s ({r.rendered_frames / r.seconds:.0f}/s)",
+            ]
         else:
             row += [f"{r.seconds * 1000:.0f} ms"]
         table.add_row(*row)
@@ -711,6 +732,7 @@ def report(console: Console, renders: list[Render], title: str, stills: bool) ->
             ("mouth opening sd ratio", lambda r: r.follow(0)[1]),
             ("eye opening sd ratio", lambda r: r.follow(1)[1]),
             ("brow height sd ratio", lambda r: r.follow(2)[1]),
+            ("flicker ratio, head motion undone", lambda r: r.aligned_flicker),
             ("render frames/s", lambda r: r.rendered_frames / r.seconds),
         ]
     for target in targets(stills):
@@ -743,7 +765,7 @@ def main() -> None:
     parser.add_argument("--stills", action="store_true", help="also photo-to-photo stills")
     parser.add_argument("--no-clips", action="store_true", help="stills only")
     args = parser.parse_args()
-    console = Console(width=220)
+    console = Console(width=260)
     console.print(f"CPU: {MACHINE}")
 
     def chosen(paths: list[Path], wanted: list[str]) -> list[Path]:
@@ -778,6 +800,7 @@ def main() -> None:
                         name,
                         profile,
                         clip,
+                        video.stem,
                         analyzer,
                         originals,
                         args.every,
@@ -785,7 +808,8 @@ def main() -> None:
                     )
                 )
                 console.print(f"  rendered {name} -> {clip.id}", style="dim")
-        report(console, renders, f"Clips, every {args.every}th frame measured", stills=False)
+        title = f"Clips (first {args.max_seconds:g} s), 1 frame in {args.every} measured"
+        report(console, renders, title, stills=False)
 
     if args.stills:
         stills = []
@@ -804,7 +828,8 @@ def main() -> None:
                         sheets / f"still__{name}__{other}.png",
                     )
                 )
-        report(console, stills, "Stills, photo into photo", stills=True)
+        if stills:
+            report(console, stills, "Stills, photo into photo", stills=True)
     console.print(f"contact sheets: {sheets}")
 
 
