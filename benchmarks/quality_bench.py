@@ -8,8 +8,8 @@ original clip frame with the output frame at the same index:
 - sharpness: 10-90 % edge rise width at each image's own strongest edges (Canny) inside
   the jaw/brow hull, original width / output width (1.0 = as sharp, < 1 softer);
 - seams: mean gradient magnitude in a thin band along the blend outline and along the inner
-  lip line, output / original; and a thin vertical line through the lips (largest
-  column-to-column jump of luminance over the lips), output minus original in grey levels;
+  lip line, output / original; and a thin vertical line through the lips (the largest
+  rise, original to output, of a lip column's luminance over its neighbours'), grey levels;
 - face vs neck: CIEDE2000 between mean Lab of the cheeks and of a patch below the chin,
   output minus original;
 - expression following: mouth opening, eye opening and brow height from landmarks
@@ -54,7 +54,6 @@ from core.faces.landmarks import (  # noqa: E402
     INNER_LIPS,
     JAW,
     LEFT_EYE,
-    OUTER_LIPS,
     RIGHT_EYE,
     Points,
     extend_points,
@@ -218,18 +217,38 @@ def edge_widths(grey: Grey, mask: Mask, *, limit: int = 600, min_contrast: float
     return np.asarray(widths[keep], np.float32)
 
 
-def vertical_line(grey: Grey, points: Points) -> float:
-    """Largest deviation of a column's mean luminance over the lips from its neighbours'
-    (a 1-2 px vertical line through the mouth stands out; lip shading does not)."""
-    mask = _polygon_mask(grey.shape, points[OUTER_LIPS])
+def _lips(points: Points) -> tuple[Points, Points]:
+    """The upper and the lower lip (outer contour there and back along the inner one)."""
+    upper = np.vstack([points[48:55], points[[64, 63, 62, 61, 60]]])
+    lower = np.vstack([points[[48, 59, 58, 57, 56, 55, 54]], points[[64, 65, 66, 67, 60]]])
+    return upper, lower
+
+
+def _column_detail(grey: Grey, mask: Mask) -> NDArray[np.float64]:
+    """Per column of ``mask``: the mean over its pixels of the luminance minus the median of
+    its 7 horizontal neighbours (a 1-3 px vertical line stands out; lip shading does not).
+    Columns with fewer than 3 pixels are 0."""
+    padded = np.pad(grey, ((0, 0), (3, 3)), mode="edge")
+    width = grey.shape[1]
+    local = np.median(np.stack([padded[:, i : i + width] for i in range(7)]), axis=0)
     counts = mask.sum(axis=0)
-    columns = np.nonzero(counts >= 3)[0]
-    if len(columns) < 9:
-        return 0.0
-    sums = (grey * mask).sum(axis=0)
-    profile = (sums[columns] / counts[columns]).astype(np.float64)
-    smooth = np.convolve(np.pad(profile, 3, mode="edge"), np.ones(7) / 7.0, mode="valid")
-    return float(np.abs(profile - smooth)[2:-2].max())
+    sums = ((grey - local) * mask).sum(axis=0)
+    return np.where(counts >= 3, sums / np.maximum(counts, 1), 0.0)
+
+
+def vertical_line(original: Grey, output: Grey, points: Points) -> float:
+    """A thin vertical line through a lip that the original has not: the largest rise, over
+    the columns of each lip, of the column detail (:func:`_column_detail`) from original
+    to output, in grey levels (about 0 when the swap adds no line; teeth gaps, kept from
+    the original's mouth, cancel)."""
+    worst = 0.0
+    for lip in _lips(points):
+        mask = _polygon_mask(original.shape, lip)
+        rise = np.abs(_column_detail(output, mask)) - np.abs(_column_detail(original, mask))
+        columns = np.nonzero(mask.sum(axis=0) >= 3)[0]
+        if len(columns) >= 9:
+            worst = max(worst, float(rise[columns[2:-2]].max()))
+    return worst
 
 
 def mean_lab(image: RGBImage, mask: Mask) -> NDArray[np.float64]:
@@ -359,7 +378,7 @@ class Render:
     sharp_out: list[float] = field(default_factory=list)
     seam_hull: list[float] = field(default_factory=list)
     seam_lips: list[float] = field(default_factory=list)
-    vline: list[float] = field(default_factory=list)  # output minus original, grey levels
+    vline: list[float] = field(default_factory=list)  # new line through the lips, grey levels
     delta_e: list[float] = field(default_factory=list)  # output minus original
     delta_e_orig: list[float] = field(default_factory=list)
     expr_orig: list[tuple[float, float, float]] = field(default_factory=list)
@@ -415,7 +434,7 @@ def measure_pair(
     lips = lip_band(shape, geometry)
     render.seam_hull.append(_ratio(float(m_out[hull].mean()), float(m_orig[hull].mean())))
     render.seam_lips.append(_ratio(float(m_out[lips].mean()), float(m_orig[lips].mean())))
-    render.vline.append(vertical_line(g_out, geometry) - vertical_line(g_orig, geometry))
+    render.vline.append(vertical_line(g_orig, g_out, geometry))
     colour = face_neck_delta(original, output, geometry)
     if colour is not None:
         de_orig, de_out = colour
@@ -703,7 +722,7 @@ def report(console: Console, renders: list[Render], title: str, stills: bool) ->
             _fmt(r.sharpness),
             _fmt(_median(r.seam_hull)),
             _fmt(_median(r.seam_lips)),
-            _fmt(_median(r.vline), "+.1f"),
+            _fmt(_median(r.vline), ".1f"),
             _fmt(_median(r.delta_e_orig), ".1f"),
             _fmt(_median(r.delta_e), "+.1f"),
         ]
@@ -724,7 +743,7 @@ def report(console: Console, renders: list[Render], title: str, stills: bool) ->
         aggregate.add_column(column, justify="left" if column in ("measure", "target") else "right")
     extra: list[tuple[str, Callable[[Render], float]]] = [
         ("seam hull ratio", lambda r: _median(r.seam_hull)),
-        ("lip vertical line, out - orig", lambda r: _median(r.vline)),
+        ("lip vertical line (grey levels)", lambda r: _median(r.vline)),
         ("output face detected", lambda r: r.detected / max(r.frames, 1)),
     ]
     if not stills:
