@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import ClassVar, Protocol, TypeVar, cast, runtime_checkable
 
 import numpy as np
 
@@ -12,6 +13,8 @@ from core.faces.skin import (
     ColourStats,
 )
 from core.media.images import RGBImage
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -60,6 +63,15 @@ class SwapSequence:
     def __init__(self, response: float = 0.2) -> None:
         self.response = response
         self._colour: tuple[ColourStats, ColourStats] | None = None
+        self._memo: dict[str, tuple[object, object]] = {}
+
+    def remember(self, key: str, owner: object, make: Callable[[], T]) -> T:
+        """``make()``, computed once per clip for ``owner`` (a profile's texture, say)."""
+        hit = self._memo.get(key)
+        if hit is None or hit[0] is not owner:
+            hit = (owner, make())
+            self._memo[key] = hit
+        return cast(T, hit[1])
 
     def steady(self, source: ColourStats, target: ColourStats) -> tuple[ColourStats, ColourStats]:
         if self._colour is None:

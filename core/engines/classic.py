@@ -164,7 +164,7 @@ class ClassicSwapper:
 
         warped, covered = self._warp(profile, local, shape)
         region = frame[y0:y1, x0:x1]
-        corrected, source_like, target_like, stats = self._match_colour(
+        corrected, source_like, target_like, stats, target_lab = self._match_colour(
             profile, warped, region, local, unit, covered, sequence
         )
         target = region.astype(np.float32)
@@ -172,7 +172,7 @@ class ClassicSwapper:
             sigma = max(0.6, unit * self.detail)
             corrected = _smooth(corrected, sigma) + (target - _smooth(target, sigma))
         alpha, _ = self._alpha(local, shape, unit, covered, source_like, target_like)
-        lips = self._tint_kept(profile, region, local, stats)
+        lips = self._tint_kept(profile, region, target_lab, local, stats[1], target_like, sequence)
         alpha = alpha[:, :, None]
         blended = corrected * alpha + lips * (1.0 - alpha)
         result[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
@@ -209,7 +209,7 @@ class ClassicSwapper:
         unit: float,
         covered: NDArray[np.bool_],
         sequence: SwapSequence | None,
-    ) -> tuple[FloatImage, FloatImage, FloatImage, tuple[ColourStats, ColourStats]]:
+    ) -> tuple[FloatImage, FloatImage, FloatImage, tuple[ColourStats, ColourStats], FloatImage]:
         """The warped face recoloured and relit like the target, where the source and the
         target look like skin, and both skins' colour statistics."""
         height, width = covered.shape
@@ -271,6 +271,7 @@ class ClassicSwapper:
             grow(blur(source_like, soften)),
             grow(blur(target_like, soften)),
             (src, dst),
+            target_lab,
         )
 
     def _alpha(
@@ -323,48 +324,63 @@ class ClassicSwapper:
         self,
         profile: FaceProfile,
         region: RGBImage,
+        target_lab: FloatImage,
         local: Points,
-        stats: tuple[ColourStats, ColourStats],
+        dst: ColourStats,
+        target_like: FloatImage,
+        sequence: SwapSequence | None,
     ) -> FloatImage:
         """The target's region with the parts it keeps (lips; brows when ``keep_brows``)
         tinted like the selfie's: the same part-versus-skin contrast as on the selfie, in
         the target's light."""
-        src, dst = stats
         unit = float(eye_distance(local))
-        texture_lab = to_lab(profile.texture)
-        target_lab = to_lab(region)
         shape = region.shape[:2]
-        tinted = target_lab.copy()
-        parts = [
-            (
-                _lip_mask(profile.points, profile.texture.shape[:2]),
-                _lip_mask(local, shape),
-                self.lip_tint,
-            )
-        ]
+
+        def measure() -> list[NDArray[np.float32] | None]:
+            return _part_contrasts(profile)
+
+        source_parts = (
+            measure() if sequence is None else sequence.remember("parts", profile, measure)
+        )
+        target_masks = [_lip_mask(local, shape)]
+        strengths = [self.lip_tint]
         if self.keep_brows:
-            source_hair = skin_likeness(texture_lab, src) < 0.5
-            target_hair = skin_likeness(target_lab, dst) < 0.5
-            texture_unit = float(eye_distance(profile.points))
-            parts.append(
-                (
-                    _brow_band(profile.points, profile.texture.shape[:2], texture_unit)
-                    & source_hair,
-                    _brow_band(local, shape, unit) & target_hair,
-                    self.brow_tint,
-                )
-            )
-        for source_mask, target_mask, strength in parts:
-            if source_mask.sum() < 8 or target_mask.sum() < 8 or strength <= 0:
+            target_masks.append(_brow_band(local, shape, unit) & (target_like < 0.5))
+            strengths.append(self.brow_tint)
+        out = region.astype(np.float32)
+        for source_part, target_mask, strength in zip(
+            source_parts, target_masks, strengths, strict=False
+        ):
+            if source_part is None or target_mask.sum() < 8 or strength <= 0:
                 continue
-            source_part = texture_lab[source_mask].mean(axis=0) - src.mean
+            ys, xs = np.nonzero(target_mask)
+            pad = max(2, round(unit * 0.05))
+            y0, y1 = max(0, ys.min() - pad), min(shape[0], ys.max() + pad + 1)
+            x0, x1 = max(0, xs.min() - pad), min(shape[1], xs.max() + pad + 1)
             target_part = target_lab[target_mask].mean(axis=0) - dst.mean
             shift = (source_part - target_part) * strength
             shift[0] *= 0.6  # lightness carries the clip's light; follow the selfie partly
-            weight = blur(target_mask.astype(np.float32), max(0.5, unit * 0.015))
-            tinted += shift.astype(np.float32)[None, None, :] * weight[:, :, None]
-        tinted[:, :, 0] = np.clip(tinted[:, :, 0], 0.0, 100.0)
-        return from_lab(tinted)
+            crop = target_lab[y0:y1, x0:x1] + shift.astype(np.float32)
+            crop[:, :, 0] = np.clip(crop[:, :, 0], 0.0, 100.0)
+            weight = blur(target_mask[y0:y1, x0:x1].astype(np.float32), max(0.5, unit * 0.015))
+            window = out[y0:y1, x0:x1]
+            window += (from_lab(crop) - window) * weight[:, :, None]
+        return out
+
+
+def _part_contrasts(profile: FaceProfile) -> list[NDArray[np.float32] | None]:
+    """How the selfie's lips and brow hair differ from its skin, in CIELAB: measured once on
+    the texture, applied to the clip's own lips and brows."""
+    shape = profile.texture.shape[:2]
+    unit = float(eye_distance(profile.points))
+    lab = to_lab(profile.texture)
+    skin = colour_stats(lab, skin_mask(profile.points, shape, unit))
+    hair = skin_likeness(lab, skin) < 0.5
+    masks = [_lip_mask(profile.points, shape), _brow_band(profile.points, shape, unit) & hair]
+    return [
+        (lab[mask].mean(axis=0) - skin.mean).astype(np.float32) if mask.sum() >= 8 else None
+        for mask in masks
+    ]
 
 
 def _brow_band(points: Points, shape: tuple[int, int], unit: float) -> NDArray[np.bool_]:
