@@ -181,6 +181,26 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _shrunk(image: RGBImage, max_side: int) -> tuple[RGBImage, float]:
+    """``image`` scaled down to at most ``max_side`` pixels, and the scale used."""
+    height, width = image.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale == 1.0:
+        return image, scale
+    size = (round(width * scale), round(height * scale))
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8), scale
+
+
+def _unscaled(rect: Any, scale: float) -> Box:
+    """A dlib rectangle found at ``scale``, as a box in the full picture."""
+    return (
+        round(rect.left() / scale),
+        round(rect.top() / scale),
+        round(rect.right() / scale),
+        round(rect.bottom() / scale),
+    )
+
+
 class DlibAnalyzer:
     """HOG detector, 68-point shape predictor and the 128-D ResNet face descriptor.
 
@@ -230,12 +250,7 @@ class DlibAnalyzer:
         """Boxes and HOG scores. ``upsample`` None means: only for small pictures;
         ``verify=False`` skips the CNN check (for tracking a face already known)."""
         image = np.ascontiguousarray(image)  # dlib refuses views such as crops
-        height, width = image.shape[:2]
-        scale = min(1.0, self.detect_max_side / max(height, width))
-        small = image
-        if scale < 1.0:
-            size = (round(width * scale), round(height * scale))
-            small = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+        small, scale = _shrunk(image, self.detect_max_side)
         found: list[tuple[Box, float]] = []
         if upsample is None:
             upsample = max(small.shape[:2]) <= self.upsample_below
@@ -248,12 +263,7 @@ class DlibAnalyzer:
                 floor = min(self.threshold, self.doubtful) if verify else self.threshold
                 rects, scores, _ = self._detector.run(small, pass_upsample, floor)
             for rect, score in sorted(zip(rects, scores, strict=True), key=lambda r: -r[1]):
-                box = (
-                    round(rect.left() / scale),
-                    round(rect.top() / scale),
-                    round(rect.right() / scale),
-                    round(rect.bottom() / scale),
-                )
+                box = _unscaled(rect, scale)
                 if any(box_iou(box, kept) >= 0.3 for kept, _ in found):
                     continue
                 if verify and score < self.verify_below:
@@ -268,23 +278,12 @@ class DlibAnalyzer:
     def _cnn_boxes(self, image: RGBImage) -> list[tuple[Box, float]]:
         """The CNN detector over the whole picture (scaled down): the last try before
         saying "no face", for faces HOG cannot score at all. Its boxes count as doubtful."""
-        height, width = image.shape[:2]
-        scale = min(1.0, _CNN_MAX_SIDE / max(height, width))
-        small = image
-        if scale < 1.0:
-            size = (round(width * scale), round(height * scale))
-            small = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+        small, scale = _shrunk(image, _CNN_MAX_SIDE)
         with self._lock:
             detections = self._verifier(np.ascontiguousarray(small), 0)
         boxes: list[tuple[Box, float]] = []
         for detection in sorted(detections, key=lambda d: -d.confidence):
-            rect = detection.rect
-            box = (
-                round(rect.left() / scale),
-                round(rect.top() / scale),
-                round(rect.right() / scale),
-                round(rect.bottom() / scale),
-            )
+            box = _unscaled(detection.rect, scale)
             if any(box_iou(box, kept) >= 0.3 for kept, _ in boxes):
                 continue
             boxes.append((box, 0.0))

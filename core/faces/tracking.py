@@ -246,6 +246,18 @@ def _invert(params: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.array([ia, ib, -(ia * tx - ib * ty), -(ib * tx + ia * ty)])
 
 
+def _split(
+    segment: TrackPoints,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """A run of frames as a reference shape, each frame's shape aligned to it, and each
+    frame's placement (the similarity taking the aligned shape back onto the frame)."""
+    points = segment.astype(np.float64)
+    reference = points.mean(axis=0)
+    placement = np.array([_similarity(frame, reference) for frame in points])
+    shapes = np.array([_apply(p, f) for p, f in zip(placement, points, strict=True)])
+    return reference, shapes, np.array([_invert(p) for p in placement])
+
+
 def smooth(
     landmarks: TrackPoints, visible: NDArray[np.bool_], fps: float, settings: TrackSettings
 ) -> TrackPoints:
@@ -261,14 +273,10 @@ def smooth(
     for start, stop in _runs(visible):
         if stop - start < 3:
             continue
-        segment = landmarks[start:stop].astype(np.float64)
-        reference = segment.mean(axis=0)
+        reference, shapes, inverse = _split(landmarks[start:stop])
         unit = eye_distance(reference.astype(np.float32)) or 1.0
-        placement = np.array([_similarity(frame, reference) for frame in segment])
-        shapes = np.array([_apply(p, f) for p, f in zip(placement, segment, strict=True)])
-        inverse = np.array([_invert(p) for p in placement])
         # Placement as where the reference's corners land, in eye distances.
-        flat_shape = shapes.reshape(len(segment), -1) / unit
+        flat_shape = shapes.reshape(len(shapes), -1) / unit
         flat_place = inverse / np.array([1.0, 1.0, unit, unit])
         shape = _zero_phase(flat_shape, fps, settings.min_cutoff, settings.beta) * unit
         place = _zero_phase(flat_place, fps, settings.place_min_cutoff, settings.place_beta)
@@ -299,11 +307,7 @@ def steady(
     for start, stop in _runs(visible):
         if stop - start < 3:
             continue
-        segment = landmarks[start:stop].astype(np.float64)
-        reference = segment.mean(axis=0)
-        placement = np.array([_similarity(frame, reference) for frame in segment])
-        shapes = np.array([_apply(p, f) for p, f in zip(placement, segment, strict=True)])
-        inverse = np.array([_invert(p) for p in placement])
+        _, shapes, inverse = _split(landmarks[start:stop])
         shapes = _gaussian(shapes, shape_frames)
         inverse = _gaussian(inverse, place_frames)
         rebuilt = [_apply(p, f) for p, f in zip(inverse, shapes, strict=True)]

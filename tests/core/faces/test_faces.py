@@ -110,3 +110,29 @@ def test_crops_that_are_views_work_everywhere(
     assert len(faces) == 1
     assert faces[0].embedding is not None
     assert analyzer.landmarks(view, faces[0].bbox).shape == (68, 2)
+
+
+@pytest.mark.parametrize("cover", ["eyes", "mouth"])
+def test_a_clear_face_that_hog_cannot_score_is_still_found(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, cover: str
+) -> None:
+    """Dark glasses or a hand over the mouth drop HOG's score below any threshold; the CNN
+    pass before "no face" still finds the face, in the right place."""
+    points = analyzer.detect(astronaut)[0].landmarks
+    covered = astronaut.copy()
+    if cover == "eyes":
+        y = int(points[36:48, 1].mean())
+        covered[y - 10 : y + 10, int(points[17, 0]) - 5 : int(points[26, 0]) + 5] = 15
+    else:
+        y0, y1 = int(points[30, 1]), int(points[8, 1]) + 5
+        covered[y0:y1, int(points[3, 0]) : int(points[13, 0])] = (200, 200, 210)
+    centre = points[27:36].mean(axis=0)
+
+    def on_the_face(box: tuple[int, int, int, int]) -> bool:
+        return box[0] < centre[0] < box[2] and box[1] < centre[1] < box[3]
+
+    hog_alone = DlibAnalyzer(doubtful=0.0)
+    assert not [b for b, _ in hog_alone.detect_boxes(covered, verify=False) if on_the_face(b)]
+    faces = analyzer.detect(covered)
+    assert len(faces) == 1
+    assert on_the_face(faces[0].bbox)
