@@ -33,6 +33,7 @@ from core.faces.skin import (
     ColourStats,
     FloatImage,
     blur,
+    clear_skin,
     colour_stats,
     disc,
     fill,
@@ -230,7 +231,7 @@ class ClassicSwapper:
         source_small, target_small = shrink(source_lab), shrink(target_lab)
         covered_small = shrink(covered.astype(np.float32)) > 0.5
         unit_small = unit * small[0] / width
-        skin = skin_mask(local * (small[0] / width), covered_small.shape, unit_small)
+        skin = clear_skin(local * (small[0] / width), covered_small.shape, unit_small)
         skin &= covered_small
         src = colour_stats(source_small, skin)
         dst = colour_stats(target_small, skin)
@@ -268,7 +269,8 @@ class ClassicSwapper:
         soften = max(0.5, unit_small * self.feather * 0.5)
         return (
             from_lab(out),
-            grow(blur(source_like, soften)),
+            # a thin dark line (glasses' frames) must not fade into the skin around it
+            grow(blur(_widen_dark(source_like, local * (small[0] / width), unit_small), soften)),
             grow(blur(target_like, soften)),
             (src, dst),
             target_lab,
@@ -390,6 +392,29 @@ def _brow_band(points: Points, shape: tuple[int, int], unit: float) -> NDArray[n
     for brow in (points[17:22], points[22:27]):
         cv2.polylines(mask, [np.round(brow).astype(np.int32)], False, 255, thickness)
     return np.asarray(mask > 0, dtype=np.bool_)
+
+
+def _widen_dark(likeness: FloatImage, points: Points, unit: float) -> FloatImage:
+    """``likeness`` with thin dark lines (glasses' frames, a pen) widened by a few percent
+    of the eye distance, so they do not fade into the skin around them; broad shading and
+    the lines around the eyes, nostrils and mouth, which are the face's own, stay as they
+    are."""
+    dark = 1.0 - likeness
+    broad = cv2.morphologyEx(dark, cv2.MORPH_OPEN, disc(max(1, round(unit * 0.05))))
+    thin = np.clip((dark - broad - 0.5) * 2.0, 0.0, 1.0)  # only what is clearly not skin
+    size = max(3, 2 * round(unit * 0.03) + 1)
+    thin = np.asarray(cv2.dilate(thin, np.ones((size, size), np.uint8)), np.float32)
+    shape = likeness.shape[:2]
+    own = np.zeros(shape, np.uint8)
+    for part, grow in ((RIGHT_EYE, 0.1), (LEFT_EYE, 0.1), (NOSTRILS, 0.05), (OUTER_LIPS, 0.05)):
+        hull = fill(shape, _hull(points[part]))
+        grown = cv2.dilate(hull, disc(max(1, round(unit * grow))))
+        own = np.maximum(own, np.asarray(grown, np.uint8))
+    widened = np.minimum(likeness, 1.0 - thin)
+    return np.where(own > 127, likeness, widened).astype(np.float32)
+
+
+NOSTRILS = slice(31, 36)
 
 
 def _hull(points: Points) -> Points:

@@ -80,12 +80,31 @@ def skin_mask(points: Points, shape: tuple[int, int], unit: float) -> NDArray[np
     return np.asarray(skin, dtype=np.bool_)
 
 
+def clear_skin(points: Points, shape: tuple[int, int], unit: float) -> NDArray[np.bool_]:
+    """The part of :func:`skin_mask` beside the nose, below the eyes and above the nose tip:
+    where neither glasses nor a beard or moustache usually are, so the skin's colour and
+    spread are measured on skin alone (a beard in the sample widened the spread until dark
+    glasses' frames passed for skin)."""
+    skin = skin_mask(points, shape, unit)
+    rows = np.arange(shape[0])[:, None]
+    eyes_bottom = float(max(points[RIGHT_EYE][:, 1].max(), points[LEFT_EYE][:, 1].max()))
+    band = (rows > eyes_bottom + 0.1 * unit) & (rows < float(points[33, 1]))
+    clear = skin & band
+    return clear if clear.sum() >= 32 else skin
+
+
 def colour_stats(lab: FloatImage, mask: NDArray[np.bool_]) -> ColourStats:
     """Skin colour statistics, ignoring the darkest and brightest tenth (shadows, shine)."""
     pixels = lab[mask]
     if len(pixels) < 16:
         pixels = lab.reshape(-1, 3)
     low, high = np.percentile(pixels[:, 0], [10, 90])
+    # Dark frames of glasses or a shadowed beard can fill more than a tenth: keep lightness
+    # within a robust spread (median absolute deviation) of the median too.
+    median = float(np.median(pixels[:, 0]))
+    deviation = 1.4826 * float(np.median(np.abs(pixels[:, 0] - median)))
+    low = max(low, median - 2.5 * max(deviation, 3.0))
+    high = min(high, median + 2.5 * max(deviation, 3.0))
     # Whatever is not skin inside the mask (a microphone, a pen, a bar across the face)
     # differs in hue: drop pixels far from the median chroma before measuring.
     chroma = pixels[:, 1:] - np.median(pixels[:, 1:], axis=0)
@@ -125,6 +144,7 @@ __all__ = [
     "ColourStats",
     "FloatImage",
     "blur",
+    "clear_skin",
     "colour_stats",
     "disc",
     "features",
