@@ -256,6 +256,46 @@ def check_quality(quality: FaceQuality, settings: Settings) -> tuple[str, ...]:
     return tuple(notes)
 
 
+def expression_notes(landmarks: Points, yaw: float) -> tuple[str, ...]:
+    """Remarks on what a selfie's expression and pose will do in clips.
+
+    The clip keeps its own eyes and mouth, but a strong expression's creases (a grimace,
+    a squint, a wide-eyed stare) and a turned head's proportions come from the selfie into
+    every frame: worth a word, not a refusal.
+    """
+    unit = max(float(eye_distance(landmarks)), 1.0)
+    mouth = np.mean([np.linalg.norm(landmarks[a] - landmarks[b]) for a, b in _LIP_PAIRS]) / unit
+
+    def eye_opening(eye: Points) -> float:
+        height = np.linalg.norm(eye[1] - eye[5]) + np.linalg.norm(eye[2] - eye[4])
+        return float(height / (2 * max(float(np.linalg.norm(eye[0] - eye[3])), 1e-3)))
+
+    eyes = (eye_opening(landmarks[36:42]) + eye_opening(landmarks[42:48])) / 2
+    notes = []
+    if mouth > _MOUTH_WIDE_OPEN:
+        notes.append(
+            "Your mouth is wide open in that selfie; its creases will show in every frame. "
+            "A relaxed, closed-mouth selfie looks most natural (the clip does the talking)."
+        )
+    if eyes < _EYES_SQUINT:
+        notes.append("Your eyes look half-closed; a relaxed, open-eyed selfie works best.")
+    elif eyes > _EYES_STARE:
+        notes.append("Your eyes are opened very wide; a relaxed expression works best.")
+    if abs(yaw) > _YAW_NOTE:
+        notes.append(
+            f"Your head is turned a little (about {abs(yaw):.0f}°); clips where the face "
+            "turns the other way may look stretched. A straight-on selfie fits every clip."
+        )
+    return tuple(notes)
+
+
+_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
+_MOUTH_WIDE_OPEN = 0.25  # inner-lip gap per eye distance; toothy smiles are 0.1-0.16
+_EYES_SQUINT = 0.15  # eye aspect ratio; relaxed open eyes are 0.22-0.34
+_EYES_STARE = 0.42
+_YAW_NOTE = 20.0  # degrees
+
+
 class IdentityEmbedder(Protocol):
     """Computes an engine's own identity vector (ArcFace for the neural engine)."""
 
@@ -274,6 +314,7 @@ def enroll(
     faces = analyzer.detect(image)
     face = choose_selfie_face(faces, image.shape[1], settings)
     notes = check_quality(face.quality, settings)
+    notes += expression_notes(face.landmarks, face.quality.yaw)
     embedding = analyzer.embedding(image, face.landmarks)
     profile = build_profile(image, face, embedding=embedding, notes=notes)
     if identity is None:
@@ -292,6 +333,7 @@ __all__ = [
     "check_quality",
     "choose_selfie_face",
     "enroll",
+    "expression_notes",
     "skin_reach",
     "triangulate",
 ]

@@ -15,7 +15,7 @@ from core.errors import (
     TooManyFaces,
 )
 from core.faces.analyzer import DlibAnalyzer, identity_distance
-from core.faces.profile import TEXTURE_SIZE, FaceProfile, enroll
+from core.faces.profile import TEXTURE_SIZE, FaceProfile, enroll, expression_notes
 from core.media.images import RGBImage
 
 
@@ -111,3 +111,27 @@ def test_chin_cut_off_is_refused(
 ) -> None:
     with pytest.raises(FaceCropped, match="cut off"):
         enroll(hanks, analyzer, settings)
+
+
+def test_a_relaxed_selfie_gets_no_expression_note(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, settings: Settings
+) -> None:
+    profile = enroll(astronaut, analyzer, settings)
+    assert not [n for n in profile.notes if "mouth" in n or "eyes" in n or "turned" in n]
+
+
+def test_a_wide_open_mouth_a_squint_and_a_turned_head_are_remarked_on(
+    analyzer: DlibAnalyzer, astronaut: RGBImage
+) -> None:
+    points = analyzer.detect(astronaut)[0].landmarks.copy()
+    assert expression_notes(points, 0.0) == ()
+    unit = float(np.linalg.norm(points[36:42].mean(0) - points[42:48].mean(0)))
+    shouting = points.copy()
+    shouting[65:68, 1] += unit * 0.4  # the lower inner lip drops: a shout, a grimace
+    assert any("mouth is wide open" in n for n in expression_notes(shouting, 0.0))
+    squint = points.copy()
+    for eye in (slice(36, 42), slice(42, 48)):
+        centre = squint[eye, 1].mean()
+        squint[eye, 1] = centre + (squint[eye, 1] - centre) * 0.3
+    assert any("half-closed" in n for n in expression_notes(squint, 0.0))
+    assert any("turned" in n for n in expression_notes(points, 28.0))
