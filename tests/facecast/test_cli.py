@@ -77,8 +77,9 @@ def test_target_face_out_of_range(
     assert_user_error(run, "6 face(s)", "1 to 6")
 
 
-def test_faces_lists_boxes_and_quality(facecast: Runner, samples: Path) -> None:
-    run = facecast("faces", samples / "t1.jpg")
+def test_faces_lists_boxes_and_quality(tmp_path: Path, samples: Path) -> None:
+    """The faces command's smoke test, in a real process."""
+    run = run_facecast(tmp_path / "data", "faces", samples / "t1.jpg")
     assert run.returncode == 0, run.stderr
     assert "6 face(s) in t1.jpg" in run.stdout
     assert run.stdout.count("turned too far") == 2
