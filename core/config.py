@@ -73,14 +73,27 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy async URL; default SQLite in the data dir."
     )
     secret_key: SecretStr | None = Field(
-        default=None, description="Encrypts face data at rest and signs web sessions."
+        default=None,
+        description=(
+            "Encrypts face data, keys account hashes, signs web sessions; several, "
+            "comma-separated, to rotate (the first is used, all are accepted). Unset: a key "
+            "file is generated in the data dir."
+        ),
     )
     retention_days: float = Field(default=30.0, gt=0)
+    output_ttl_hours: float = Field(
+        default=24.0, gt=0, description="Rendered GIFs and MP4s are deleted after this long."
+    )
     max_faces_per_user: int = Field(default=5, ge=1, le=50)
     protected_dir: Path | None = Field(
         default=None, description="Reference photos of people who may not be enrolled."
     )
-    protected_threshold: float = Field(default=0.5, gt=0, lt=2)
+    protected_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        lt=4,
+        description="Identity distance under which a selfie matches; default per engine.",
+    )
     daily_quota: int = Field(default=50, ge=1)
     renders_per_minute: int = Field(default=6, ge=1)
     workers: int = Field(default=2, ge=1, le=64)
@@ -89,6 +102,8 @@ class Settings(BaseSettings):
     # A web request whose body stops arriving for this long is answered 408 and dropped.
     body_idle_seconds: float = Field(default=10.0, gt=0)
     output_max_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    # On SIGTERM: running renders get this long to finish, queued ones are told at once.
+    shutdown_grace: float = Field(default=10.0, ge=0)
 
     # Telegram (python-telegram-bot). The base URLs point it at a local Bot API server.
     telegram_token: SecretStr | None = None

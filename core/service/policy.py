@@ -9,9 +9,22 @@ from typing import Protocol
 from core.config import Settings
 from core.errors import FaceCastError, QuotaExceeded
 from core.faces.analyzer import Analyzer, Embedding, identity_distance
+from core.kinds import EngineName
 from core.media.images import load_picture
 
 # -- protected identities -----------------------------------------------------------------------
+
+# Euclidean distance under which two identity vectors are one person, per engine: dlib's
+# 128-D descriptors (its own rule: 0.6, stricter here) and ArcFace's unit vectors, where
+# distance d means cosine similarity 1 - d^2/2 (1.0: cosine 0.5).
+PROTECTED_THRESHOLDS: dict[EngineName, float] = {"classic": 0.5, "insightface": 1.0}
+
+
+def protected_threshold(settings: Settings) -> float:
+    """``FACECAST_PROTECTED_THRESHOLD``, or the engine's own."""
+    if settings.protected_threshold is not None:
+        return settings.protected_threshold
+    return PROTECTED_THRESHOLDS[settings.engine]
 
 
 @dataclass(slots=True)
@@ -37,7 +50,7 @@ class ProtectedFaces:
                 if faces:
                     face = max(faces, key=lambda f: f.quality.eye_distance)
                     found.append(analyzer.embedding(picture, face.landmarks))
-        return cls(found, settings.protected_threshold)
+        return cls(found, protected_threshold(settings))
 
     def matches(self, embedding: Embedding | None) -> bool:
         if embedding is None:
@@ -80,4 +93,4 @@ class UsageLimits:
         await self.log.record_usage(user_id, kind)
 
 
-__all__ = ["ProtectedFaces", "UsageLimits"]
+__all__ = ["PROTECTED_THRESHOLDS", "ProtectedFaces", "UsageLimits", "protected_threshold"]
