@@ -30,13 +30,14 @@ from bots.base import safe
 from core.config import Settings
 from core.service.conversation import Service
 from core.service.messages import Chat, Choices, Person, Progress, Reply, Request, Text
+from core.storage.crypto import Keys
 
 log = logging.getLogger(__name__)
 
 COOKIE = "facecast_session"
 STATIC = Path(__file__).resolve().parent / "static"
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
-SECRET: web.AppKey[bytes] = web.AppKey("secret", bytes)
+SECRETS: web.AppKey[list[bytes]] = web.AppKey("secrets", list)
 PLATFORM = "web"
 USER: web.RequestKey[str] = web.RequestKey("user", str)
 FRESH: web.RequestKey[bool] = web.RequestKey("fresh", bool)
@@ -47,18 +48,14 @@ MAX_NAME = 200
 T = TypeVar("T")
 
 
-def session_secret(settings: Settings) -> bytes:
-    """The configured secret, or a random one kept (0600) in the data folder."""
-    if settings.secret_key is not None:
-        return hashlib.sha256(b"web:" + settings.secret_key.get_secret_value().encode()).digest()
-    path = settings.resolved_data_dir / "web-session.key"
-    if path.is_file():
-        return path.read_bytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
-    path.write_bytes(key)
-    path.chmod(0o600)
-    return key
+def session_secrets(settings: Settings, keys: Keys) -> list[bytes]:
+    """Cookie signing keys, derived from the server's keys: the first signs, all verify.
+    A ``web-session.key`` of an older server still verifies the cookies it signed."""
+    found = list(keys.web)
+    legacy = settings.resolved_data_dir / "web-session.key"
+    if legacy.is_file():
+        found.append(legacy.read_bytes())
+    return found
 
 
 def _sign(secret: bytes, user: str) -> str:
@@ -70,7 +67,9 @@ def _user_of(request: web.Request) -> str | None:
     if not value.isascii():  # bytes that are not UTF-8 arrive as surrogates: no cookie of ours
         return None
     user, _, signature = value.partition(".")
-    if user and hmac.compare_digest(signature, _sign(request.app[SECRET], user)):
+    if user and any(
+        hmac.compare_digest(signature, _sign(key, user)) for key in request.app[SECRETS]
+    ):
         return user
     return None
 
@@ -95,7 +94,7 @@ def remember(request: web.Request, response: web.StreamResponse) -> None:
         user = request[USER]
         response.set_cookie(
             COOKIE,
-            f"{user}.{_sign(request.app[SECRET], user)}",
+            f"{user}.{_sign(request.app[SECRETS][0], user)}",
             httponly=True,
             samesite="Strict",
             max_age=60 * 60 * 24 * 365,
@@ -388,7 +387,7 @@ def create_app(service: Service) -> web.Application:
         middlewares=[body_limit, sessions], client_max_size=settings.max_upload_bytes * 2
     )
     app[SERVICE] = service
-    app[SECRET] = session_secret(settings)
+    app[SECRETS] = session_secrets(settings, service.store.keys)
     app.add_routes(
         [
             web.get("/", index),
@@ -405,4 +404,4 @@ def create_app(service: Service) -> web.Application:
     return app
 
 
-__all__ = ["create_app", "reply_json", "session_secret"]
+__all__ = ["create_app", "reply_json", "session_secrets"]
