@@ -38,6 +38,9 @@ COOKIE = "facecast_session"
 STATIC = Path(__file__).resolve().parent / "static"
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
 SECRETS: web.AppKey[list[bytes]] = web.AppKey("secrets", list)
+SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets", set)
+# Answers being worked out right now (a render's replies may still be on their way).
+BUSY: web.AppKey[list[int]] = web.AppKey("busy", list)
 PLATFORM = "web"
 USER: web.RequestKey[str] = web.RequestKey("user", str)
 FRESH: web.RequestKey[bool] = web.RequestKey("fresh", bool)
@@ -135,8 +138,23 @@ def _request(user: str, text: str = "", image: bytes | None = None) -> Request:
 
 async def _answer(app: web.Application, request: Request) -> AsyncIterator[dict[str, Any]]:
     """The service's replies as JSON, one at a time; never a traceback."""
-    async for reply in safe(app[SERVICE].handle(request), f"web user {request.sender.id[:8]}"):
-        yield reply_json(reply)
+    app[BUSY][0] += 1
+    try:
+        async for reply in safe(app[SERVICE].handle(request), f"web user {request.sender.id[:8]}"):
+            yield reply_json(reply)
+    finally:
+        app[BUSY][0] -= 1
+
+
+async def close_sockets(app: web.Application, wait: float = 5.0) -> None:
+    """On shutdown, once the answers under way are out (up to ``wait`` seconds), close
+    every WebSocket: an open one would hold the server's shutdown for a minute."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while app[BUSY][0] and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    sockets: set[web.WebSocketResponse] = app[SOCKETS]
+    for socket in list(sockets):
+        await socket.close(code=1001, message=b"server shutting down")
 
 
 def _decode_image(data: str) -> bytes:
@@ -313,17 +331,21 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     remember(request, socket)  # the handshake is this browser's first response, maybe
     await socket.prepare(request)
     user = request[USER]
-    async for frame in socket:
-        if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-            continue
-        outgoing = _ws_request(frame, user, settings)
-        if isinstance(outgoing, dict):
-            await socket.send_json(outgoing)
-            continue
-        async for reply in _answer(request.app, outgoing):
-            if socket.closed:
-                break
-            await socket.send_json(reply)
+    request.app[SOCKETS].add(socket)
+    try:
+        async for frame in socket:
+            if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                continue
+            outgoing = _ws_request(frame, user, settings)
+            if isinstance(outgoing, dict):
+                await socket.send_json(outgoing)
+                continue
+            async for reply in _answer(request.app, outgoing):
+                if socket.closed:
+                    break
+                await socket.send_json(reply)
+    finally:
+        request.app[SOCKETS].discard(socket)
     return socket
 
 
@@ -388,6 +410,8 @@ def create_app(service: Service) -> web.Application:
     )
     app[SERVICE] = service
     app[SECRETS] = session_secrets(settings, service.store.keys)
+    app[SOCKETS] = set()
+    app[BUSY] = [0]
     app.add_routes(
         [
             web.get("/", index),
@@ -404,4 +428,4 @@ def create_app(service: Service) -> web.Application:
     return app
 
 
-__all__ = ["create_app", "reply_json", "session_secrets"]
+__all__ = ["close_sockets", "create_app", "reply_json", "session_secrets"]

@@ -202,7 +202,10 @@ class LocalJobRunner:
 
     async def close(self, grace: float = 0.0) -> None:
         """Stop: queued jobs are told at once, running ones get ``grace`` seconds to
-        finish, then the workers are stopped (what still runs is reported failed)."""
+        finish, then the workers are stopped (what still runs is reported failed). A second
+        call does nothing."""
+        if self._closed:
+            return
         self._closed = True
         for job in self._waiting:
             job.post(JobEvent("failed", message=SHUTTING_DOWN))
