@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     # Image intake: a cap on bytes and decoded pixels keeps decompression bombs out.
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
+    # Per user: decoding refills at this many pixels a second, up to max_image_pixels.
+    decode_pixels_per_second: int = Field(default=4_000_000, gt=0)
     min_image_side: int = Field(default=64, gt=0)
     # Selfies are decoded no larger than needed (JPEG's reduced-scale decoding).
     selfie_max_side: int = Field(default=1600, ge=256)

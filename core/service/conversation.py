@@ -23,14 +23,14 @@ from core.errors import ClipNotFound, FaceCastError, NotAllowed
 from core.faces.analyzer import Analyzer
 from core.faces.profile import FaceProfile, IdentityEmbedder, enroll
 from core.jobs.base import JobRunner
-from core.media.images import load_picture
+from core.media.images import image_pixels, load_picture
 from core.metrics import Metrics
 from core.packs.library import ClipLibrary
 from core.render.captions import check_caption
 from core.render.memes import MemeLibrary
 from core.render.tasks import RenderConfig, RenderOrder, RenderResult, render_order
 from core.service.messages import Choice, Choices, Media, Person, Progress, Reply, Request, Text
-from core.service.policy import ProtectedFaces, UsageLimits, protected_threshold
+from core.service.policy import PixelBudget, ProtectedFaces, UsageLimits, protected_threshold
 from core.storage.store import GROUP_MEMES, Store
 
 PREVIEW_TEMPLATE = "deal-with-it"
@@ -87,6 +87,7 @@ class Service:
         self.protected = protected or ProtectedFaces(threshold=protected_threshold(settings))
         self.metrics = metrics or Metrics()
         self.limits = UsageLimits(store, settings.renders_per_minute, settings.daily_quota)
+        self.pixels = PixelBudget(settings.decode_pixels_per_second, settings.max_image_pixels)
         self.clips = ClipLibrary(settings)
         self.memes = MemeLibrary(settings)
         self.metrics.watch_queue(lambda: runner.queue_length)
@@ -153,11 +154,13 @@ class Service:
         if len(request.image) > self.settings.max_upload_bytes:
             limit = self.settings.max_upload_bytes / 1e6
             raise FaceCastError(f"That file is too big; send a photo under {limit:.0f} MB.")
+        # Decoding happens off the event loop (a 6000x6000 PNG takes a second), and no
+        # user may make the server decode more than their share of pixels a second.
+        image = request.image
+        who = f"{request.sender.platform}:{request.sender.id}"
+        self.pixels.take(who, await asyncio.to_thread(image_pixels, image))
         try:
-            picture = load_picture(request.image, self.settings, selfie=True)
-            profile = await asyncio.to_thread(
-                enroll, picture, self.analyzer, self.settings, identity=self.identity
-            )
+            profile = await asyncio.to_thread(self._decode_and_enrol, image)
         except FaceCastError:
             self.metrics.enrolments.labels("refused").inc()
             raise
@@ -179,6 +182,10 @@ class Service:
         async for reply in self._render(request, user_id, profile, "meme", PREVIEW_TEMPLATE):
             yield reply
         yield self._clip_menu("Now try yourself in a clip:")
+
+    def _decode_and_enrol(self, image: bytes) -> FaceProfile:
+        picture = load_picture(image, self.settings, selfie=True)
+        return enroll(picture, self.analyzer, self.settings, identity=self.identity)
 
     # -- renders --------------------------------------------------------------------------------
 

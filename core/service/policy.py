@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -63,6 +65,32 @@ class ProtectedFaces:
 # -- limits ------------------------------------------------------------------------------
 
 
+class PixelBudget:
+    """Per-user cap on decoded pixels a second (a token bucket in this process): one
+    image as large as allowed goes through at once, a stream of them is slowed down."""
+
+    def __init__(self, per_second: float, burst: float) -> None:
+        self.per_second = per_second
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}  # who: (pixels left, when)
+
+    def take(self, who: str, pixels: int) -> None:
+        now = time.monotonic()
+        left, then = self._buckets.get(who, (self.burst, now))
+        left = min(self.burst, left + (now - then) * self.per_second)
+        if pixels > left:
+            self._buckets[who] = (left, now)
+            wait = max(1, math.ceil((pixels - left) / self.per_second))
+            raise QuotaExceeded(
+                f"That's a lot of pixels in a short time: try again in {wait} seconds."
+            )
+        self._buckets[who] = (left - pixels, now)
+        if len(self._buckets) > 10_000:  # forget the full ones
+            full = [k for k, (v, t) in self._buckets.items() if v >= self.burst]
+            for key in full:
+                del self._buckets[key]
+
+
 class UsageLog(Protocol):
     async def record_usage(self, user_id: int, kind: str) -> None: ...
 
@@ -93,4 +121,10 @@ class UsageLimits:
         await self.log.record_usage(user_id, kind)
 
 
-__all__ = ["PROTECTED_THRESHOLDS", "ProtectedFaces", "UsageLimits", "protected_threshold"]
+__all__ = [
+    "PROTECTED_THRESHOLDS",
+    "PixelBudget",
+    "ProtectedFaces",
+    "UsageLimits",
+    "protected_threshold",
+]

@@ -377,3 +377,51 @@ async def test_forget_cancels_queued_and_running_renders(
     finally:
         await runner.close()
         await store.close()
+
+
+def _png(side: int) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (200, 170, 150)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def _longest_stall(bot: Service, request: Request) -> tuple[float, list[Reply]]:
+    """How long the event loop went without a turn while ``request`` was answered."""
+    gaps = [0.0]
+    running = True
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while running:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.05)
+    replies = await talk(bot, request)
+    running = False
+    await ticker
+    return max(gaps), replies
+
+
+async def test_big_images_decode_off_the_loop_and_pixels_are_rationed(bot: Service) -> None:
+    huge = _png(6000)  # allowed (36 megapixels) and about 100 kB: cheap to send
+    assert len(huge) < 300_000
+    # The face detector holds the GIL a while on any selfie-sized picture; decoding 36
+    # megapixels (a second) must add nothing to that, nor may detection see them all.
+    ordinary, (refusal,) = await _longest_stall(bot, Request(BOB, DM, image=_png(1600)))
+    assert "couldn't find a face" in refusal.text  # type: ignore[union-attr]
+    stall, (decoded,) = await _longest_stall(bot, Request(ALICE, DM, image=huge))
+    assert "couldn't find a face" in decoded.text  # type: ignore[union-attr]
+    assert stall < ordinary + 0.5, (stall, ordinary)
+    # A second one at once is over this user's pixel budget; someone else's is not.
+    started = time.monotonic()
+    (refused,) = await talk(bot, Request(ALICE, DM, image=huge))
+    assert "try again in" in refused.text  # type: ignore[union-attr]
+    assert time.monotonic() - started < 0.5  # refused from the header, not decoded
+    (other,) = await talk(bot, Request(Person("web", "carol"), DM, image=huge))
+    assert "couldn't find a face" in other.text  # type: ignore[union-attr]
