@@ -19,6 +19,8 @@ import hmac
 import json
 import logging
 import secrets
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -77,14 +79,53 @@ def _user_of(request: web.Request) -> str | None:
     return None
 
 
+# Paths that talk to the service: only with a session the page issued.
+API = frozenset(("/api/message", "/api/ws"))
+NO_SESSION = "Open the chat page first: it starts your session (cookies must be allowed)."
+TOO_MANY_SESSIONS = "Too many new chats from your address; try again in an hour."
+
+
+class NewSessions:
+    """How many sessions each address started in the last hour (in this process)."""
+
+    def __init__(self, per_hour: int) -> None:
+        self.per_hour = per_hour
+        self._started: dict[str, deque[float]] = {}
+
+    def allow(self, address: str) -> bool:
+        now = time.monotonic()
+        if len(self._started) > 10_000:  # forget addresses quiet for an hour
+            for key in [k for k, v in self._started.items() if v[-1] < now - 3600]:
+                del self._started[key]
+        started = self._started.setdefault(address, deque())
+        while started and started[0] < now - 3600:
+            started.popleft()
+        if len(started) >= self.per_hour:
+            return False
+        started.append(now)
+        return True
+
+
+NEW_SESSIONS: web.AppKey[NewSessions] = web.AppKey("new_sessions", NewSessions)
+
+
 @web.middleware
 async def sessions(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Give every browser a signed, HTTP-only session cookie on its first visit."""
+    """The page (GET /) gives a new browser a signed, HTTP-only session cookie, a limited
+    number per address an hour; the API answers 401 to a request without one, so a
+    script cannot be a new user (with fresh quotas) on every request."""
     user = _user_of(request)
-    request[FRESH] = user is None
-    request[USER] = user or secrets.token_hex(12)
+    request[FRESH] = False
+    if user is None and request.path in API:
+        return web.json_response({"error": NO_SESSION, "replies": [_oops(NO_SESSION)]}, status=401)
+    if user is None and request.method == "GET" and request.path == "/":
+        if not request.app[NEW_SESSIONS].allow(request.remote or ""):
+            return web.Response(status=429, text=TOO_MANY_SESSIONS)
+        request[FRESH] = True
+        user = secrets.token_hex(12)
+    request[USER] = user or ""
     response = await handler(request)
     if not response.prepared:
         remember(request, response)
@@ -328,7 +369,6 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     # Messages up to twice the limit _ws_request enforces are read and refused with a reply,
     # keeping the socket; beyond that aiohttp closes it with 1009 (message too big) unread.
     socket = web.WebSocketResponse(heartbeat=30, max_msg_size=settings.max_upload_bytes * 4)
-    remember(request, socket)  # the handshake is this browser's first response, maybe
     await socket.prepare(request)
     user = request[USER]
     request.app[SOCKETS].add(socket)
@@ -352,6 +392,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 async def media(request: web.Request) -> web.StreamResponse:
     """A render, only for the browser it was made for."""
     service = request.app[SERVICE]
+    if not request[USER]:  # no session: nothing of anyone's
+        raise web.HTTPNotFound()
     account = service.store.account(PLATFORM, request[USER])
     if request.match_info["account"] != account:
         raise web.HTTPNotFound()
@@ -411,6 +453,7 @@ def create_app(service: Service) -> web.Application:
     app[SERVICE] = service
     app[SECRETS] = session_secrets(settings, service.store.keys)
     app[SOCKETS] = set()
+    app[NEW_SESSIONS] = NewSessions(settings.web_sessions_per_ip_hour)
     app[BUSY] = [0]
     app.add_routes(
         [

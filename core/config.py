@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     # A web request whose body stops arriving for this long is answered 408 and dropped.
     body_idle_seconds: float = Field(default=10.0, gt=0)
     output_max_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    # The web chat: how many new sessions (new users) one address may start an hour.
+    web_sessions_per_ip_hour: int = Field(default=30, ge=1)
     # On SIGTERM: running renders get this long to finish, queued ones are told at once.
     shutdown_grace: float = Field(default=10.0, ge=0)
 
