@@ -151,6 +151,7 @@ def _render(order: RenderOrder, output: Path) -> RenderResult:
             max_bytes=order.max_bytes,
             progress=progress.report,
         )
+    encoded.path.chmod(0o600)  # someone's face: readable by this server only
     return RenderResult.of(encoded)
 
 

@@ -138,6 +138,8 @@ class Store:
         self._session = async_sessionmaker(engine, expire_on_commit=False)
         self.keys = Keys.load(settings)
         self._sealer = self.keys.sealer()
+        self._pepper = self.keys.pepper
+        self._old_peppers = self.keys.old_peppers
 
     @classmethod
     async def open(cls, settings: Settings) -> Store:
@@ -166,7 +168,7 @@ class Store:
 
     def account(self, platform: str, account_id: str) -> str:
         """The keyed hash that stands for a person in the database and on disk."""
-        return self._hash(self.keys.pepper, platform, account_id)
+        return self._hash(self._pepper, platform, account_id)
 
     async def find_user(self, platform: str, account_id: str) -> int | None:
         current = self.account(platform, account_id)
@@ -180,7 +182,7 @@ class Store:
         """A user hashed with an older pepper (a rotated-out key, or a server from before
         keys were derived) is found, and their row and folder move to the current hash."""
         current = self.account(platform, account_id)
-        older = [self._hash(p, platform, account_id) for p in self.keys.old_peppers]
+        older = [self._hash(p, platform, account_id) for p in self._old_peppers]
         async with self._session() as session, session.begin():
             row = await session.scalar(select(UserRow).where(UserRow.account.in_(older)))
             if row is None:

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from core.jobs.base import Job, JobEvent, RunnerBusy
+from core.jobs.base import CANCELLED, Job, JobEvent, RunnerBusy
 from core.jobs.local import LocalJobRunner
 
 from . import job_tasks
@@ -69,3 +69,23 @@ async def test_a_friendly_error_reaches_the_user(runner: LocalJobRunner) -> None
     job = await runner.submit("a", job_tasks.refuse)
     history = await asyncio.wait_for(_follow(job), 60)
     assert history[-1] == JobEvent("failed", message="That clip is too sad to render.")
+
+
+async def test_cancel_ends_a_persons_queued_and_running_jobs() -> None:
+    small = LocalJobRunner(workers=1, max_queue=5)
+    try:
+        running = await small.submit("alice", job_tasks.square, 2, 1.0)
+        queued = await small.submit("alice", job_tasks.square, 3, 0.1)
+        about = await small.submit("bob", job_tasks.square, 4, 0.1, about=["alice"])
+        other = await small.submit("bob", job_tasks.square, 5, 0.1)
+        await asyncio.sleep(0.3)  # the first one is in its worker
+        started = asyncio.get_running_loop().time()
+        await small.cancel("alice")
+        assert asyncio.get_running_loop().time() - started < 5  # waited for the running one
+        for job in (running, queued, about):
+            history = await asyncio.wait_for(_follow(job), 10)
+            assert history[-1] == JobEvent("failed", message=CANCELLED)
+            assert not [e for e in history if e.kind == "done"]
+        assert (await asyncio.wait_for(_follow(other), 30))[-1].result == 25
+    finally:
+        await small.close()
