@@ -54,7 +54,8 @@ def _fernet(key: bytes) -> Fernet:
 def private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) readable by this user only (0700)."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.chmod(0o700)
+    with contextlib.suppress(PermissionError):  # a folder the operator made, not ours
+        path.chmod(0o700)
     return path
 
 
