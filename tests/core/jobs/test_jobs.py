@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from core.jobs.base import CANCELLED, Job, JobEvent, RunnerBusy
-from core.jobs.local import LocalJobRunner
+from core.jobs.local import SHUTTING_DOWN, LocalJobRunner
 
 from . import job_tasks
 
@@ -89,3 +89,19 @@ async def test_cancel_ends_a_persons_queued_and_running_jobs() -> None:
         assert (await asyncio.wait_for(_follow(other), 30))[-1].result == 25
     finally:
         await small.close()
+
+
+async def test_close_tells_the_queue_at_once_and_stops_long_jobs_after_the_grace() -> None:
+    small = LocalJobRunner(workers=1, max_queue=5)
+    slow = await small.submit("a", job_tasks.square, 2, 30.0)
+    waiting = await small.submit("b", job_tasks.square, 3, 0.1)
+    await asyncio.sleep(0.3)
+    started = asyncio.get_running_loop().time()
+    closing = asyncio.create_task(small.close(grace=1.0))
+    told = await asyncio.wait_for(_follow(waiting), 0.5)  # at once, not after the grace
+    assert told[-1] == JobEvent("failed", message=SHUTTING_DOWN)
+    await asyncio.wait_for(closing, 10)
+    assert asyncio.get_running_loop().time() - started < 5  # not the job's 30 s
+    assert (await asyncio.wait_for(_follow(slow), 1))[-1] == JobEvent(
+        "failed", message=SHUTTING_DOWN
+    )
