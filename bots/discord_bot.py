@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp")
+# Edits of a deferred response count against Discord's rate limit: at most one this often
+# (the latest progress is shown once the time is up, unless the result came first).
+PROGRESS_EVERY = 1.5
 
 
 def _choices_text(choices: Choices) -> str:
@@ -242,12 +246,41 @@ class _InteractionReplier(Replier):
         self.interaction = interaction
         self.said_something = False
         self.closed = False
+        self._edited = float("-inf")  # when progress was last shown
+        self._pending: str | None = None
+        self._later: asyncio.Task[None] | None = None
 
     async def progress(self, reply: Progress) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        wait = self._edited + PROGRESS_EVERY - time.monotonic()
+        if wait <= 0 and self._later is None:
+            self._edited = time.monotonic()
             await self.interaction.edit_original_response(content=reply.text)
+            return
+        self._pending = reply.text  # shown when the time is up: the latest one wins
+        if self._later is None:
+            self._later = asyncio.create_task(self._show_later(max(wait, 0.0)))
+
+    async def _show_later(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        text, self._pending, self._later = self._pending, None, None
+        if text is None or self.closed:
+            return
+        self._edited = time.monotonic()
+        try:
+            await self.interaction.edit_original_response(content=text)
+        except (discord.HTTPException, aiohttp.ClientError) as exc:
+            log.warning("could not show progress of interaction %s: %s", self.interaction.id, exc)
+
+    def _progress_over(self) -> None:
+        """A result or an error supersedes any progress still waiting to be shown."""
+        if self._later is not None:
+            self._later.cancel()
+        self._later, self._pending = None, None
 
     async def media(self, reply: Media) -> None:
+        self._progress_over()
         file = discord.File(reply.path, filename=reply.path.name)
         await self.interaction.followup.send(content=reply.caption, file=file)
         self.said_something = True
@@ -255,10 +288,12 @@ class _InteractionReplier(Replier):
             await self.interaction.edit_original_response(content="Done!")
 
     async def choices(self, reply: Choices) -> None:
+        self._progress_over()
         await self.interaction.followup.send(content=_choices_text(reply)[:2000])
         self.said_something = True
 
     async def text(self, reply: Text) -> None:
+        self._progress_over()
         if reply.error:
             await self.interaction.followup.send(content=reply.text[:2000], ephemeral=True)
             self.closed = True
@@ -269,6 +304,7 @@ class _InteractionReplier(Replier):
         self.said_something = True
 
     async def done(self) -> None:
+        self._progress_over()
         if not self.said_something and not self.closed:
             await self.interaction.edit_original_response(content="OK.")
 

@@ -19,6 +19,8 @@ import hmac
 import json
 import logging
 import secrets
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,13 +32,17 @@ from bots.base import safe
 from core.config import Settings
 from core.service.conversation import Service
 from core.service.messages import Chat, Choices, Person, Progress, Reply, Request, Text
+from core.storage.crypto import Keys
 
 log = logging.getLogger(__name__)
 
 COOKIE = "facecast_session"
 STATIC = Path(__file__).resolve().parent / "static"
 SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
-SECRET: web.AppKey[bytes] = web.AppKey("secret", bytes)
+SECRETS: web.AppKey[list[bytes]] = web.AppKey("secrets", list)
+SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets", set)
+# Answers being worked out right now (a render's replies may still be on their way).
+BUSY: web.AppKey[list[int]] = web.AppKey("busy", list)
 PLATFORM = "web"
 USER: web.RequestKey[str] = web.RequestKey("user", str)
 FRESH: web.RequestKey[bool] = web.RequestKey("fresh", bool)
@@ -47,18 +53,14 @@ MAX_NAME = 200
 T = TypeVar("T")
 
 
-def session_secret(settings: Settings) -> bytes:
-    """The configured secret, or a random one kept (0600) in the data folder."""
-    if settings.secret_key is not None:
-        return hashlib.sha256(b"web:" + settings.secret_key.get_secret_value().encode()).digest()
-    path = settings.resolved_data_dir / "web-session.key"
-    if path.is_file():
-        return path.read_bytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
-    path.write_bytes(key)
-    path.chmod(0o600)
-    return key
+def session_secrets(settings: Settings, keys: Keys) -> list[bytes]:
+    """Cookie signing keys, derived from the server's keys: the first signs, all verify.
+    A ``web-session.key`` of an older server still verifies the cookies it signed."""
+    found = list(keys.web)
+    legacy = settings.resolved_data_dir / "web-session.key"
+    if legacy.is_file():
+        found.append(legacy.read_bytes())
+    return found
 
 
 def _sign(secret: bytes, user: str) -> str:
@@ -70,19 +72,60 @@ def _user_of(request: web.Request) -> str | None:
     if not value.isascii():  # bytes that are not UTF-8 arrive as surrogates: no cookie of ours
         return None
     user, _, signature = value.partition(".")
-    if user and hmac.compare_digest(signature, _sign(request.app[SECRET], user)):
+    if user and any(
+        hmac.compare_digest(signature, _sign(key, user)) for key in request.app[SECRETS]
+    ):
         return user
     return None
+
+
+# Paths that talk to the service: only with a session the page issued.
+API = frozenset(("/api/message", "/api/ws"))
+NO_SESSION = "Open the chat page first: it starts your session (cookies must be allowed)."
+TOO_MANY_SESSIONS = "Too many new chats from your address; try again in an hour."
+
+
+class NewSessions:
+    """How many sessions each address started in the last hour (in this process)."""
+
+    def __init__(self, per_hour: int) -> None:
+        self.per_hour = per_hour
+        self._started: dict[str, deque[float]] = {}
+
+    def allow(self, address: str) -> bool:
+        now = time.monotonic()
+        if len(self._started) > 10_000:  # forget addresses quiet for an hour
+            for key in [k for k, v in self._started.items() if v[-1] < now - 3600]:
+                del self._started[key]
+        started = self._started.setdefault(address, deque())
+        while started and started[0] < now - 3600:
+            started.popleft()
+        if len(started) >= self.per_hour:
+            return False
+        started.append(now)
+        return True
+
+
+NEW_SESSIONS: web.AppKey[NewSessions] = web.AppKey("new_sessions", NewSessions)
 
 
 @web.middleware
 async def sessions(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Give every browser a signed, HTTP-only session cookie on its first visit."""
+    """The page (GET /) gives a new browser a signed, HTTP-only session cookie, a limited
+    number per address an hour; the API answers 401 to a request without one, so a
+    script cannot be a new user (with fresh quotas) on every request."""
     user = _user_of(request)
-    request[FRESH] = user is None
-    request[USER] = user or secrets.token_hex(12)
+    request[FRESH] = False
+    if user is None and request.path in API:
+        return web.json_response({"error": NO_SESSION, "replies": [_oops(NO_SESSION)]}, status=401)
+    if user is None and request.method == "GET" and request.path == "/":
+        if not request.app[NEW_SESSIONS].allow(request.remote or ""):
+            return web.Response(status=429, text=TOO_MANY_SESSIONS)
+        request[FRESH] = True
+        user = secrets.token_hex(12)
+    request[USER] = user or ""
     response = await handler(request)
     if not response.prepared:
         remember(request, response)
@@ -95,7 +138,7 @@ def remember(request: web.Request, response: web.StreamResponse) -> None:
         user = request[USER]
         response.set_cookie(
             COOKIE,
-            f"{user}.{_sign(request.app[SECRET], user)}",
+            f"{user}.{_sign(request.app[SECRETS][0], user)}",
             httponly=True,
             samesite="Strict",
             max_age=60 * 60 * 24 * 365,
@@ -136,8 +179,23 @@ def _request(user: str, text: str = "", image: bytes | None = None) -> Request:
 
 async def _answer(app: web.Application, request: Request) -> AsyncIterator[dict[str, Any]]:
     """The service's replies as JSON, one at a time; never a traceback."""
-    async for reply in safe(app[SERVICE].handle(request), f"web user {request.sender.id[:8]}"):
-        yield reply_json(reply)
+    app[BUSY][0] += 1
+    try:
+        async for reply in safe(app[SERVICE].handle(request), f"web user {request.sender.id[:8]}"):
+            yield reply_json(reply)
+    finally:
+        app[BUSY][0] -= 1
+
+
+async def close_sockets(app: web.Application, wait: float = 5.0) -> None:
+    """On shutdown, once the answers under way are out (up to ``wait`` seconds), close
+    every WebSocket: an open one would hold the server's shutdown for a minute."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while app[BUSY][0] and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    sockets: set[web.WebSocketResponse] = app[SOCKETS]
+    for socket in list(sockets):
+        await socket.close(code=1001, message=b"server shutting down")
 
 
 def _decode_image(data: str) -> bytes:
@@ -311,26 +369,31 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     # Messages up to twice the limit _ws_request enforces are read and refused with a reply,
     # keeping the socket; beyond that aiohttp closes it with 1009 (message too big) unread.
     socket = web.WebSocketResponse(heartbeat=30, max_msg_size=settings.max_upload_bytes * 4)
-    remember(request, socket)  # the handshake is this browser's first response, maybe
     await socket.prepare(request)
     user = request[USER]
-    async for frame in socket:
-        if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
-            continue
-        outgoing = _ws_request(frame, user, settings)
-        if isinstance(outgoing, dict):
-            await socket.send_json(outgoing)
-            continue
-        async for reply in _answer(request.app, outgoing):
-            if socket.closed:
-                break
-            await socket.send_json(reply)
+    request.app[SOCKETS].add(socket)
+    try:
+        async for frame in socket:
+            if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                continue
+            outgoing = _ws_request(frame, user, settings)
+            if isinstance(outgoing, dict):
+                await socket.send_json(outgoing)
+                continue
+            async for reply in _answer(request.app, outgoing):
+                if socket.closed:
+                    break
+                await socket.send_json(reply)
+    finally:
+        request.app[SOCKETS].discard(socket)
     return socket
 
 
 async def media(request: web.Request) -> web.StreamResponse:
     """A render, only for the browser it was made for."""
     service = request.app[SERVICE]
+    if not request[USER]:  # no session: nothing of anyone's
+        raise web.HTTPNotFound()
     account = service.store.account(PLATFORM, request[USER])
     if request.match_info["account"] != account:
         raise web.HTTPNotFound()
@@ -388,7 +451,10 @@ def create_app(service: Service) -> web.Application:
         middlewares=[body_limit, sessions], client_max_size=settings.max_upload_bytes * 2
     )
     app[SERVICE] = service
-    app[SECRET] = session_secret(settings)
+    app[SECRETS] = session_secrets(settings, service.store.keys)
+    app[SOCKETS] = set()
+    app[NEW_SESSIONS] = NewSessions(settings.web_sessions_per_ip_hour)
+    app[BUSY] = [0]
     app.add_routes(
         [
             web.get("/", index),
@@ -405,4 +471,4 @@ def create_app(service: Service) -> web.Application:
     return app
 
 
-__all__ = ["create_app", "reply_json", "session_secret"]
+__all__ = ["close_sockets", "create_app", "reply_json", "session_secrets"]

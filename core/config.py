@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     # Image intake: a cap on bytes and decoded pixels keeps decompression bombs out.
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
+    # Per user: decoding refills at this many pixels a second, up to max_image_pixels.
+    decode_pixels_per_second: int = Field(default=4_000_000, gt=0)
     min_image_side: int = Field(default=64, gt=0)
     # Selfies are decoded no larger than needed (JPEG's reduced-scale decoding).
     selfie_max_side: int = Field(default=1600, ge=256)
@@ -73,14 +75,27 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy async URL; default SQLite in the data dir."
     )
     secret_key: SecretStr | None = Field(
-        default=None, description="Encrypts face data at rest and signs web sessions."
+        default=None,
+        description=(
+            "Encrypts face data, keys account hashes, signs web sessions; several, "
+            "comma-separated, to rotate (the first is used, all are accepted). Unset: a key "
+            "file is generated in the data dir."
+        ),
     )
     retention_days: float = Field(default=30.0, gt=0)
+    output_ttl_hours: float = Field(
+        default=24.0, gt=0, description="Rendered GIFs and MP4s are deleted after this long."
+    )
     max_faces_per_user: int = Field(default=5, ge=1, le=50)
     protected_dir: Path | None = Field(
         default=None, description="Reference photos of people who may not be enrolled."
     )
-    protected_threshold: float = Field(default=0.5, gt=0, lt=2)
+    protected_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        lt=4,
+        description="Identity distance under which a selfie matches; default per engine.",
+    )
     daily_quota: int = Field(default=50, ge=1)
     renders_per_minute: int = Field(default=6, ge=1)
     workers: int = Field(default=2, ge=1, le=64)
@@ -89,6 +104,10 @@ class Settings(BaseSettings):
     # A web request whose body stops arriving for this long is answered 408 and dropped.
     body_idle_seconds: float = Field(default=10.0, gt=0)
     output_max_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    # The web chat: how many new sessions (new users) one address may start an hour.
+    web_sessions_per_ip_hour: int = Field(default=30, ge=1)
+    # On SIGTERM: running renders get this long to finish, queued ones are told at once.
+    shutdown_grace: float = Field(default=10.0, ge=0)
 
     # Telegram (python-telegram-bot). The base URLs point it at a local Bot API server.
     telegram_token: SecretStr | None = None

@@ -13,7 +13,7 @@ import contextlib
 from aiohttp import web
 
 from bots.base import Adapter
-from bots.web import create_app
+from bots.web import close_sockets, create_app
 from core.config import Settings
 from core.engines.registry import make_analyzer, make_identity
 from core.jobs.local import LocalJobRunner
@@ -63,6 +63,12 @@ async def build(settings: Settings) -> tuple[web.Application, Service, list[Adap
         for adapter in adapters:
             await adapter.start()
 
+    async def drain(_: web.Application) -> None:
+        """First thing on SIGTERM: queued users are told at once, running renders get
+        FACECAST_SHUTDOWN_GRACE seconds, their replies go out, WebSockets close."""
+        await runner.close(grace=settings.shutdown_grace)
+        await close_sockets(application)
+
     async def stop(_: web.Application) -> None:
         for adapter in adapters:
             await adapter.stop()
@@ -74,6 +80,7 @@ async def build(settings: Settings) -> tuple[web.Application, Service, list[Adap
         await store.close()
 
     application.on_startup.append(start)
+    application.on_shutdown.append(drain)
     application.on_cleanup.append(stop)
     return application, service, adapters
 

@@ -542,7 +542,16 @@ def serve(
         return built
 
     with user_errors():
-        web.run_app(application(), host=host, port=port, print=None, handle_signals=True)
+        # Renders are drained on shutdown (FACECAST_SHUTDOWN_GRACE); what is left of any
+        # request after that gets a few seconds, not aiohttp's default minute.
+        web.run_app(
+            application(),
+            host=host,
+            port=port,
+            print=None,
+            handle_signals=True,
+            shutdown_timeout=5.0,
+        )
 
 
 models_app = typer.Typer(

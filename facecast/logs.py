@@ -23,7 +23,10 @@ CHATTY = ("httpx", "httpcore")
 def secrets_of(settings: Settings) -> list[str]:
     """The configured secrets: chat tokens and the secret key."""
     values = (settings.telegram_token, settings.discord_token, settings.secret_key)
-    return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+    found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+    if settings.secret_key is not None:  # each of several keys (rotation), on its own too
+        found += [k.strip() for k in settings.secret_key.get_secret_value().split(",")]
+    return [value for value in found if value]
 
 
 class RedactSecrets(logging.Filter):

@@ -216,8 +216,10 @@ def start_serve(env: dict[str, str], port: int) -> subprocess.Popen[str]:
     )
 
 
-async def stop_serve(process: subprocess.Popen[str]) -> str:
-    """SIGTERM, then insist on a clean exit without a traceback; returns stdout."""
+async def stop_serve(process: subprocess.Popen[str], caused: Iterable[str] = ()) -> str:
+    """SIGTERM, then insist on a clean exit without a traceback, but in the log records
+    of errors a test caused on purpose (records mentioning one of ``caused``, each
+    expected exactly once); returns stdout."""
     import asyncio
     import signal
 
@@ -228,5 +230,12 @@ async def stop_serve(process: subprocess.Popen[str]) -> str:
         process.kill()
         raise
     assert process.returncode == 0, err
-    assert "Traceback" not in err, err
+    import re
+
+    records = re.split(r"\n(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", err)
+    for cause in caused:
+        found = [r for r in records if cause in r and "Traceback" in r]
+        assert len(found) == 1, (cause, err)
+    unexpected = [r for r in records if not any(cause in r for cause in caused)]
+    assert "Traceback" not in "\n".join(unexpected), err
     return out

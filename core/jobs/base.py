@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -32,17 +32,31 @@ class JobEvent:
 class Job:
     """One render, as its user follows it."""
 
-    def __init__(self, job_id: str, user: str, task: Callable[..., Any], args: tuple[Any, ...]):
+    def __init__(
+        self,
+        job_id: str,
+        user: str,
+        task: Callable[..., Any],
+        args: tuple[Any, ...],
+        about: Iterable[str] = (),
+    ):
         self.id = job_id
         self.user = user
+        self.people = frozenset((user, *about))  # whose /forget cancels it
         self.task = task
         self.args = args
         self.attempts = 0
+        self.cancelled = False
+        self.finished = asyncio.Event()
         self.isolated = False  # after its pool broke: rerun alone, so a crash is its own
         self.submitted = time.monotonic()
         self._events: asyncio.Queue[JobEvent] = asyncio.Queue()
 
     def post(self, event: JobEvent) -> None:
+        if event.kind in ("done", "failed"):
+            if self.finished.is_set():
+                return  # one ending only (a cancelled job still finishes in its worker)
+            self.finished.set()
         self._events.put_nowait(event)
 
     async def events(self) -> AsyncIterator[JobEvent]:
@@ -54,8 +68,18 @@ class Job:
                 return
 
 
+CANCELLED = "Cancelled: you asked me to forget you."
+
+
 class JobRunner(Protocol):
-    async def submit(self, user: str, task: Callable[..., Any], *args: Any) -> Job: ...
+    async def submit(
+        self, user: str, task: Callable[..., Any], *args: Any, about: Iterable[str] = ()
+    ) -> Job: ...
+
+    async def cancel(self, person: str) -> None:
+        """End every queued or running job for or about ``person`` ("failed", with
+        :data:`CANCELLED`); returns once none of them runs any more."""
+        ...
 
     @property
     def queue_length(self) -> int: ...
@@ -63,4 +87,4 @@ class JobRunner(Protocol):
     async def close(self) -> None: ...
 
 
-__all__ = ["Job", "JobEvent", "JobRunner", "RenderFailed", "RunnerBusy"]
+__all__ = ["CANCELLED", "Job", "JobEvent", "JobRunner", "RenderFailed", "RunnerBusy"]

@@ -24,16 +24,18 @@ import multiprocessing
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from core import progress
 from core.errors import FaceCastError
-from core.jobs.base import Job, JobEvent, RenderFailed, RunnerBusy
+from core.jobs.base import CANCELLED, Job, JobEvent, RenderFailed, RunnerBusy
 
 log = logging.getLogger(__name__)
+
+SHUTTING_DOWN = "The server is shutting down; try again in a minute."
 
 
 # -- the worker side ------------------------------------------------------------------
@@ -93,12 +95,14 @@ class LocalJobRunner:
     def running(self) -> int:
         return len(self._running)
 
-    async def submit(self, user: str, task: Callable[..., Any], *args: Any) -> Job:
+    async def submit(
+        self, user: str, task: Callable[..., Any], *args: Any, about: Iterable[str] = ()
+    ) -> Job:
         if self._closed:
-            raise RunnerBusy("I'm shutting down; try again in a minute.")
+            raise RunnerBusy(SHUTTING_DOWN)
         if len(self._waiting) >= self.max_queue and len(self._running) >= self.workers:
             raise RunnerBusy()
-        job = Job(f"job-{next(self._ids)}", user, task, args)
+        job = Job(f"job-{next(self._ids)}", user, task, args, about)
         self._waiting.append(job)
         self._pump()
         if job in self._waiting:
@@ -138,7 +142,9 @@ class LocalJobRunner:
         if pool is not self._pool:  # a job run alone: its private pool is done
             pool.shutdown(wait=False)
         error = future.exception() if not future.cancelled() else RenderFailed()
-        if error is None:
+        if job.cancelled:
+            job.post(JobEvent("failed", message=CANCELLED))  # its output is deleted by its owner
+        elif error is None:
             job.post(JobEvent("done", result=future.result()))
         elif isinstance(error, BrokenProcessPool):
             if pool is self._pool and not self._closed:
@@ -174,14 +180,51 @@ class LocalJobRunner:
         if job is not None:
             job.post(JobEvent("progress", done=done, total=total))
 
-    async def close(self) -> None:
+    async def cancel(self, person: str, wait: float = 60.0) -> None:
+        """Drop ``person``'s queued jobs and mark their running ones cancelled (a worker
+        process cannot be stopped mid-render safely), then wait up to ``wait`` seconds for
+        those to end."""
+        mine = [job for job in self._waiting if person in job.people]
+        for job in mine:
+            self._waiting.remove(job)
+            job.post(JobEvent("failed", message=CANCELLED))
+        running = [job for job in self._running.values() if person in job.people]
+        for job in running:
+            job.cancelled = True
+        if mine:
+            for position, job in enumerate(self._waiting, start=1):
+                job.post(JobEvent("queued", position=position))
+        if running:
+            ends = [asyncio.create_task(job.finished.wait()) for job in running]
+            _, late = await asyncio.wait(ends, timeout=wait)
+            for task in late:
+                task.cancel()
+
+    async def close(self, grace: float = 0.0) -> None:
+        """Stop: queued jobs are told at once, running ones get ``grace`` seconds to
+        finish, then the workers are stopped (what still runs is reported failed). A second
+        call does nothing."""
+        if self._closed:
+            return
         self._closed = True
         for job in self._waiting:
-            job.post(JobEvent("failed", message="The server is shutting down; try again soon."))
+            job.post(JobEvent("failed", message=SHUTTING_DOWN))
         self._waiting.clear()
+        running = list(self._running.values())
+        if running and grace > 0:
+            ends = [asyncio.create_task(job.finished.wait()) for job in running]
+            _, late = await asyncio.wait(ends, timeout=grace)
+            for task in late:
+                task.cancel()
+        if self._running:  # still rendering after the grace: killed, not waited for
+            for job in self._running.values():
+                job.post(JobEvent("failed", message=SHUTTING_DOWN))
+            for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                if process.is_alive():
+                    process.kill()
         await asyncio.to_thread(self._pool.shutdown, True, cancel_futures=True)
         self._reader.join(timeout=1)
         self._progress.close()
 
 
-__all__ = ["LocalJobRunner"]
+__all__ = ["SHUTTING_DOWN", "LocalJobRunner"]

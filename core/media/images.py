@@ -111,7 +111,23 @@ def load_image(
         upright = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise BadMedia("That image file is damaged or incomplete; try sending it again.") from exc
+    if max_side is not None and max(upright.size) > 2 * max_side:
+        # PNG and WebP have no reduced-scale decoding: shrink after, so that face
+        # detection (which holds the GIL) works on a selfie's size, not 36 megapixels.
+        upright = ImageOps.contain(upright.convert("RGB"), (max_side, max_side))
     return _to_rgb(upright)
+
+
+def image_pixels(data: bytes) -> int:
+    """How many pixels ``data`` declares (width x height, read from its header without
+    decoding); 0 when it is no image :func:`load_image` could open (it will say why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            width, height = Image.open(io.BytesIO(data)).size
+    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return 0
+    return int(width) * int(height)
 
 
 def load_picture(source: bytes | Path, settings: Settings, *, selfie: bool = False) -> RGBImage:

@@ -1,25 +1,64 @@
 """Render work as it runs inside a job runner's worker process.
 
 Everything a task needs travels in a picklable :class:`RenderOrder` (the profile as bytes,
-the settings as a dict), so the same function can run in a local process pool or, later,
-on a distributed worker.
+and a :class:`RenderConfig`: only the settings a render reads, never a token or key), so the
+same function can run in a local process pool or, later, on a distributed worker.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from core import progress
 from core.config import Settings
 from core.engines.base import Swapper
 from core.errors import BadMedia
 from core.faces.profile import FaceProfile
+from core.kinds import EngineName
 from core.media.video import EncodedVideo
 from core.packs.library import ClipLibrary
 from core.render.clip import render_to_file
 from core.render.memes import MemeLibrary, render_meme_to_file
+
+
+@dataclass(frozen=True, slots=True)
+class RenderConfig:
+    """What of the settings a render needs: the engine and its models, and where clips are.
+    Nothing secret (tokens, the secret key, the database URL) goes to a worker."""
+
+    engine: EngineName
+    data_dir: str
+    models_dir: str
+    models_registry: str | None
+    clips_dir: str
+    bundled_clips_dir: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> RenderConfig:
+        registry = settings.models_registry
+        return cls(
+            engine=settings.engine,
+            data_dir=str(settings.resolved_data_dir),
+            models_dir=str(settings.resolved_models_dir),
+            models_registry=str(registry) if registry is not None else None,
+            clips_dir=str(settings.resolved_clips_dir),
+            bundled_clips_dir=str(settings.bundled_clips_dir),
+        )
+
+    def settings(self) -> Settings:
+        """Settings for the render code, from these fields and defaults only (nothing read
+        from the worker's environment)."""
+        registry = Path(self.models_registry) if self.models_registry else None
+        return Settings.model_construct(
+            engine=self.engine,
+            data_dir=Path(self.data_dir),
+            models_dir=Path(self.models_dir),
+            models_registry=registry,
+            clips_dir=Path(self.clips_dir),
+            bundled_clips_dir=Path(self.bundled_clips_dir),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +67,7 @@ class RenderOrder:
     target: str  # clip id or meme template id
     profile: bytes  # FaceProfile.to_bytes()
     output: str  # where to write (.mp4 or .gif)
-    settings: dict[str, Any]  # Settings.model_dump(), to rebuild them in the worker
+    config: RenderConfig
     top: str | None = None
     bottom: str | None = None
     max_bytes: int | None = None
@@ -84,9 +123,9 @@ def render_order(order: RenderOrder) -> RenderResult:
 
 
 def _render(order: RenderOrder, output: Path) -> RenderResult:
-    settings = Settings(**order.settings)
+    settings = order.config.settings()
     profile = FaceProfile.from_bytes(order.profile)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # private, like its parent
     swapper = _swapper(settings)
     if order.kind == "clip":
         clip = ClipLibrary(settings).get(order.target)
@@ -112,7 +151,8 @@ def _render(order: RenderOrder, output: Path) -> RenderResult:
             max_bytes=order.max_bytes,
             progress=progress.report,
         )
+    encoded.path.chmod(0o600)  # someone's face: readable by this server only
     return RenderResult.of(encoded)
 
 
-__all__ = ["RenderOrder", "RenderResult", "render_order"]
+__all__ = ["RenderConfig", "RenderOrder", "RenderResult", "render_order"]

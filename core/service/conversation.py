@@ -23,14 +23,14 @@ from core.errors import ClipNotFound, FaceCastError, NotAllowed
 from core.faces.analyzer import Analyzer
 from core.faces.profile import FaceProfile, IdentityEmbedder, enroll
 from core.jobs.base import JobRunner
-from core.media.images import load_picture
+from core.media.images import image_pixels, load_picture
 from core.metrics import Metrics
 from core.packs.library import ClipLibrary
 from core.render.captions import check_caption
 from core.render.memes import MemeLibrary
-from core.render.tasks import RenderOrder, RenderResult, render_order
+from core.render.tasks import RenderConfig, RenderOrder, RenderResult, render_order
 from core.service.messages import Choice, Choices, Media, Person, Progress, Reply, Request, Text
-from core.service.policy import ProtectedFaces, UsageLimits
+from core.service.policy import PixelBudget, ProtectedFaces, UsageLimits, protected_threshold
 from core.storage.store import GROUP_MEMES, Store
 
 PREVIEW_TEMPLATE = "deal-with-it"
@@ -84,20 +84,29 @@ class Service:
         self.runner = runner
         self.analyzer = analyzer
         self.identity = identity
-        self.protected = protected or ProtectedFaces(threshold=settings.protected_threshold)
+        self.protected = protected or ProtectedFaces(threshold=protected_threshold(settings))
         self.metrics = metrics or Metrics()
         self.limits = UsageLimits(store, settings.renders_per_minute, settings.daily_quota)
+        self.pixels = PixelBudget(settings.decode_pixels_per_second, settings.max_image_pixels)
         self.clips = ClipLibrary(settings)
         self.memes = MemeLibrary(settings)
         self.metrics.watch_queue(lambda: runner.queue_length)
+        self.render_config = RenderConfig.of(settings)
 
-    async def housekeeping(self, every: float = 3600.0) -> None:
-        """Delete expired faces now and then, for as long as the service runs."""
+    async def housekeeping(self, every: float = 600.0) -> None:
+        """Delete expired faces, outputs and usage now and then, while the service runs."""
         while True:
-            purged = await self.store.purge_expired()
-            if purged:
-                log.info("deleted %d expired face(s)", purged)
+            await self.purge()
             await asyncio.sleep(every)
+
+    async def purge(self) -> None:
+        """One round of housekeeping."""
+        purged = await self.store.purge_expired()
+        if purged:
+            log.info("deleted %d expired face(s)", purged)
+        outputs = await self.store.purge_outputs()
+        if outputs:
+            log.info("deleted %d expired output(s)", outputs)
 
     async def handle(self, request: Request) -> AsyncIterator[Reply]:
         """Everything the bot says in answer to one request, in order."""
@@ -145,11 +154,13 @@ class Service:
         if len(request.image) > self.settings.max_upload_bytes:
             limit = self.settings.max_upload_bytes / 1e6
             raise FaceCastError(f"That file is too big; send a photo under {limit:.0f} MB.")
+        # Decoding happens off the event loop (a 6000x6000 PNG takes a second), and no
+        # user may make the server decode more than their share of pixels a second.
+        image = request.image
+        who = f"{request.sender.platform}:{request.sender.id}"
+        self.pixels.take(who, await asyncio.to_thread(image_pixels, image))
         try:
-            picture = load_picture(request.image, self.settings, selfie=True)
-            profile = await asyncio.to_thread(
-                enroll, picture, self.analyzer, self.settings, identity=self.identity
-            )
+            profile = await asyncio.to_thread(self._decode_and_enrol, image)
         except FaceCastError:
             self.metrics.enrolments.labels("refused").inc()
             raise
@@ -171,6 +182,10 @@ class Service:
         async for reply in self._render(request, user_id, profile, "meme", PREVIEW_TEMPLATE):
             yield reply
         yield self._clip_menu("Now try yourself in a clip:")
+
+    def _decode_and_enrol(self, image: bytes) -> FaceProfile:
+        picture = load_picture(image, self.settings, selfie=True)
+        return enroll(picture, self.analyzer, self.settings, identity=self.identity)
 
     # -- renders --------------------------------------------------------------------------------
 
@@ -224,27 +239,29 @@ class Service:
             if caption:
                 check_caption(caption)
         quoted = request.reply_to
-        their_profile = None
+        theirs = None
         if quoted is not None and quoted.author.id != request.sender.id:
-            their_profile = await self._consenting_profile(quoted.author)
-            if their_profile is None:
+            theirs = await self._consenting_profile(quoted.author)
+            if theirs is None:
                 who = quoted.author.name or "They"
                 yield Text(f"{who} hasn't opted in to being memed (/optin), so here's you instead.")
-        if their_profile is not None:
+        if theirs is not None:
             user_id = await self.store.user(request.sender.platform, request.sender.id)
-            profile = their_profile
+            subject, profile = theirs
         else:
             user_id, profile = await self._profile_of(request)
+            subject = user_id
         async for reply in self._render(
-            request, user_id, profile, "meme", template.id, top=top, bottom=bottom
+            request, user_id, profile, "meme", template.id, top=top, bottom=bottom, subject=subject
         ):
             yield reply
 
-    async def _consenting_profile(self, person: Person) -> FaceProfile | None:
+    async def _consenting_profile(self, person: Person) -> tuple[int, FaceProfile] | None:
         their_id = await self.store.find_user(person.platform, person.id)
         if their_id is None or not await self.store.has_consent(their_id, GROUP_MEMES):
             return None
-        return await self.store.active_profile(their_id)
+        profile = await self.store.active_profile(their_id)
+        return (their_id, profile) if profile is not None else None
 
     async def _render(
         self,
@@ -256,23 +273,29 @@ class Service:
         *,
         top: str | None = None,
         bottom: str | None = None,
+        subject: int | None = None,
     ) -> AsyncIterator[Reply]:
+        """Render for ``user_id`` with ``profile``, the face of ``subject`` (default: the
+        user's own)."""
         await self.limits.check(user_id)
         fmt = request.prefer or ("mp4" if kind == "clip" else "gif")
         account = await self.store.account_of(user_id)
+        subject = user_id if subject is None else subject
+        about = [await self.store.account_of(subject)] if subject != user_id else []
         output = self.store.user_folder(account) / f"{kind}-{target}-{uuid.uuid4().hex[:12]}.{fmt}"
         order = RenderOrder(
             kind=kind,
             target=target,
             profile=profile.to_bytes(),
             output=str(output),
-            settings=self.settings.model_dump(),
+            config=self.render_config,
             top=top,
             bottom=bottom,
             max_bytes=min(self.settings.output_max_bytes, request.max_bytes or 1 << 62),
         )
         started = time.monotonic()
-        job = await self.runner.submit(account, render_order, order)
+        await self.store.record_output(user_id, subject, output)
+        job = await self.runner.submit(account, render_order, order, about=about)
         await self.limits.record(user_id)
         async for event in job.events():
             if event.kind == "queued":
@@ -282,6 +305,8 @@ class Service:
                 yield Progress(job.id, f"Rendering{share}…", event.done, event.total)
             elif event.kind == "failed":
                 self.metrics.renders.labels(kind, "failed").inc()
+                for made_file in (output, output.with_suffix(".mp4")):  # cancelled after all
+                    made_file.unlink(missing_ok=True)
                 yield Text(event.message, error=True)
             else:
                 result: RenderResult = event.result
@@ -326,6 +351,8 @@ class Service:
     async def _forget(self, request: Request) -> Reply:
         user_id = await self.store.find_user(request.sender.platform, request.sender.id)
         if user_id is not None:
+            # Renders for or of them stop first: none may appear after "Done".
+            await self.runner.cancel(await self.store.account_of(user_id))
             await self.store.forget(user_id)
         return Text(
             "Done: I've deleted your faces, your settings and everything I made for you. "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -9,9 +11,22 @@ from typing import Protocol
 from core.config import Settings
 from core.errors import FaceCastError, QuotaExceeded
 from core.faces.analyzer import Analyzer, Embedding, identity_distance
+from core.kinds import EngineName
 from core.media.images import load_picture
 
 # -- protected identities -----------------------------------------------------------------------
+
+# Euclidean distance under which two identity vectors are one person, per engine: dlib's
+# 128-D descriptors (its own rule: 0.6, stricter here) and ArcFace's unit vectors, where
+# distance d means cosine similarity 1 - d^2/2 (1.0: cosine 0.5).
+PROTECTED_THRESHOLDS: dict[EngineName, float] = {"classic": 0.5, "insightface": 1.0}
+
+
+def protected_threshold(settings: Settings) -> float:
+    """``FACECAST_PROTECTED_THRESHOLD``, or the engine's own."""
+    if settings.protected_threshold is not None:
+        return settings.protected_threshold
+    return PROTECTED_THRESHOLDS[settings.engine]
 
 
 @dataclass(slots=True)
@@ -37,7 +52,7 @@ class ProtectedFaces:
                 if faces:
                     face = max(faces, key=lambda f: f.quality.eye_distance)
                     found.append(analyzer.embedding(picture, face.landmarks))
-        return cls(found, settings.protected_threshold)
+        return cls(found, protected_threshold(settings))
 
     def matches(self, embedding: Embedding | None) -> bool:
         if embedding is None:
@@ -48,6 +63,32 @@ class ProtectedFaces:
 
 
 # -- limits ------------------------------------------------------------------------------
+
+
+class PixelBudget:
+    """Per-user cap on decoded pixels a second (a token bucket in this process): one
+    image as large as allowed goes through at once, a stream of them is slowed down."""
+
+    def __init__(self, per_second: float, burst: float) -> None:
+        self.per_second = per_second
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}  # who: (pixels left, when)
+
+    def take(self, who: str, pixels: int) -> None:
+        now = time.monotonic()
+        left, then = self._buckets.get(who, (self.burst, now))
+        left = min(self.burst, left + (now - then) * self.per_second)
+        if pixels > left:
+            self._buckets[who] = (left, now)
+            wait = max(1, math.ceil((pixels - left) / self.per_second))
+            raise QuotaExceeded(
+                f"That's a lot of pixels in a short time: try again in {wait} seconds."
+            )
+        self._buckets[who] = (left - pixels, now)
+        if len(self._buckets) > 10_000:  # forget the full ones
+            full = [k for k, (v, t) in self._buckets.items() if v >= self.burst]
+            for key in full:
+                del self._buckets[key]
 
 
 class UsageLog(Protocol):
@@ -80,4 +121,10 @@ class UsageLimits:
         await self.log.record_usage(user_id, kind)
 
 
-__all__ = ["ProtectedFaces", "UsageLimits"]
+__all__ = [
+    "PROTECTED_THRESHOLDS",
+    "PixelBudget",
+    "ProtectedFaces",
+    "UsageLimits",
+    "protected_threshold",
+]

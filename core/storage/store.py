@@ -1,10 +1,12 @@
 """What FaceCast remembers about people, and nothing more.
 
 Users are known only by a keyed hash of their platform and account id; a face is stored as
-the enrolled profile (texture, landmarks, embedding), encrypted when ``FACECAST_SECRET_KEY``
-is set, and expires after ``FACECAST_RETENTION_DAYS``; consent to be memed by others and
-usage (for quotas) are the only other records. ``forget`` removes all of it, and the
-user's rendered files, at once.
+the enrolled profile (texture, landmarks, embedding), always encrypted (keys from
+``FACECAST_SECRET_KEY`` or a generated key file, see :mod:`core.storage.crypto`), and expires
+after ``FACECAST_RETENTION_DAYS``; consent to be memed by others, usage (for quotas, kept a
+day) and which rendered file shows whom are the only other records. Rendered files expire
+after ``FACECAST_OUTPUT_TTL_HOURS``. ``forget`` removes all of it at once: the user's rows,
+their rendered files, and other people's renders of their face.
 
 SQLAlchemy 2 async: SQLite in the data folder by default, PostgreSQL by URL. The schema is
 created on start (there is one version so far; Alembic comes with the second).
@@ -12,9 +14,12 @@ created on start (there is one version so far; Alembic comes with the second).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import os
 import shutil
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,13 +35,14 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.config import Settings
 from core.errors import FaceCastError
 from core.faces.profile import FaceProfile
-from core.storage.crypto import Sealer
+from core.storage.crypto import Keys, private_dir
 
 GROUP_MEMES = "group-memes"  # consent to being put into memes by other people
 
@@ -84,6 +90,29 @@ class UsageRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+class OutputRow(Base):
+    """A rendered file: whose it is and whose face is in it (the owner's, or a consenting
+    friend's), so that either one's /forget deletes it."""
+
+    __tablename__ = "outputs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+# Usage older than the longest quota window is of no use to anyone.
+USAGE_KEPT = timedelta(days=1)
+
+
+def _delete_output(path: Path) -> None:
+    """A render and the MP4 it may have become (a GIF too big to send)."""
+    for candidate in (path, path.with_suffix(".mp4")):
+        candidate.unlink(missing_ok=True)
+
+
 @dataclass(frozen=True, slots=True)
 class FaceEntry:
     number: int  # 1-based, oldest first, as users see them
@@ -107,15 +136,21 @@ class Store:
         self.engine = engine
         self.settings = settings
         self._session = async_sessionmaker(engine, expire_on_commit=False)
-        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
-        self._sealer = Sealer(secret)
-        self._pepper = (secret or "facecast").encode()
+        self.keys = Keys.load(settings)
+        self._sealer = self.keys.sealer()
+        self._pepper = self.keys.pepper
+        self._old_peppers = self.keys.old_peppers
 
     @classmethod
     async def open(cls, settings: Settings) -> Store:
         url = settings.resolved_database_url
-        if url.startswith("sqlite"):
-            settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.resolved_data_dir)
+        private_dir(settings.outputs_dir)
+        if url == f"sqlite+aiosqlite:///{settings.resolved_data_dir / 'facecast.db'}":
+            # Made private before SQLite creates it; its journals take its mode.
+            database = settings.resolved_data_dir / "facecast.db"
+            os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
+            database.chmod(0o600)
         engine = create_async_engine(url)
         async with engine.begin() as connection:
             await connection.run_sync(Base.metadata.create_all)
@@ -126,31 +161,90 @@ class Store:
 
     # -- people ------------------------------------------------------------------------
 
+    @staticmethod
+    def _hash(pepper: bytes, platform: str, account_id: str) -> str:
+        message = f"{platform}:{account_id}".encode()
+        return hmac.new(pepper, message, hashlib.sha256).hexdigest()[:40]
+
     def account(self, platform: str, account_id: str) -> str:
         """The keyed hash that stands for a person in the database and on disk."""
-        message = f"{platform}:{account_id}".encode()
-        return hmac.new(self._pepper, message, hashlib.sha256).hexdigest()[:40]
+        return self._hash(self._pepper, platform, account_id)
 
     async def find_user(self, platform: str, account_id: str) -> int | None:
+        current = self.account(platform, account_id)
         async with self._session() as session:
-            found = await session.scalar(
-                select(UserRow.id).where(UserRow.account == self.account(platform, account_id))
-            )
-            return int(found) if found is not None else None
+            found = await session.scalar(select(UserRow.id).where(UserRow.account == current))
+            if found is not None:
+                return int(found)
+        return await self._rekey(platform, account_id)
+
+    async def _rekey(self, platform: str, account_id: str) -> int | None:
+        """A user hashed with an older pepper (a rotated-out key, or a server from before
+        keys were derived) is found, and their row and folder move to the current hash."""
+        current = self.account(platform, account_id)
+        older = [self._hash(p, platform, account_id) for p in self._old_peppers]
+        async with self._session() as session, session.begin():
+            row = await session.scalar(select(UserRow).where(UserRow.account.in_(older)))
+            if row is None:
+                return None
+            old_folder = self.user_folder(row.account)
+            row.account = current
+        if old_folder.is_dir() and not self.user_folder(current).exists():
+            old_folder.rename(self.user_folder(current))
+        return int(row.id)
 
     async def user(self, platform: str, account_id: str) -> int:
-        """The user's id, created on first contact."""
+        """The user's id, created on first contact: an upsert, so that two first messages
+        at once make one user instead of an IntegrityError."""
         found = await self.find_user(platform, account_id)
         if found is not None:
             return found
+        values = {"account": self.account(platform, account_id), "created_at": _now()}
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = (
+            dialect.insert(UserRow)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["account"])
+        )
         async with self._session() as session, session.begin():
-            row = UserRow(account=self.account(platform, account_id), created_at=_now())
-            session.add(row)
-            await session.flush()
-            return row.id
+            await session.execute(statement)
+        made = await self.find_user(platform, account_id)
+        assert made is not None
+        return made
 
     def user_folder(self, account: str) -> Path:
         return self.settings.outputs_dir / account
+
+    # -- rendered files ------------------------------------------------------------------
+
+    async def record_output(self, user_id: int, subject_id: int, path: Path) -> None:
+        """Remember that ``path`` (about to be rendered for ``user_id``) shows
+        ``subject_id``'s face."""
+        async with self._session() as session, session.begin():
+            session.add(
+                OutputRow(user_id=user_id, subject_id=subject_id, path=str(path), created_at=_now())
+            )
+
+    async def purge_outputs(self) -> int:
+        """Delete rendered files older than ``FACECAST_OUTPUT_TTL_HOURS`` (and their rows);
+        returns how many files went."""
+        ttl = timedelta(hours=self.settings.output_ttl_hours)
+        async with self._session() as session, session.begin():
+            await session.execute(delete(OutputRow).where(OutputRow.created_at <= _now() - ttl))
+        oldest = time.time() - ttl.total_seconds()
+        removed = 0
+        root = self.settings.outputs_dir
+        for path in root.glob("*/*") if root.is_dir() else ():
+            try:
+                if path.is_file() and path.stat().st_mtime <= oldest:
+                    path.unlink()
+                    removed += 1
+            except OSError:  # gone meanwhile
+                continue
+        for folder in root.iterdir() if root.is_dir() else ():
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
+        return removed
 
     async def account_of(self, user_id: int) -> str:
         async with self._session() as session:
@@ -276,18 +370,31 @@ class Store:
     # -- forgetting --------------------------------------------------------------------
 
     async def forget(self, user_id: int) -> None:
-        """Delete every row about the user and every file rendered for them, now."""
+        """Delete every row about the user, every file rendered for them and every render
+        of their face made for someone else, now."""
         account = await self.account_of(user_id)
         async with self._session() as session, session.begin():
+            theirs = await session.scalars(
+                select(OutputRow.path).where(OutputRow.subject_id == user_id)
+            )
+            for path in theirs:
+                _delete_output(Path(path))
+            await session.execute(
+                delete(OutputRow).where(
+                    (OutputRow.user_id == user_id) | (OutputRow.subject_id == user_id)
+                )
+            )
             for table in (FaceRow, ConsentRow, UsageRow):
                 await session.execute(delete(table).where(table.user_id == user_id))
             await session.execute(delete(UserRow).where(UserRow.id == user_id))
         shutil.rmtree(self.user_folder(account), ignore_errors=True)
 
     async def purge_expired(self) -> int:
-        """Delete faces past their retention; returns how many."""
+        """Delete faces past their retention and usage older than any quota looks back;
+        returns how many faces."""
         now = _now()
         async with self._session() as session, session.begin():
+            await session.execute(delete(UsageRow).where(UsageRow.at <= now - USAGE_KEPT))
             result = await session.execute(delete(FaceRow).where(FaceRow.expires_at <= now))
             return int(getattr(result, "rowcount", 0) or 0)
 
@@ -299,4 +406,4 @@ class Store:
                 row.expires_at = _now() - timedelta(seconds=1)
 
 
-__all__ = ["GROUP_MEMES", "FaceEntry", "Store"]
+__all__ = ["GROUP_MEMES", "USAGE_KEPT", "FaceEntry", "Store"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,9 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from skimage.data import astronaut as data_astronaut
 
+from bots.base import GENERIC_ERROR
 from core.media.images import RGBImage
 from core.media.video import read_video
 
@@ -20,6 +24,8 @@ from ..conftest import free_port, jpeg, start_serve, stop_serve
 from ..fakes.discord_api import APP_ID, GUILD_ID, Call, FakeDiscord
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+# Unexpected errors tests cause on purpose: each is logged once, with its traceback.
+CAUSED: list[str] = []
 ALICE = {
     "id": "600000000000000001",
     "username": "alice",
@@ -55,9 +61,11 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def bot(fake: FakeDiscord, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[None]:
+async def bot(fake: FakeDiscord, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Path]:
+    """`facecast serve` with Discord; its data folder."""
+    data = tmp_path_factory.mktemp("discord-data")
     env = {
-        "FACECAST_DATA_DIR": str(tmp_path_factory.mktemp("discord-data")),
+        "FACECAST_DATA_DIR": str(data),
         "FACECAST_DISCORD_TOKEN": "discord-test-token",
         "FACECAST_DISCORD_API_BASE": fake.url("/api/v10"),
         "FACECAST_DISCORD_GATEWAY_URL": f"ws://127.0.0.1:{fake.port}/gateway",
@@ -72,9 +80,9 @@ async def bot(fake: FakeDiscord, tmp_path_factory: pytest.TempPathFactory) -> As
             what="the command sync",
         )
         await asyncio.sleep(0.5)
-        yield
+        yield data
     finally:
-        await stop_serve(process)
+        await stop_serve(process, caused=CAUSED)
 
 
 def to(interaction: dict[str, Any]):  # type: ignore[no-untyped-def]
@@ -249,3 +257,68 @@ async def test_a_dm_selfie_enrols(fake: FakeDiscord, bot: None, astronaut: RGBIm
         if c.path == f"/channels/{dm}/messages" and isinstance(c.json, dict)
     ]
     assert any("Got your face" in t for t in texts)
+
+
+def original_edits(interaction: dict[str, Any], all_calls: list[Call]) -> list[Call]:
+    return [
+        c
+        for c in to(interaction)(all_calls)
+        if c.method == "PATCH" and c.path.endswith("@original")
+    ]
+
+
+async def test_progress_edits_are_throttled(fake: FakeDiscord, bot: Path) -> None:
+    """At most one edit of the deferred response every 1.5 s; the result's "Done!" at once."""
+    dave = {**CAROL, "id": "600000000000000010", "username": "dave", "global_name": "Dave"}
+    await enrol(fake, dave, np.ascontiguousarray(data_astronaut()))
+    ask = fake.slash(dave, "clip", {"clip": "astronaut-shake"})
+    await posted_file(fake, ask, "the clip")
+    await fake.wait_for(
+        lambda calls: any(
+            (c.json or {}).get("content") == "Done!" for c in original_edits(ask, calls)
+        ),
+        what="the last edit",
+    )
+    edits = original_edits(ask, fake.calls)
+    progress = [c for c in edits if (c.json or {}).get("content") != "Done!"]
+    assert progress  # progress was shown...
+    gaps = [b.at - a.at for a, b in itertools.pairwise(progress)]
+    assert all(gap >= 1.4 for gap in gaps), gaps  # ...but not faster than Discord allows
+    assert edits[-1].json["content"] == "Done!"
+
+
+async def test_an_unexpected_error_is_one_friendly_private_reply(
+    fake: FakeDiscord, bot: Path
+) -> None:
+    """The database breaking under the service: one friendly message, "thinking…" resolved."""
+    database = bot / "facecast.db"
+    with sqlite3.connect(database) as db:
+        db.execute("ALTER TABLE users RENAME TO users_away")
+    CAUSED.append("no such table: users")
+    try:
+        ask = fake.slash(ALICE, "clip", {"clip": "astronaut-pan"})
+        await fake.dispatch("INTERACTION_CREATE", ask)
+        await fake.wait_for(lambda calls: followups(ask, calls), what="the error")
+        await fake.wait_for(
+            lambda calls: any(c.method == "DELETE" for c in to(ask)(calls)),
+            what="the deferred response resolved",
+        )
+    finally:
+        with sqlite3.connect(database) as db:
+            db.execute("ALTER TABLE users_away RENAME TO users")
+    (error,) = followups(ask, fake.calls)
+    assert error.json["content"] == GENERIC_ERROR
+    assert error.json["flags"] & 64
+    assert to(ask)(fake.calls)[0].json["type"] == 5  # it had been deferred ("thinking…")
+
+
+async def test_a_failed_status_edit_does_not_stop_the_result(
+    fake: FakeDiscord, bot: Path, tmp_path: Path
+) -> None:
+    erin = {**CAROL, "id": "600000000000000011", "username": "erin", "global_name": "Erin"}
+    await enrol(fake, erin, np.ascontiguousarray(data_astronaut()))
+    ask = fake.slash(erin, "meme", {"template": "spin"})
+    fake.failing_edits.add(ask["token"])  # editing the original response answers 404
+    made = await posted_file(fake, ask, "the meme despite failed edits")
+    assert original_edits(ask, fake.calls)  # progress was tried, and refused
+    assert len(frames(made, tmp_path, "spin.gif")) > 10

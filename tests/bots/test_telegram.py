@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from bots.base import GENERIC_ERROR
 from core.media.images import RGBImage
 from core.media.video import read_video
 
@@ -20,6 +21,8 @@ from ..conftest import free_port, jpeg, start_serve, stop_serve
 from ..fakes.telegram_api import Call, FakeTelegram
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+# Unexpected errors tests cause on purpose: each is logged once, with its traceback.
+CAUSED: list[str] = []
 TOKEN = "123456:TEST-TOKEN"
 ALICE = {"id": 501, "is_bot": False, "first_name": "Alice"}
 BOB = {"id": 502, "is_bot": False, "first_name": "Bob"}
@@ -67,7 +70,7 @@ async def bot(fake: FakeTelegram, data_dir: Path) -> AsyncIterator[subprocess.Po
         )
         yield process
     finally:
-        await stop_serve(process)
+        await stop_serve(process, caused=CAUSED)
 
 
 def replies_to(message_id: int, *methods: str):  # type: ignore[no-untyped-def]
@@ -323,3 +326,45 @@ async def test_webhook_mode(fake: FakeTelegram, tmp_path_factory: pytest.TempPat
         assert "/forget" in answer.params["text"]
     finally:
         await stop_serve(process)
+
+
+CAROL = {"id": 503, "is_bot": False, "first_name": "Carol"}
+
+
+async def test_an_unexpected_error_gets_one_friendly_reply(
+    fake: FakeTelegram, bot: subprocess.Popen[str], data_dir: Path
+) -> None:
+    """The database breaking under the service: a friendly message, not silence."""
+    database = data_dir / "facecast.db"
+    with sqlite3.connect(database) as db:
+        db.execute("ALTER TABLE users RENAME TO users_away")
+    CAUSED.append("no such table: users")
+    try:
+        ask = fake.message(private(CAROL), CAROL, text="/faces")
+        fake.push({"message": ask})
+        answered = replies_to(ask["message_id"], "sendMessage")
+        await fake.wait_for(answered, what="the apology")
+    finally:
+        with sqlite3.connect(database) as db:
+            db.execute("ALTER TABLE users_away RENAME TO users")
+    (answer,) = answered(fake.calls)
+    assert answer.params["text"] == GENERIC_ERROR
+
+
+async def test_a_failed_status_edit_does_not_stop_the_result(
+    fake: FakeTelegram, bot: subprocess.Popen[str], astronaut: RGBImage, tmp_path: Path
+) -> None:
+    fake.failing["editMessageText"] = 1000  # every status edit answers 400
+    try:
+        message = fake.message(private(CAROL), CAROL, photo=jpeg(astronaut))
+        fake.push({"message": message})
+        mine = replies_to(message["message_id"], "sendMessage", "sendAnimation")
+        await fake.wait_for(
+            lambda calls: any(c.params.get("reply_markup") for c in mine(calls)),
+            what="the preview and clip menu despite failed edits",
+        )
+    finally:
+        fake.failing.pop("editMessageText", None)
+    assert fake.sent("editMessageText:400")  # progress was tried, and refused
+    (animation,) = [c for c in mine(fake.calls) if c.method == "sendAnimation"]
+    assert len(await frames_of(animation, tmp_path)) == 30

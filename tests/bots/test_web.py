@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gc
 import json
 import logging
@@ -33,6 +34,21 @@ def _jar() -> aiohttp.CookieJar:
     return aiohttp.CookieJar(unsafe=True)  # keep cookies of 127.0.0.1, as browsers do
 
 
+@contextlib.asynccontextmanager
+async def _browser(server: TestServer) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client that opened the chat page first, as a browser does: it has a session."""
+    async with aiohttp.ClientSession(cookie_jar=_jar()) as client:
+        async with client.get(server.make_url("/")) as page:
+            assert page.status == 200
+            assert COOKIE in page.cookies
+        yield client
+
+
+def _cookie_header(client: aiohttp.ClientSession) -> bytes:
+    (cookie,) = [c for c in client.cookie_jar if c.key == COOKIE]
+    return f"Cookie: {COOKIE}={cookie.value}\r\n".encode()
+
+
 async def test_page_health_and_metrics(web_server: TestServer) -> None:
     async with aiohttp.ClientSession(cookie_jar=_jar()) as client:
         async with client.get(web_server.make_url("/")) as page:
@@ -54,7 +70,7 @@ async def test_page_health_and_metrics(web_server: TestServer) -> None:
 
 
 async def test_upload_render_and_only_its_browser_can_fetch_it(web_server: TestServer) -> None:
-    async with aiohttp.ClientSession(cookie_jar=_jar()) as client:
+    async with _browser(web_server) as client:
         form = aiohttp.FormData()
         form.add_field("image", SELFIE.read_bytes(), filename="me.jpg", content_type="image/jpeg")
         async with client.post(web_server.make_url("/api/message"), data=form) as response:
@@ -68,7 +84,7 @@ async def test_upload_render_and_only_its_browser_can_fetch_it(web_server: TestS
             assert gif.status == 200
             assert (await gif.read())[:6] == b"GIF89a"
     async with (
-        aiohttp.ClientSession(cookie_jar=_jar()) as stranger,
+        _browser(web_server) as stranger,
         stranger.get(web_server.make_url(media["url"])) as denied,
     ):
         assert denied.status == 404
@@ -76,7 +92,7 @@ async def test_upload_render_and_only_its_browser_can_fetch_it(web_server: TestS
 
 async def test_websocket_conversation(web_server: TestServer) -> None:
     async with (
-        aiohttp.ClientSession(cookie_jar=_jar()) as client,
+        _browser(web_server) as client,
         client.ws_connect(web_server.make_url("/api/ws")) as socket,
     ):
         await socket.send_json({"text": "/help"})
@@ -102,7 +118,7 @@ async def test_websocket_conversation(web_server: TestServer) -> None:
 
 
 async def test_bad_input_gets_friendly_answers(web_server: TestServer, tmp_path: Path) -> None:
-    async with aiohttp.ClientSession(cookie_jar=_jar()) as client:
+    async with _browser(web_server) as client:
         async with client.ws_connect(web_server.make_url("/api/ws")) as socket:
             await socket.send_str("{not json")
             assert (await socket.receive_json(timeout=10))["error"]
@@ -177,7 +193,7 @@ async def _say(client: aiohttp.ClientSession, server: TestServer, text: str) -> 
 async def test_metrics_label_only_known_commands(
     web_server: TestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with aiohttp.ClientSession(cookie_jar=_jar()) as client:
+    async with _browser(web_server) as client:
         # A lone surrogate, as the JSON escape a browser may send: not encodable as UTF-8.
         async with client.post(
             web_server.make_url("/api/message"),
@@ -210,7 +226,8 @@ async def test_unreadable_cookie_is_no_cookie(
             b"Cookie: " + COOKIE.encode() + b"=\xff.0\r\n\r\n",
         )
         assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
-        assert b"Set-Cookie: " + COOKIE.encode() in answer  # a fresh session instead
+        # The page starts a fresh session instead; nothing else hands out sessions.
+        assert (b"Set-Cookie: " + COOKIE.encode() in answer) == (path == b"/")
     _no_tracebacks(caplog)
 
 
@@ -265,7 +282,7 @@ async def test_malformed_bodies_get_400(
     web_server: TestServer, caplog: pytest.LogCaptureFixture, body: bytes, content_type: str
 ) -> None:
     async with (
-        aiohttp.ClientSession(cookie_jar=_jar()) as client,
+        _browser(web_server) as client,
         client.post(
             web_server.make_url("/api/message"), data=body, headers={"Content-Type": content_type}
         ) as response,
@@ -279,7 +296,7 @@ async def test_websocket_survives_bad_messages(
     strict_server: TestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with (
-        aiohttp.ClientSession(cookie_jar=_jar()) as client,
+        _browser(strict_server) as client,
         client.ws_connect(strict_server.make_url("/api/ws")) as socket,
     ):
         bad: list[str | bytes] = ["[]", '"x"', "1", "null", "[" * 100_000, b"\x00binary"]
@@ -301,7 +318,7 @@ async def test_websocket_survives_bad_messages(
 async def test_face_number_is_ascii_digits(
     web_server: TestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with aiohttp.ClientSession(cookie_jar=_jar()) as client:
+    async with _browser(web_server) as client:
         form = aiohttp.FormData()
         form.add_field("image", SELFIE.read_bytes(), filename="me.jpg", content_type="image/jpeg")
         async with client.post(web_server.make_url("/api/message"), data=form) as response:
@@ -320,9 +337,8 @@ async def test_face_number_is_ascii_digits(
 async def test_media_with_an_overlong_name_is_404(
     web_server: TestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with aiohttp.ClientSession(cookie_jar=_jar()) as client:
-        async with client.get(web_server.make_url("/healthz")) as health:
-            user = health.cookies[COOKIE].value.split(".")[0]
+    async with _browser(web_server) as client:
+        user = _cookie_header(client).decode().split("=", 1)[1].split(".")[0]
         account = web_server.app[SERVICE].store.account(PLATFORM, user)
         for name in ("a" * 300, "a" * 5000, "%ED%A0%80", "a%00b"):
             async with client.get(web_server.make_url(f"/media/{account}/{name}")) as response:
@@ -333,7 +349,10 @@ async def test_media_with_an_overlong_name_is_404(
 async def test_stalled_or_oversize_bodies_are_dropped_in_seconds(
     strict_server: TestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    async with _browser(strict_server) as client:
+        cookie = _cookie_header(client)
     head = b"POST /api/message HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head += cookie
     started = time.monotonic()
     # Declared over the limit (twice the 300 kB uploads): refused before any body is read.
     answer = await _raw(strict_server, head + b"Content-Length: 30000000\r\n\r\n{", timeout=5)
@@ -346,7 +365,7 @@ async def test_stalled_or_oversize_bodies_are_dropped_in_seconds(
     assert time.monotonic() - started < 5
     # Too big without a declared length (chunked): 413 from aiohttp's own limit.
     async with (
-        aiohttp.ClientSession() as client,
+        _browser(strict_server) as client,
         client.post(
             strict_server.make_url("/api/message"),
             data=_chunks(b"x" * 100_000, 7),
@@ -373,7 +392,7 @@ async def test_broken_form_leaves_no_temporary_file(web_server: TestServer) -> N
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         async with (
-            aiohttp.ClientSession() as client,
+            _browser(web_server) as client,
             client.post(
                 web_server.make_url("/api/message"), data=body, headers={"Content-Type": MULTIPART}
             ) as response,
@@ -392,3 +411,53 @@ async def test_unparsable_request_is_one_line_in_the_log(
     assert "Traceback" not in caplog.text
     assert "Error handling request" in caplog.text  # still said, in one line
     _no_tracebacks(caplog)
+
+
+async def test_the_api_needs_a_session_the_page_issued(web_server: TestServer) -> None:
+    """A script without the page's cookie is refused, so it cannot be a new user with
+    fresh quotas on every request; a forged cookie is no session either."""
+    service = web_server.app[SERVICE]
+    forged = _jar()
+    forged.update_cookies({COOKIE: "someone-else.0000"})
+    for jar in (_jar(), forged):
+        async with aiohttp.ClientSession(cookie_jar=jar) as script:
+            async with script.post(
+                web_server.make_url("/api/message"), json={"text": "/help"}
+            ) as refused:
+                assert refused.status == 401
+                answer = await refused.json()
+                assert "chat page" in answer["error"]
+                assert answer["replies"][0]["text"] == answer["error"]
+            with pytest.raises(aiohttp.WSServerHandshakeError) as handshake:
+                await script.ws_connect(web_server.make_url("/api/ws"))
+            assert handshake.value.status == 401
+    assert "facecast_messages_total{" not in service.metrics.exposition().decode()
+    async with _browser(web_server) as browser:
+        assert "/forget" in (await _say(browser, web_server, "/help"))[0]["text"]
+
+
+async def test_new_sessions_per_address_are_limited(tmp_path: Path, analyzer: DlibAnalyzer) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data", bundled_clips_dir=REPO / "clips", web_sessions_per_ip_hour=3
+    )
+    store = await Store.open(settings)
+    runner = LocalJobRunner(workers=1, max_queue=2)
+    server = TestServer(create_app(Service(settings, store, runner, analyzer)))
+    await server.start_server()
+    try:
+        browsers = [aiohttp.ClientSession(cookie_jar=_jar()) for _ in range(4)]
+        statuses = []
+        for browser in browsers:
+            async with browser.get(server.make_url("/")) as page:
+                statuses.append((page.status, COOKIE in page.cookies))
+        assert statuses == [(200, True)] * 3 + [(429, False)]
+        # A browser that has its session keeps it: the page and the API still answer.
+        async with browsers[0].get(server.make_url("/")) as again:
+            assert again.status == 200
+        assert await _say(browsers[0], server, "/help")
+        for browser in browsers:
+            await browser.close()
+    finally:
+        await server.close()
+        await runner.close()
+        await store.close()

@@ -211,7 +211,7 @@ async def test_fuzzed_input_never_breaks_the_web_chat(
     answered = 0
     url: Callable[[str], URL] = server.make_url
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
-        async with client.get(url("/healthz")) as first:
+        async with client.get(url("/")) as first:
             user = first.cookies[COOKIE].value.split(".")[0]
         account = server.app[SERVICE].store.account(PLATFORM, user)
 

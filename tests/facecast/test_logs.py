@@ -93,3 +93,11 @@ def test_filter_scrubs_message_arguments_and_tracebacks(capsys: pytest.CaptureFi
     assert "RuntimeError" in err
     for secret in ("SECRET-token", "123456%3A", SECRET_KEY, "discord.TOKEN"):
         assert secret not in err, err
+
+
+def test_each_of_several_secret_keys_is_redacted_alone() -> None:
+    settings = Settings(secret_key=SecretStr("new-key-one, old-key-two"))
+    scrub = RedactSecrets(secrets_of(settings)).scrub
+    assert scrub("rotating from old-key-two to new-key-one") == (
+        f"rotating from {REDACTED} to {REDACTED}"
+    )

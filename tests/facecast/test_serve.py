@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import signal
 import subprocess
@@ -9,9 +11,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import aiohttp
 import pytest
 
-from ..conftest import assert_user_error, free_port, start_serve
+from core.media.images import RGBImage
+
+from ..conftest import assert_user_error, free_port, jpeg, start_serve
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
@@ -78,3 +83,77 @@ def test_guild_ids_may_be_comma_separated(tmp_path: Path) -> None:
         run = _serve_refuses(tmp_path, FACECAST_DISCORD_GUILD_IDS=ids, FACECAST_WORKERS="0")
         assert_user_error(run, "FACECAST_WORKERS='0'", "at least 1")
         assert "GUILD" not in run.stderr
+
+
+async def _healthy(port: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            async with (
+                aiohttp.ClientSession() as client,
+                client.get(f"http://127.0.0.1:{port}/healthz") as response,
+            ):
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.3)
+    raise AssertionError("facecast serve did not come up")
+
+
+async def test_sigterm_tells_queued_users_and_finishes_running_renders(
+    tmp_path: Path, astronaut: RGBImage
+) -> None:
+    port = free_port()
+    grace = 8.0
+    process = start_serve(
+        {
+            "FACECAST_DATA_DIR": str(tmp_path / "data"),
+            "FACECAST_WORKERS": "1",
+            "FACECAST_SHUTDOWN_GRACE": str(grace),
+        },
+        port,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await _healthy(port)
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+            async with client.get(f"{base}/") as page:  # the page issues the session
+                assert page.status == 200
+            selfie = {"text": "", "image": base64.b64encode(jpeg(astronaut)).decode()}
+            async with client.post(f"{base}/api/message", json=selfie) as enrolled:
+                assert "Got your face" in (await enrolled.json())["replies"][0]["text"]
+            running = await client.ws_connect(f"{base}/api/ws")
+            queued = await client.ws_connect(f"{base}/api/ws")
+            await running.send_json({"text": "/clip astronaut-pan"})
+            first = await running.receive_json(timeout=30)
+            assert first["type"] == "progress"
+            await queued.send_json({"text": "/meme spin"})
+            waiting = await queued.receive_json(timeout=30)
+            assert "queue" in waiting["text"]
+
+            stopped = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            told = await queued.receive_json(timeout=3)  # at once, not after the grace
+            assert told["type"] == "text"
+            assert "shutting down" in told["text"]
+            assert time.monotonic() - stopped < 3
+
+            replies = []
+            while True:
+                frame = await running.receive(timeout=grace + 10)
+                if frame.type != aiohttp.WSMsgType.TEXT:
+                    break
+                replies.append(json.loads(frame.data))
+            assert [r for r in replies if r["type"] == "media"]  # finished within the grace
+            await running.close()
+            await queued.close()
+        _, err = await asyncio.to_thread(process.communicate, timeout=grace + 15)
+        took = time.monotonic() - stopped
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert took < grace + 6, took

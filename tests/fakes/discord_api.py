@@ -49,6 +49,7 @@ class Call:
     json: dict[str, Any] | list[Any] | None
     files: dict[str, bytes] = field(default_factory=dict)
     query: dict[str, str] = field(default_factory=dict)
+    at: float = field(default_factory=time.monotonic)
 
 
 class FakeDiscord:
@@ -61,6 +62,7 @@ class FakeDiscord:
         self._sequence = itertools.count(1)
         self._sockets: list[web.WebSocketResponse] = []
         self.heartbeats = 0
+        self.failing_edits: set[str] = set()  # interaction tokens whose response can't be edited
         self.heartbeat_interval_ms = 1500  # short, so a test run sees the client's heartbeats
         self.identified = asyncio.Event()
         self._new_call = asyncio.Event()
@@ -318,6 +320,9 @@ class FakeDiscord:
 
     def _answer(self, call: Call) -> web.StreamResponse:
         method, path = call.method, call.path
+        editing = method == "PATCH" and path.endswith("/messages/@original")
+        if editing and any(token in path for token in self.failing_edits):
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
         if path == "/users/@me":
             return _json(BOT)
         if path == "/oauth2/applications/@me":

@@ -52,6 +52,7 @@ class FakeTelegram:
         self.updates: list[dict[str, Any]] = []
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (path, data)
         self.too_many: dict[str, int] = {}  # method -> answer 429 this many times
+        self.failing: dict[str, int] = {}  # method -> answer 400 this many times
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
         self._file_ids = itertools.count(1)
@@ -171,6 +172,17 @@ class FakeTelegram:
                     "parameters": {"retry_after": 1},
                 },
                 status=429,
+            )
+        if self.failing.get(method):
+            self.failing[method] -= 1
+            self._record(Call(method + ":400", params, files))
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error_code": 400,
+                    "description": "Bad Request: message to edit not found",
+                },
+                status=400,
             )
         if method == "getUpdates":
             return await self._get_updates(params)

@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from core.jobs.base import Job, JobEvent, RunnerBusy
-from core.jobs.local import LocalJobRunner
+from core.jobs.base import CANCELLED, Job, JobEvent, RunnerBusy
+from core.jobs.local import SHUTTING_DOWN, LocalJobRunner
 
 from . import job_tasks
 
@@ -69,3 +69,39 @@ async def test_a_friendly_error_reaches_the_user(runner: LocalJobRunner) -> None
     job = await runner.submit("a", job_tasks.refuse)
     history = await asyncio.wait_for(_follow(job), 60)
     assert history[-1] == JobEvent("failed", message="That clip is too sad to render.")
+
+
+async def test_cancel_ends_a_persons_queued_and_running_jobs() -> None:
+    small = LocalJobRunner(workers=1, max_queue=5)
+    try:
+        running = await small.submit("alice", job_tasks.square, 2, 1.0)
+        queued = await small.submit("alice", job_tasks.square, 3, 0.1)
+        about = await small.submit("bob", job_tasks.square, 4, 0.1, about=["alice"])
+        other = await small.submit("bob", job_tasks.square, 5, 0.1)
+        await asyncio.sleep(0.3)  # the first one is in its worker
+        started = asyncio.get_running_loop().time()
+        await small.cancel("alice")
+        assert asyncio.get_running_loop().time() - started < 5  # waited for the running one
+        for job in (running, queued, about):
+            history = await asyncio.wait_for(_follow(job), 10)
+            assert history[-1] == JobEvent("failed", message=CANCELLED)
+            assert not [e for e in history if e.kind == "done"]
+        assert (await asyncio.wait_for(_follow(other), 30))[-1].result == 25
+    finally:
+        await small.close()
+
+
+async def test_close_tells_the_queue_at_once_and_stops_long_jobs_after_the_grace() -> None:
+    small = LocalJobRunner(workers=1, max_queue=5)
+    slow = await small.submit("a", job_tasks.square, 2, 30.0)
+    waiting = await small.submit("b", job_tasks.square, 3, 0.1)
+    await asyncio.sleep(0.3)
+    started = asyncio.get_running_loop().time()
+    closing = asyncio.create_task(small.close(grace=1.0))
+    told = await asyncio.wait_for(_follow(waiting), 0.5)  # at once, not after the grace
+    assert told[-1] == JobEvent("failed", message=SHUTTING_DOWN)
+    await asyncio.wait_for(closing, 10)
+    assert asyncio.get_running_loop().time() - started < 5  # not the job's 30 s
+    assert (await asyncio.wait_for(_follow(slow), 1))[-1] == JobEvent(
+        "failed", message=SHUTTING_DOWN
+    )

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import os
+import pickle
+import stat
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from core.config import Settings
 from core.faces.analyzer import DlibAnalyzer
+from core.jobs.base import Job
 from core.jobs.local import LocalJobRunner
 from core.media.images import RGBImage
 from core.media.video import read_video
@@ -257,3 +265,167 @@ async def test_help_unknown_and_chatter(bot: Service) -> None:
     assert "don't know a clip" in missing.text  # type: ignore[union-attr]
     (long,) = await talk(bot, Request(ALICE, DM, text="/meme spin " + "x" * 200))
     assert "at most 140" in long.text  # type: ignore[union-attr]
+
+
+class RecordingRunner(LocalJobRunner):
+    """The real local runner, keeping each job's pickled arguments as a worker gets them."""
+
+    def __init__(self, workers: int, max_queue: int) -> None:
+        super().__init__(workers, max_queue)
+        self.payloads: list[bytes] = []
+
+    async def submit(
+        self, user: str, task: Callable[..., Any], *args: Any, about: Iterable[str] = ()
+    ) -> Job:
+        self.payloads.append(pickle.dumps((task, args)))
+        return await super().submit(user, task, *args, about=about)
+
+
+async def test_worker_payloads_carry_no_secret(
+    store_settings: Settings, analyzer: DlibAnalyzer, alice_selfie: bytes
+) -> None:
+    secrets = {
+        "telegram_token": "123456:telegram-SECRET-token",
+        "discord_token": "discord-SECRET-token.abc",
+        "secret_key": "the-SECRET-key,an-older-SECRET",
+    }
+    settings = store_settings.model_copy(
+        update={name: SecretStr(value) for name, value in secrets.items()}
+    )
+    store = await Store.open(settings)
+    runner = RecordingRunner(workers=1, max_queue=5)
+    try:
+        bot = Service(settings, store, runner, analyzer)
+        replies = await talk(bot, Request(ALICE, DM, image=alice_selfie))
+        assert only(replies, Media)  # the preview rendered from what the payload carries
+        assert runner.payloads
+        for payload in runner.payloads:
+            for value in secrets.values():
+                for part in value.split(","):
+                    assert part.encode() not in payload
+            assert b"SECRET" not in payload
+            if settings.database_url:
+                assert settings.database_url.encode() not in payload
+    finally:
+        await runner.close()
+        await store.close()
+
+
+def _account_files(bot: Service, account: str) -> list[Path]:
+    return [p for p in bot.settings.resolved_data_dir.rglob("*") if account in str(p)]
+
+
+async def test_outputs_expire_after_their_ttl(bot: Service, alice_selfie: bytes) -> None:
+    replies = await talk(bot, Request(ALICE, DM, image=alice_selfie))
+    (preview,) = only(replies, Media)
+    assert stat.S_IMODE(preview.path.stat().st_mode) == 0o600  # private, in a private folder
+    assert stat.S_IMODE(preview.path.parent.stat().st_mode) == 0o700
+    fresh = only(await talk(bot, Request(ALICE, DM, text="/meme spin")), Media)[0]
+    old = time.time() - bot.settings.output_ttl_hours * 3600 - 60
+    os.utime(preview.path, (old, old))
+    await bot.purge()
+    assert not preview.path.exists()
+    assert fresh.path.is_file()  # younger than the TTL: kept
+    young = time.time() - bot.settings.output_ttl_hours * 3600 + 600
+    os.utime(fresh.path, (young, young))
+    await bot.purge()
+    assert fresh.path.is_file()
+
+
+async def test_a_friends_forget_deletes_memes_of_her(
+    bot: Service, alice_selfie: bytes, bob_selfie: bytes
+) -> None:
+    await talk(bot, Request(ALICE, DM, image=alice_selfie))
+    (bobs_preview,) = only(await talk(bot, Request(BOB, DM, image=bob_selfie)), Media)
+    await talk(bot, Request(ALICE, DM, text="/optin"))
+    ask = Request(BOB, GROUP, text="/meme spin", reply_to=Quoted(ALICE, "hi"))
+    (of_alice,) = only(await talk(bot, ask), Media)
+    (of_bob,) = only(await talk(bot, Request(BOB, DM, text="/meme spin")), Media)
+    assert of_alice.path.is_file()
+    await talk(bot, Request(ALICE, DM, text="/forget"))
+    assert not of_alice.path.exists()  # in Bob's folder, but Alice's face
+    assert of_bob.path.is_file()
+    assert bobs_preview.path.is_file()
+
+
+async def test_forget_cancels_queued_and_running_renders(
+    store_settings: Settings, analyzer: DlibAnalyzer, alice_selfie: bytes
+) -> None:
+    store = await Store.open(store_settings)
+    runner = LocalJobRunner(workers=1, max_queue=5)
+    try:
+        bot = Service(store_settings, store, runner, analyzer)
+        await talk(bot, Request(ALICE, DM, image=alice_selfie))
+        user = await store.find_user(ALICE.platform, ALICE.id)
+        assert user is not None
+        account = await store.account_of(user)
+        renders = [
+            asyncio.create_task(talk(bot, Request(ALICE, DM, text=command)))
+            for command in ("/clip astronaut-pan", "/meme spin", "/meme deal-with-it")
+        ]
+        for _ in range(200):  # until one renders and the others wait
+            if runner.running == 1 and runner.queue_length == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert runner.running == 1
+        (done,) = await talk(bot, Request(ALICE, DM, text="/forget"))
+        assert "deleted" in done.text  # type: ignore[union-attr]
+        results = await asyncio.wait_for(asyncio.gather(*renders), 60)
+        for replies in results:
+            assert not only(replies, Media)
+            assert "forget" in replies[-1].text  # type: ignore[union-attr]
+        await asyncio.sleep(1.0)  # anything late would have landed by now
+        assert _account_files(bot, account) == []
+        assert await store.find_user(ALICE.platform, ALICE.id) is None
+    finally:
+        await runner.close()
+        await store.close()
+
+
+def _png(side: int) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (200, 170, 150)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def _longest_stall(bot: Service, request: Request) -> tuple[float, list[Reply]]:
+    """How long the event loop went without a turn while ``request`` was answered."""
+    gaps = [0.0]
+    running = True
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while running:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.05)
+    replies = await talk(bot, request)
+    running = False
+    await ticker
+    return max(gaps), replies
+
+
+async def test_big_images_decode_off_the_loop_and_pixels_are_rationed(bot: Service) -> None:
+    huge = _png(6000)  # allowed (36 megapixels) and about 100 kB: cheap to send
+    assert len(huge) < 300_000
+    # Cut short, it is decoded nearly all the way, then refused as incomplete: the time
+    # goes to decoding alone, which must leave the event loop free to serve others.
+    started = time.monotonic()
+    stall, (damaged,) = await _longest_stall(bot, Request(ALICE, DM, image=huge[:-2000]))
+    took = time.monotonic() - started
+    assert "damaged or incomplete" in damaged.text  # type: ignore[union-attr]
+    assert took > 0.3  # a real decode...
+    assert stall < took / 3, (stall, took)  # ...that the loop did not wait for
+    # A second one at once is over this user's pixel budget; someone else's is not.
+    started = time.monotonic()
+    (refused,) = await talk(bot, Request(ALICE, DM, image=huge))
+    assert "try again in" in refused.text  # type: ignore[union-attr]
+    assert time.monotonic() - started < 0.5  # refused from the header, not decoded
+    (other,) = await talk(bot, Request(Person("web", "carol"), DM, image=huge[:-2000]))
+    assert "damaged or incomplete" in other.text  # type: ignore[union-attr]

@@ -1,17 +1,26 @@
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import hmac
+import stat
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from cryptography.fernet import Fernet
 from pydantic import SecretStr
+from sqlalchemy import text
 
 from core.config import Settings
+from core.errors import BadMedia
 from core.faces.analyzer import DlibAnalyzer
 from core.faces.profile import FaceProfile, enroll
 from core.media.images import RGBImage
-from core.storage.store import GROUP_MEMES, Store
+from core.storage.crypto import FACES, KEY_FILE, PEPPER, WEB_SESSIONS, Keys
+from core.storage.store import GROUP_MEMES, USAGE_KEPT, Store
 
 
 @pytest.fixture
@@ -102,3 +111,154 @@ async def test_face_data_is_encrypted_at_rest_with_a_key(
         assert user_again is None  # the account hash is keyed as well
     finally:
         await wrong.close()
+
+
+async def test_faces_are_encrypted_and_private_without_a_configured_key(
+    store_settings: Settings, profile: FaceProfile
+) -> None:
+    assert store_settings.secret_key is None
+    store = await Store.open(store_settings)
+    try:
+        user = await store.user("web", "e")
+        await store.add_face(user, profile)
+        (raw,) = await store.raw_face_data(user)
+        assert b"texture" not in raw
+        assert not raw.startswith(b"PK")
+    finally:
+        await store.close()
+    data = store_settings.resolved_data_dir
+    key_file = data / KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(key_file.read_text().strip()) >= 40
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE(store_settings.outputs_dir.stat().st_mode) == 0o700
+    if store_settings.database_url is None:
+        assert stat.S_IMODE((data / "facecast.db").stat().st_mode) == 0o600
+    # The same generated key reads it back after a restart.
+    again = await Store.open(store_settings)
+    try:
+        assert await again.find_user("web", "e") == user
+        back = await again.active_profile(user)
+        assert back is not None
+        assert np.array_equal(back.texture, profile.texture)
+    finally:
+        await again.close()
+
+
+def test_each_purpose_has_its_own_key() -> None:
+    keys = Keys(("one secret",))
+    derived = [keys.derived(p)[0] for p in (FACES, PEPPER, WEB_SESSIONS)]
+    assert len(set(derived)) == 3
+    assert all(len(k) == 32 for k in derived)
+    assert b"one secret" not in derived
+
+
+async def test_keys_rotate_the_first_encrypts_all_decrypt(
+    store_settings: Settings, profile: FaceProfile
+) -> None:
+    def keyed(value: str) -> Settings:
+        return store_settings.model_copy(update={"secret_key": SecretStr(value)})
+
+    old = await Store.open(keyed("old key"))
+    try:
+        user = await old.user("telegram", "7")
+        await old.add_face(user, profile)
+        (sealed_old,) = await old.raw_face_data(user)
+    finally:
+        await old.close()
+    rotated = await Store.open(keyed("new key, old key"))
+    try:
+        assert await rotated.find_user("telegram", "7") == user  # rehashed with the new pepper
+        back = await rotated.active_profile(user)
+        assert back is not None
+        assert np.array_equal(back.texture, profile.texture)
+        await rotated.add_face(user, profile)
+        newest = (await rotated.raw_face_data(user))[-1]
+        assert newest != sealed_old
+    finally:
+        await rotated.close()
+    new_only = await Store.open(keyed("new key"))
+    try:
+        assert await new_only.find_user("telegram", "7") == user
+        back = await new_only.active_profile(user)  # the newest face, sealed with the new key
+        assert back is not None
+        assert np.array_equal(back.texture, profile.texture)
+        await new_only.activate(user, 1)
+        with pytest.raises(BadMedia):  # the old key is gone: its face can't be read
+            await new_only.active_profile(user)
+    finally:
+        await new_only.close()
+
+
+@pytest.mark.parametrize("secret", [None, "an old secret"])
+async def test_data_from_before_derived_keys_stays_readable(
+    store_settings: Settings, profile: FaceProfile, secret: str | None
+) -> None:
+    """A server of old hashed accounts with the raw secret (or "facecast" without one) and
+    sealed faces with SHA-256 of the secret (or not at all)."""
+    settings = store_settings.model_copy(
+        update={"secret_key": SecretStr(secret) if secret else None}
+    )
+    store = await Store.open(settings)
+    try:
+        pepper = secret.encode() if secret else b"facecast"
+        old_account = hmac.new(pepper, b"discord:42", hashlib.sha256).hexdigest()[:40]
+        data = profile.to_bytes()
+        if secret:
+            key = base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest())
+            data = Fernet(key).encrypt(data)
+        now = datetime.now(UTC)
+        async with store.engine.begin() as connection:
+            await connection.execute(
+                text("INSERT INTO users (account, created_at) VALUES (:a, :t)"),
+                {"a": old_account, "t": now},
+            )
+            user = (
+                await connection.execute(
+                    text("SELECT id FROM users WHERE account = :a"), {"a": old_account}
+                )
+            ).scalar_one()
+            await connection.execute(
+                text(
+                    "INSERT INTO faces (user_id, created_at, expires_at, data) "
+                    "VALUES (:u, :t, :e, :d)"
+                ),
+                {"u": user, "t": now, "e": now + timedelta(days=1), "d": data},
+            )
+        old_folder = store.user_folder(old_account)
+        old_folder.mkdir(parents=True)
+        (old_folder / "meme.gif").write_bytes(b"GIF89a")
+        assert await store.find_user("discord", "42") == user
+        assert await store.account_of(user) == store.account("discord", "42") != old_account
+        assert (store.user_folder(store.account("discord", "42")) / "meme.gif").is_file()
+        back = await store.active_profile(user)
+        assert back is not None
+        assert np.array_equal(back.texture, profile.texture)
+    finally:
+        await store.close()
+
+
+async def test_concurrent_first_messages_make_one_user(store: Store) -> None:
+    ids = await asyncio.gather(*(store.user("telegram", "555") for _ in range(12)))
+    assert len(set(ids)) == 1
+    async with store.engine.connect() as connection:
+        count = (await connection.execute(text("SELECT count(*) FROM users"))).scalar_one()
+    assert count == 1
+
+
+async def test_usage_older_than_a_day_is_purged(store: Store) -> None:
+    user = await store.user("web", "f")
+    for _ in range(3):
+        await store.record_usage(user, "render")
+    async with store.engine.begin() as connection:
+        old = datetime.now(UTC) - USAGE_KEPT - timedelta(minutes=1)
+        await connection.execute(
+            text("UPDATE usage SET at = :old WHERE id IN (SELECT min(id) FROM usage)"),
+            {"old": old},
+        )
+    await store.purge_expired()
+    async with store.engine.connect() as connection:
+        left = (await connection.execute(text("SELECT count(*) FROM usage"))).scalar_one()
+    assert left == 2
+    week_ago = datetime.now(UTC) - timedelta(days=7)
+    assert await store.usage_count(user, "render", week_ago) == 2
