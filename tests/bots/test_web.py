@@ -311,7 +311,7 @@ async def test_face_number_is_ascii_digits(
             assert reply["text"] == "Which face? Send /face N, with N from /faces.", number[:10]
         (reply,) = await _say(client, web_server, "/face 7")
         assert reply["error"]
-        assert "pick a number from 1 to 1" in reply["text"]
+        assert reply["text"].startswith("You have one saved face, face 1")
         (reply,) = await _say(client, web_server, "/face 1")
         assert reply["text"] == "Using face 1 from now on."
     _no_tracebacks(caplog)
