@@ -344,7 +344,7 @@ def clips_list() -> None:
         clips = ClipLibrary(load_settings()).all()
         table = Table(title=f"{len(clips)} clip(s)")
         table.add_column("id", no_wrap=True)
-        table.add_column("title")
+        table.add_column("title", no_wrap=True)
         for column in ("duration", "frames", "coverage"):
             table.add_column(column, justify="right", no_wrap=True)
         table.add_column("licence")
@@ -452,7 +452,7 @@ def memes_list() -> None:
         templates = MemeLibrary(load_settings()).all()
         table = Table(title=f"{len(templates)} meme template(s)")
         table.add_column("id", no_wrap=True)
-        table.add_column("title")
+        table.add_column("title", no_wrap=True)
         table.add_column("kind")
         table.add_column("default captions")
         for template in templates:
@@ -534,10 +534,11 @@ def serve(
         out.print(
             f"FaceCast web chat on http://{host}:{port}/ "
             f"({len(service.clips.all())} clips, {len(service.memes.all())} memes, "
-            f"{settings.workers} render workers"
+            f"{settings.workers} render worker{'s' if settings.workers != 1 else ''}"
             + "".join(f", {type(a).__name__}" for a in adapters)
             + "). Ctrl+C stops it.",
             highlight=False,
+            soft_wrap=True,  # one line, however narrow the terminal: it is a log line
         )
         return built
 
