@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     # A web request whose body stops arriving for this long is answered 408 and dropped.
     body_idle_seconds: float = Field(default=10.0, gt=0)
     output_max_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    # GIFs aim at this many bytes per second of animation (0: only output_max_bytes).
+    gif_bytes_per_second: int = Field(default=1_000_000, ge=0)
 
     # Telegram (python-telegram-bot). The base URLs point it at a local Bot API server.
     telegram_token: SecretStr | None = None

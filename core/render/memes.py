@@ -190,12 +190,16 @@ def render_meme_to_file(
     bottom: str | None = None,
     max_bytes: int | None = None,
     progress: Progress | None = None,
+    gif_budget: bool = True,
 ) -> EncodedVideo:
+    """Render and encode; a GIF also aims at ``settings.gif_bytes_per_second`` unless
+    ``gif_budget`` is false (an explicit ``max_bytes`` is then the only limit)."""
     frames = render_meme(
         profile, template, settings, swapper, top=top, bottom=bottom, progress=progress
     )
     _, fps = meme_timing(template, settings)
-    return encode(frames, output, fps=fps, max_bytes=max_bytes)
+    per_second = settings.gif_bytes_per_second or None if gif_budget else None
+    return encode(frames, output, fps=fps, max_bytes=max_bytes, gif_bytes_per_second=per_second)
 
 
 __all__ = [
