@@ -21,9 +21,12 @@ from core.kinds import EngineName
 
 PREFIX = "FACECAST_"
 
-# The project's own clip packs; a wheel install (or the Docker image) points
-# FACECAST_BUNDLED_CLIPS_DIR at its copy instead.
-_SOURCE_CLIPS = Path(__file__).resolve().parents[1] / "clips"
+# The project's own clip packs: a wheel carries them as core/packs/bundled (pyproject.toml
+# maps the repository's clips/ there); a checkout reads clips/ itself.
+_INSTALLED_CLIPS = Path(__file__).resolve().parent / "packs" / "bundled"
+_SOURCE_CLIPS = (
+    _INSTALLED_CLIPS if _INSTALLED_CLIPS.is_dir() else Path(__file__).resolve().parents[1] / "clips"
+)
 
 
 class Settings(BaseSettings):
