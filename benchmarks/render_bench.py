@@ -177,7 +177,10 @@ def main() -> None:
         for column in ("encoder", "seconds", "size", "PSNR vs frames"):
             gifs.add_column(column, justify="right")
         for name, write in (
-            ("ffmpeg palettegen+paletteuse (bayer)", lambda p: encode(frames, p, fps=24)),
+            (
+                "ffmpeg palettegen+paletteuse (bayer)",
+                lambda p: encode(frames, p, fps=24, gif_bytes_per_second=None),
+            ),
             ("Pillow, one shared palette, no dither", lambda p: pillow_gif(frames, p, 24)),
         ):
             path = out / f"{name[:6]}.gif"

@@ -5,7 +5,9 @@ Slash commands: ``/face`` (an attachment: enrol), ``/clip`` and ``/meme`` (with 
 this" (the message's text as the caption, its author's face if they opted in). Every
 command defers at once (Discord allows 3 seconds), shows progress by editing the deferred
 response, and posts the result as a follow-up file in the same channel or thread, shrunk
-to the interaction's upload limit (a GIF that cannot fit comes as MP4). Errors are
+to the interaction's upload limit (a GIF that cannot fit comes as MP4). Clips come as MP4
+(a tenth of a GIF's size, and Discord plays it inline), a GIF only with ``format: gif``;
+memes, short and small, come as GIFs, which Discord loops without a click. Errors are
 ephemeral. A selfie sent to the bot in a DM enrols too.
 
 Commands are synced to ``FACECAST_DISCORD_GUILD_IDS`` on start (instant, for development)
@@ -19,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import discord
@@ -141,11 +143,15 @@ class DiscordBot:
             await self._run(interaction, self._request(interaction, image=data))
 
         @tree.command(name="clip", description="Put your face into a clip.")
-        @app_commands.describe(clip="Which clip")
+        @app_commands.describe(clip="Which clip", fmt="mp4 plays inline and is small; gif")
+        @app_commands.rename(fmt="format")
         @app_commands.autocomplete(clip=clip_names)
-        async def clip(interaction: discord.Interaction, clip: str) -> None:
+        async def clip(
+            interaction: discord.Interaction, clip: str, fmt: Literal["mp4", "gif"] = "mp4"
+        ) -> None:
             await interaction.response.defer(thinking=True)
-            await self._run(interaction, self._request(interaction, f"/clip {clip}"))
+            text = f"/clip {clip} gif" if fmt == "gif" else f"/clip {clip}"
+            await self._run(interaction, self._request(interaction, text))
 
         @tree.command(name="meme", description="Make a meme of your face.")
         @app_commands.describe(template="Which meme", top="Top text", bottom="Bottom text")
@@ -194,7 +200,6 @@ class DiscordBot:
             text=text,
             image=image,
             reply_to=reply_to,
-            prefer="gif",
             max_bytes=interaction.filesize_limit,
         )
 
@@ -228,7 +233,6 @@ class DiscordBot:
             sender=_person(message.author),
             chat=Chat(str(message.channel.id)),
             image=await images[0].read(),
-            prefer="gif",
         )
         try:
             await deliver(

@@ -209,6 +209,11 @@ async def index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+async def favicon(request: web.Request) -> web.StreamResponse:
+    """Browsers ask for /favicon.ico whatever the page says: answer with the SVG."""
+    return web.FileResponse(STATIC / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
+
+
 async def healthz(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     return web.json_response({"status": "ok", "queue": service.runner.queue_length})
@@ -458,6 +463,7 @@ def create_app(service: Service) -> web.Application:
     app.add_routes(
         [
             web.get("/", index),
+            web.get("/favicon.ico", favicon),
             web.get("/healthz", healthz),
             web.get("/metrics", metrics),
             web.get("/api/clips", list_clips),

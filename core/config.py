@@ -21,9 +21,12 @@ from core.kinds import EngineName
 
 PREFIX = "FACECAST_"
 
-# The project's own clip packs; a wheel install (or the Docker image) points
-# FACECAST_BUNDLED_CLIPS_DIR at its copy instead.
-_SOURCE_CLIPS = Path(__file__).resolve().parents[1] / "clips"
+# The project's own clip packs: a wheel carries them as core/packs/bundled (pyproject.toml
+# maps the repository's clips/ there); a checkout reads clips/ itself.
+_INSTALLED_CLIPS = Path(__file__).resolve().parent / "packs" / "bundled"
+_SOURCE_CLIPS = (
+    _INSTALLED_CLIPS if _INSTALLED_CLIPS.is_dir() else Path(__file__).resolve().parents[1] / "clips"
+)
 
 
 class Settings(BaseSettings):
@@ -108,6 +111,8 @@ class Settings(BaseSettings):
     web_sessions_per_ip_hour: int = Field(default=30, ge=1)
     # On SIGTERM: running renders get this long to finish, queued ones are told at once.
     shutdown_grace: float = Field(default=10.0, ge=0)
+    # GIFs aim at this many bytes per second of animation (0: only output_max_bytes).
+    gif_bytes_per_second: int = Field(default=1_000_000, ge=0)
 
     # Telegram (python-telegram-bot). The base URLs point it at a local Bot API server.
     telegram_token: SecretStr | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 
 from aiohttp import web
 
@@ -16,10 +17,19 @@ from bots.base import Adapter
 from bots.web import close_sockets, create_app
 from core.config import Settings
 from core.engines.registry import make_analyzer, make_identity
+from core.errors import FaceCastError
 from core.jobs.local import LocalJobRunner
 from core.service.conversation import Service
 from core.service.policy import ProtectedFaces
 from core.storage.store import Store
+
+
+def require(module: str, extra: str, because: str) -> None:
+    """A clear one-line error when an optional dependency a setting needs is missing."""
+    if importlib.util.find_spec(module) is None:
+        raise FaceCastError(
+            f"{because}, but {module} is not installed: pip install 'facecast[{extra}]'."
+        )
 
 
 def adapters_for(service: Service, application: web.Application) -> list[Adapter]:
@@ -27,6 +37,7 @@ def adapters_for(service: Service, application: web.Application) -> list[Adapter
     settings = service.settings
     adapters: list[Adapter] = []
     if settings.telegram_token is not None:
+        require("telegram", "telegram", "FACECAST_TELEGRAM_TOKEN is set")
         from bots.telegram_bot import WEBHOOK_PATH, TelegramBot
 
         telegram = TelegramBot(service, settings)
@@ -34,6 +45,7 @@ def adapters_for(service: Service, application: web.Application) -> list[Adapter
         if settings.telegram_webhook_url:
             application.router.add_post(WEBHOOK_PATH, telegram.webhook)
     if settings.discord_token is not None:
+        require("discord", "discord", "FACECAST_DISCORD_TOKEN is set")
         from bots.discord_bot import DiscordBot
 
         adapters.append(DiscordBot(service, settings))
@@ -43,6 +55,8 @@ def adapters_for(service: Service, application: web.Application) -> list[Adapter
 async def build(settings: Settings) -> tuple[web.Application, Service, list[Adapter]]:
     """The web application with the service, its runner and every configured adapter, wired
     to start and stop with it."""
+    if "+asyncpg" in settings.resolved_database_url:
+        require("asyncpg", "postgres", "FACECAST_DATABASE_URL names PostgreSQL (asyncpg)")
     store = await Store.open(settings)
     runner = LocalJobRunner(settings.workers, settings.max_queue)
     analyzer = make_analyzer(settings)

@@ -344,7 +344,7 @@ def clips_list() -> None:
         clips = ClipLibrary(load_settings()).all()
         table = Table(title=f"{len(clips)} clip(s)")
         table.add_column("id", no_wrap=True)
-        table.add_column("title")
+        table.add_column("title", no_wrap=True)
         for column in ("duration", "frames", "coverage"):
             table.add_column(column, justify="right", no_wrap=True)
         table.add_column("licence")
@@ -408,7 +408,7 @@ def render(
     """Render the face from a selfie into a clip, as MP4 or GIF."""
     from core.engines.registry import make_analyzer, make_swapper
     from core.packs.library import Clip, ClipLibrary
-    from core.render.clip import render_to_file
+    from core.render.tasks import clip_to_file
 
     with user_errors():
         _animation(output)
@@ -418,14 +418,16 @@ def render(
         profile = _profile_from(face, settings, make_analyzer(settings), lenient=lenient)
         with _progress() as bar:
             task = bar.add_task(f"rendering {clip.id}", total=clip.manifest.frames)
-            result = render_to_file(
+            result = clip_to_file(
                 profile,
                 clip,
                 make_swapper(settings),
                 output,
+                settings,
                 size=size,
                 max_bytes=_budget(max_mb),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                gif_budget=max_mb is None,  # --max-mb replaces the default GIF budget
             )
         elapsed = time.perf_counter() - started
         _print_notes(profile)
@@ -452,7 +454,7 @@ def memes_list() -> None:
         templates = MemeLibrary(load_settings()).all()
         table = Table(title=f"{len(templates)} meme template(s)")
         table.add_column("id", no_wrap=True)
-        table.add_column("title")
+        table.add_column("title", no_wrap=True)
         table.add_column("kind")
         table.add_column("default captions")
         for template in templates:
@@ -503,6 +505,7 @@ def meme(
             top=top,
             bottom=bottom,
             max_bytes=_budget(max_mb),
+            gif_budget=max_mb is None,
         )
         elapsed = time.perf_counter() - started
         _print_notes(profile)
@@ -534,10 +537,11 @@ def serve(
         out.print(
             f"FaceCast web chat on http://{host}:{port}/ "
             f"({len(service.clips.all())} clips, {len(service.memes.all())} memes, "
-            f"{settings.workers} render workers"
+            f"{settings.workers} render worker{'s' if settings.workers != 1 else ''}"
             + "".join(f", {type(a).__name__}" for a in adapters)
             + "). Ctrl+C stops it.",
             highlight=False,
+            soft_wrap=True,  # one line, however narrow the terminal: it is a log line
         )
         return built
 

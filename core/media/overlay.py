@@ -46,9 +46,18 @@ class Overlay:
         return result
 
 
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, end-exclusive
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 @functools.lru_cache(maxsize=16)
-def ai_label(width: int, height: int, text: str = "AI") -> Overlay:
-    """The small "AI" badge for pictures of this size (bottom-right), drawn once."""
+def ai_label(width: int, height: int, text: str = "AI", avoid: tuple[Box, ...] = ()) -> Overlay:
+    """The small "AI" badge for pictures of this size, drawn once: bottom-right, or, when
+    that would touch one of the ``avoid`` boxes (caption ink), moved up the right edge to
+    just above them; the corner again if nothing on that edge is clear."""
     size = max(10, round(min(width, height) * 0.045))
     font = ImageFont.load_default(size=size)
     left, top, right, bottom = ImageDraw.Draw(Image.new("RGBA", (1, 1))).textbbox(
@@ -61,13 +70,21 @@ def ai_label(width: int, height: int, text: str = "AI") -> Overlay:
     draw.rounded_rectangle((0, 0, box_w - 1, box_h - 1), radius=pad, fill=(0, 0, 0, 150))
     draw.text((pad - left, pad - top), text, font=font, fill=(255, 255, 255, 235))
     rgba = np.asarray(patch, dtype=np.float32) / 255.0
+    x, y = width - pad - box_w, height - pad - box_h
+    while y >= 0:
+        badge = (x - pad, y - pad, x + box_w + pad, y + box_h + pad)  # a margin of clear air
+        hits = [box for box in avoid if _overlaps(badge, box)]
+        if not hits:
+            return Overlay(x, y, rgba)
+        y = min(box[1] for box in hits) - pad - box_h
     return Overlay(width - pad - box_w, height - pad - box_h, rgba)
 
 
-def add_ai_label(image: RGBImage, text: str = "AI") -> RGBImage:
-    """A copy of ``image`` with a small, legible "AI" badge in the bottom-right corner."""
+def add_ai_label(image: RGBImage, text: str = "AI", avoid: tuple[Box, ...] = ()) -> RGBImage:
+    """A copy of ``image`` with a small, legible "AI" badge, bottom-right unless that would
+    cover one of the ``avoid`` boxes (see :func:`ai_label`)."""
     height, width = image.shape[:2]
-    return ai_label(width, height, text).apply(image)
+    return ai_label(width, height, text, avoid).apply(image)
 
 
-__all__ = ["Overlay", "add_ai_label", "ai_label"]
+__all__ = ["Box", "Overlay", "add_ai_label", "ai_label"]

@@ -9,7 +9,9 @@ Videos are decoded as a stream of RGB frames by PyAV (:func:`read_video`) and wr
 sendAnimation and Discord play inline; GIF goes through ffmpeg's palettegen/paletteuse (one
 palette for the whole clip, ordered dithering that does not crawl between frames, and only
 the changed rectangle stored per frame). ``max_bytes`` shrinks the picture, then the frame
-rate, until the file fits.
+rate, until the file fits; a GIF also aims at a budget per second of animation, reached
+with fewer colours, still pixels held, a lower frame rate (never under 12 fps) and only
+then a smaller picture.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import math
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from core.errors import BadMedia
 from core.media.images import AI_NOTE, RGBImage
@@ -36,6 +39,29 @@ from core.media.images import AI_NOTE, RGBImage
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 _MIN_SHRINK_SIDE = 96  # below this a shrink lowers the frame rate instead
+# A GIF's default budget, per second of animation: 3 MB for a 3-second clip (at 256 colours
+# and 24 fps a 480 px one is 5-7 MB). FACECAST_GIF_BYTES_PER_SECOND overrides it.
+GIF_BYTES_PER_SECOND = 1_000_000
+MIN_GIF_FPS = 12.0  # a GIF's frame rate is never lowered below this
+
+
+@dataclass(frozen=True, slots=True)
+class _GifLevel:
+    """One rung of the GIF shrinking ladder, tried before the picture gets smaller."""
+
+    colors: int
+    halve_fps: bool
+    hold: int  # see _hold_still_pixels
+    gain: float  # its size relative to the first rung, measured on the bundled clips
+
+
+_GIF_LEVELS = (
+    _GifLevel(256, False, 0, 1.0),
+    _GifLevel(128, False, 4, 0.72),
+    _GifLevel(64, False, 6, 0.55),
+    _GifLevel(128, True, 4, 0.37),
+    _GifLevel(64, True, 6, 0.29),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +239,7 @@ def ffmpeg_exe() -> str:
 
 
 def gif_command(
-    size: tuple[int, int], fps: float, output: Path, *, dither: str = "bayer"
+    size: tuple[int, int], fps: float, output: Path, *, dither: str = "bayer", colors: int = 256
 ) -> list[str]:
     """ffmpeg arguments that read raw RGB frames on stdin and write a palette-optimised GIF.
 
@@ -222,7 +248,7 @@ def gif_command(
     width, height = size
     use = "paletteuse=dither=bayer:bayer_scale=4" if dither == "bayer" else f"paletteuse={dither}"
     graph = (
-        "[0:v]split[a][b];[a]palettegen=max_colors=256:stats_mode=full[p];"
+        f"[0:v]split[a][b];[a]palettegen=max_colors={colors}:stats_mode=full[p];"
         f"[b][p]{use}:diff_mode=rectangle"
     )
     return [
@@ -250,18 +276,41 @@ def _add_gif_comment(path: Path, note: str) -> None:
     path.write_bytes(data[:header_end] + b"\x21\xfe" + blocks + b"\x00" + data[header_end:])
 
 
+def _hold_still_pixels(frames: Iterable[RGBImage], threshold: int) -> Iterator[RGBImage]:
+    """Pixels that changed by at most ``threshold`` (per channel) since the last frame shown
+    keep that frame's value. Ordered dithering maps them to the same palette index, so the
+    GIF muxer stores them as transparent "unchanged" pixels, which compress to almost nothing.
+    The error never grows past ``threshold``: it is measured against what is shown."""
+    held: NDArray[np.int16] | None = None
+    for frame in frames:
+        current = frame.astype(np.int16)
+        if held is not None and threshold > 0:
+            still = np.abs(current - held).max(axis=2, keepdims=True) <= threshold
+            current = np.where(still, held, current)
+        held = current
+        yield current.astype(np.uint8)
+
+
 def _write_gif(
-    frames: Iterable[RGBImage], path: Path, size: tuple[int, int], fps: float, note: str
+    frames: Iterable[RGBImage],
+    path: Path,
+    size: tuple[int, int],
+    fps: float,
+    note: str,
+    *,
+    colors: int = 256,
+    hold: int = 0,
 ) -> int:
-    command = gif_command(size, fps, path)
+    command = gif_command(size, fps, path, colors=colors)
     count = 0
+    fitted = (_fit_frame(frame, size) for frame in frames)
     with subprocess.Popen(
         command, stdin=subprocess.PIPE, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
     ) as process:
         assert process.stdin is not None
         try:
-            for frame in frames:
-                process.stdin.write(_fit_frame(frame, size).tobytes())
+            for frame in _hold_still_pixels(fitted, hold) if hold else fitted:
+                process.stdin.write(np.ascontiguousarray(frame).tobytes())
                 count += 1
         except BrokenPipeError:
             pass
@@ -274,6 +323,65 @@ def _write_gif(
     return count
 
 
+def _encode_gif(
+    spool: _FrameSpool,
+    attempt: Path,
+    fps: float,
+    note: str,
+    max_bytes: int | None,
+    soft_bytes: float | None,
+    max_attempts: int,
+) -> EncodedVideo:
+    """Climb :data:`_GIF_LEVELS` (skipping rungs the overshoot says cannot be enough), then
+    shrink the picture, until the GIF fits ``min(max_bytes, soft_bytes)``. Past the last
+    attempt the smallest GIF made is kept if it fits ``max_bytes``; otherwise BadMedia."""
+    assert spool.shape is not None
+    height, width = spool.shape[:2]
+    levels = [lv for lv in _GIF_LEVELS if not lv.halve_fps or fps / 2 >= MIN_GIF_FPS]
+    budgets = [b for b in (max_bytes, soft_bytes) if b is not None]
+    target = min(budgets) if budgets else None
+    index, scale = 0, 1.0
+    written, made = 0, None
+    for _ in range(max_attempts):
+        level = levels[index]
+        size = even_size(round(width * scale), round(height * scale), None)
+        step = 2 if level.halve_fps else 1
+        count = _write_gif(
+            spool.frames(step),
+            attempt,
+            size,
+            fps / step,
+            note,
+            colors=level.colors,
+            hold=level.hold,
+        )
+        written = attempt.stat().st_size
+        made = EncodedVideo(attempt, written, size[0], size[1], fps / step, count)
+        if target is None or written <= target:
+            return made
+        if target <= 0:
+            break
+        aim = target * 0.95
+        at_full = written / level.gain  # what the first rung would weigh at this size
+        better = [i for i in range(index + 1, len(levels)) if at_full * levels[i].gain <= aim]
+        if better:
+            index = better[0]
+            continue
+        index = len(levels) - 1
+        shrink = math.sqrt(aim / (at_full * levels[index].gain))
+        smallest = _MIN_SHRINK_SIDE / min(width, height)
+        if scale <= smallest:
+            break
+        scale = max(scale * shrink, smallest)
+    if made is not None and (max_bytes is None or written <= max_bytes):
+        return made  # the soft budget was out of reach: the smallest GIF made
+    limit = max_bytes or 0
+    raise BadMedia(
+        f"I couldn't make that GIF small enough "
+        f"({written / 1e6:.1f} MB, the limit is {limit / 1e6:.1f} MB)."
+    )
+
+
 def encode(
     frames: Iterable[RGBImage],
     path: Path,
@@ -282,13 +390,17 @@ def encode(
     max_bytes: int | None = None,
     note: str = AI_NOTE,
     max_attempts: int = 6,
+    gif_bytes_per_second: float | None = GIF_BYTES_PER_SECOND,
 ) -> EncodedVideo:
     """Write ``frames`` as MP4 or GIF (by suffix), shrinking until it fits ``max_bytes``.
 
-    The first attempt keeps size and frame rate; each further one scales the picture by the
+    The first attempt keeps size and frame rate. An MP4 then scales the picture by the
     square root of the overshoot (bytes grow with area), and once the short side would drop
-    below 96 px it halves the frame rate instead. The output is written next to ``path`` and
-    moved into place only when it fits, so a failure leaves nothing half-written.
+    below 96 px halves the frame rate instead. A GIF also aims at ``gif_bytes_per_second``
+    (a soft budget: the best it reaches is kept) and first climbs a ladder of fewer colours,
+    still pixels held and half the frame rate (never under 12 fps), then shrinks the picture
+    (see :func:`_encode_gif`). The output is written next to ``path`` and moved into place
+    only when it fits, so a failure leaves nothing half-written.
     """
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
@@ -307,8 +419,13 @@ def encode(
         if spool.shape is None:
             raise BadMedia("There are no frames to encode.")
         height, width = spool.shape[:2]
-        scale, step = 1.0, 1
         attempt = Path(work) / f"attempt{suffix}"
+        if suffix == ".gif":
+            soft = (gif_bytes_per_second or 0) * spool.count / fps or None
+            made = _encode_gif(spool, attempt, fps, note, max_bytes, soft, max_attempts)
+            attempt.replace(path)
+            return replace(made, path=path)
+        scale, step = 1.0, 1
         written = 0
         for _ in range(max_attempts):
             size = even_size(round(width * scale), round(height * scale), None)
@@ -334,6 +451,8 @@ def encode(
 
 
 __all__ = [
+    "GIF_BYTES_PER_SECOND",
+    "MIN_GIF_FPS",
     "VIDEO_SUFFIXES",
     "EncodedVideo",
     "VideoInfo",

@@ -21,7 +21,7 @@ from core.engines.base import Swapper
 from core.errors import ClipNotFound
 from core.faces.profile import FaceProfile
 from core.media.images import RGBImage
-from core.media.overlay import Overlay, add_ai_label
+from core.media.overlay import Box, Overlay, add_ai_label
 from core.media.video import EncodedVideo, encode
 from core.packs.library import (
     ID_PATTERN,
@@ -158,6 +158,7 @@ def render_meme(
         (m.bottom if bottom is None else bottom, m.bottom_box),
     ]
     overlays: list[tuple[Overlay, CaptionBox]] | None = None
+    ink: tuple[Box, ...] = ()  # where the captions draw: the AI badge keeps clear of it
     for index, frame in enumerate(frames):
         if overlays is None:
             size = (frame.shape[1], frame.shape[0])
@@ -166,13 +167,16 @@ def render_meme(
                 layer = Overlay.from_rgba(render_caption(text, box, size, fonts)) if text else None
                 if layer is not None:
                     overlays.append((layer, box))
+            ink = tuple(
+                (o.x, o.y, o.x + o.rgba.shape[1], o.y + o.rgba.shape[0]) for o, _ in overlays
+            )
         t = index / total
         for overlay, box in overlays:
             if box.start <= t < box.stop or (box.stop == 1.0 and t >= box.start):
                 frame = overlay.apply(frame)
         if progress is not None:
             progress(index + 1, total)
-        yield add_ai_label(frame) if label else frame
+        yield add_ai_label(frame, avoid=ink) if label else frame
 
 
 def render_meme_to_file(
@@ -186,12 +190,16 @@ def render_meme_to_file(
     bottom: str | None = None,
     max_bytes: int | None = None,
     progress: Progress | None = None,
+    gif_budget: bool = True,
 ) -> EncodedVideo:
+    """Render and encode; a GIF also aims at ``settings.gif_bytes_per_second`` unless
+    ``gif_budget`` is false (an explicit ``max_bytes`` is then the only limit)."""
     frames = render_meme(
         profile, template, settings, swapper, top=top, bottom=bottom, progress=progress
     )
     _, fps = meme_timing(template, settings)
-    return encode(frames, output, fps=fps, max_bytes=max_bytes)
+    per_second = settings.gif_bytes_per_second or None if gif_budget else None
+    return encode(frames, output, fps=fps, max_bytes=max_bytes, gif_bytes_per_second=per_second)
 
 
 __all__ = [

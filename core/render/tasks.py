@@ -17,9 +17,9 @@ from core.engines.base import Swapper
 from core.errors import BadMedia
 from core.faces.profile import FaceProfile
 from core.kinds import EngineName
-from core.media.video import EncodedVideo
-from core.packs.library import ClipLibrary
-from core.render.clip import render_to_file
+from core.media.video import EncodedVideo, encode
+from core.packs.library import Clip, ClipLibrary
+from core.render.clip import Progress, render_clip
 from core.render.memes import MemeLibrary, render_meme_to_file
 
 
@@ -34,6 +34,7 @@ class RenderConfig:
     models_registry: str | None
     clips_dir: str
     bundled_clips_dir: str
+    gif_bytes_per_second: int
 
     @classmethod
     def of(cls, settings: Settings) -> RenderConfig:
@@ -45,6 +46,7 @@ class RenderConfig:
             models_registry=str(registry) if registry is not None else None,
             clips_dir=str(settings.resolved_clips_dir),
             bundled_clips_dir=str(settings.bundled_clips_dir),
+            gif_bytes_per_second=settings.gif_bytes_per_second,
         )
 
     def settings(self) -> Settings:
@@ -58,6 +60,7 @@ class RenderConfig:
             models_registry=registry,
             clips_dir=Path(self.clips_dir),
             bundled_clips_dir=Path(self.bundled_clips_dir),
+            gif_bytes_per_second=self.gif_bytes_per_second,
         )
 
 
@@ -122,6 +125,27 @@ def render_order(order: RenderOrder) -> RenderResult:
         return _render(order, output.with_suffix(".mp4"))
 
 
+def clip_to_file(
+    profile: FaceProfile,
+    clip: Clip,
+    swapper: Swapper,
+    output: Path,
+    settings: Settings,
+    *,
+    size: int | None = None,
+    max_bytes: int | None = None,
+    progress: Progress | None = None,
+    gif_budget: bool = True,
+) -> EncodedVideo:
+    """Render a clip and encode it (.mp4 or .gif) within ``max_bytes``; a GIF also aims at
+    ``settings.gif_bytes_per_second`` unless ``gif_budget`` is false."""
+    frames = render_clip(profile, clip, swapper, size=size, progress=progress)
+    per_second = settings.gif_bytes_per_second or None if gif_budget else None
+    return encode(
+        frames, output, fps=clip.manifest.fps, max_bytes=max_bytes, gif_bytes_per_second=per_second
+    )
+
+
 def _render(order: RenderOrder, output: Path) -> RenderResult:
     settings = order.config.settings()
     profile = FaceProfile.from_bytes(order.profile)
@@ -129,11 +153,12 @@ def _render(order: RenderOrder, output: Path) -> RenderResult:
     swapper = _swapper(settings)
     if order.kind == "clip":
         clip = ClipLibrary(settings).get(order.target)
-        encoded = render_to_file(
+        encoded = clip_to_file(
             profile,
             clip,
             swapper,
             output,
+            settings,
             size=480,
             max_bytes=order.max_bytes,
             progress=progress.report,
@@ -155,4 +180,4 @@ def _render(order: RenderOrder, output: Path) -> RenderResult:
     return RenderResult.of(encoded)
 
 
-__all__ = ["RenderConfig", "RenderOrder", "RenderResult", "render_order"]
+__all__ = ["RenderConfig", "RenderOrder", "RenderResult", "clip_to_file", "render_order"]

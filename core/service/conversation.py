@@ -53,6 +53,17 @@ Send a selfie to start (one face, facing the camera, in good light). Then:
 /optin, /optout - allow or stop others memeing you in groups
 /forget - delete everything I have about you, now
 Everything I make is labelled as AI-made."""
+# Lines of HELP that only make sense in a group chat (the web chat is one person alone).
+GROUP_ONLY = ("(as a reply to someone's message", "/optin, /optout")
+
+
+def help_text(platform: str, templates: list[str]) -> str:
+    """HELP for one platform: the web chat has no groups; every platform lists the memes."""
+    lines = HELP.splitlines()
+    if platform == "web":
+        lines = [line for line in lines if not line.strip().startswith(GROUP_ONLY)]
+    lines.insert(-1, "Memes: " + ", ".join(templates))
+    return "\n".join(lines)
 
 
 # -- the service ------------------------------------------------------------------------------
@@ -123,7 +134,8 @@ class Service:
                 async for reply in self._enrol(request):
                     yield reply
             elif command in ("/start", "/help"):
-                yield Text(HELP)
+                templates = [t.id for t in self.memes.all()]
+                yield Text(help_text(request.sender.platform, templates))
             elif command == "/clip":
                 async for reply in self._clip(request, args):
                     yield reply
@@ -223,9 +235,10 @@ class Service:
         name, _, captions = args.partition(" ")
         try:
             template = self.memes.get(name) if name else self.memes.get(PREVIEW_TEMPLATE)
-        except ClipNotFound:
+        except ClipNotFound as exc:
             if request.reply_to is None:
-                raise
+                known = ", ".join(t.id for t in self.memes.all())
+                raise ClipNotFound(f"{exc.message} The memes are: {known}.") from exc
             # "/meme when it works" as a reply: all of it is caption.
             template, captions = self.memes.get(PREVIEW_TEMPLATE), args
         top: str | None = None
@@ -369,4 +382,4 @@ class Service:
         return Text("OK: nobody else can meme your face any more.")
 
 
-__all__ = ["HELP", "Service"]
+__all__ = ["HELP", "Service", "help_text"]

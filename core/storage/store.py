@@ -305,7 +305,9 @@ class Store:
         entries = await self.faces(user_id)
         if not 1 <= number <= len(entries):
             raise FaceCastError(
-                f"You have {len(entries)} saved face(s); pick a number from 1 to {len(entries)}."
+                "You have one saved face, face 1: send /face 1, or a new selfie to add another."
+                if len(entries) == 1
+                else f"You have {len(entries)} saved faces: pick a number from 1 to {len(entries)}."
                 if entries
                 else "You have no saved faces: send me a selfie."
             )

@@ -189,7 +189,12 @@ async def test_clip_autocomplete_and_render(fake: FakeDiscord, bot: None, tmp_pa
 
     ask = fake.slash(ALICE, "clip", {"clip": "astronaut-pan"})
     clip = await posted_file(fake, ask, "the clip")
-    assert len(frames(clip, tmp_path, "clip.gif")) == 72
+    assert clip[4:8] == b"ftyp"  # MP4 by default: small, and Discord plays it inline
+    assert len(frames(clip, tmp_path, "clip.mp4")) == 72
+    ask = fake.slash(ALICE, "clip", {"clip": "astronaut-pan", "format": "gif"})
+    gif = await posted_file(fake, ask, "the clip as a GIF")
+    assert gif[:6] == b"GIF89a"
+    assert len(frames(gif, tmp_path, "clip.gif")) in (36, 72)  # 12 fps or more
 
 
 async def test_meme_this_on_a_non_consenting_member_uses_the_invoker(

@@ -58,6 +58,13 @@ async def test_page_health_and_metrics(web_server: TestServer) -> None:
             assert COOKIE in page.cookies
         async with client.get(web_server.make_url("/healthz")) as health:
             assert (await health.json())["status"] == "ok"
+        # The page names its icon, and /favicon.ico (asked for anyway) is no 404.
+        assert 'rel="icon" href="/static/favicon.svg"' in html
+        for icon in ("/static/favicon.svg", "/favicon.ico"):
+            async with client.get(web_server.make_url(icon)) as response:
+                assert response.status == 200
+                assert response.content_type == "image/svg+xml"
+                assert (await response.text()).startswith("<svg")
         async with client.get(web_server.make_url("/api/clips")) as clips:
             ids = [c["id"] for c in (await clips.json())["clips"]]
             assert "astronaut-pan" in ids
@@ -328,7 +335,7 @@ async def test_face_number_is_ascii_digits(
             assert reply["text"] == "Which face? Send /face N, with N from /faces.", number[:10]
         (reply,) = await _say(client, web_server, "/face 7")
         assert reply["error"]
-        assert "pick a number from 1 to 1" in reply["text"]
+        assert reply["text"].startswith("You have one saved face, face 1")
         (reply,) = await _say(client, web_server, "/face 1")
         assert reply["text"] == "Using face 1 from now on."
     _no_tracebacks(caplog)

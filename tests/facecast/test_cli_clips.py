@@ -113,3 +113,28 @@ def test_meme_mistakes_exit_2(tmp_path: Path, selfie: Path) -> None:
     assert_user_error(run, "at most 140")
     run = invoke_facecast(tmp_path / "data", "meme", "-f", selfie, "-t", "spinn", "-o", "x.gif")
     assert_user_error(run, "meme template", "spin")
+
+
+@pytest.mark.parametrize("family", ["clips", "memes"])
+def test_lists_keep_titles_on_one_line_in_a_narrow_terminal(tmp_path: Path, family: str) -> None:
+    from typer.testing import CliRunner
+
+    from facecast import cli
+
+    width = cli.out.width
+    cli.out.width = 80  # as COLUMNS=80 does for a real process
+    try:
+        result = CliRunner().invoke(
+            cli.app,
+            [family, "list"],
+            env={"FACECAST_DATA_DIR": str(tmp_path), "FACECAST_CLIPS_DIR": None},
+            catch_exceptions=False,
+        )
+    finally:
+        cli.out.width = width
+    assert result.exit_code == 0, result.stderr
+    titles = ["Astronaut: slow push-in", "Drawn astronaut: sway"]
+    if family == "memes":
+        titles = ["Deep fried, laser eyes", "To the moon (astronaut push-in)"]
+    for title in titles:
+        assert title in result.stdout, result.stdout

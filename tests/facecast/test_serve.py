@@ -23,7 +23,9 @@ from ..conftest import assert_user_error, free_port, jpeg, start_serve
 def test_serve_answers_then_stops_cleanly(tmp_path: Path, stop: signal.Signals) -> None:
     port = free_port()
     process = start_serve(
-        {"FACECAST_DATA_DIR": str(tmp_path / "data"), "FACECAST_WORKERS": "1"}, port
+        # A narrow terminal: the startup banner still comes as one line.
+        {"FACECAST_DATA_DIR": str(tmp_path / "data"), "FACECAST_WORKERS": "1", "COLUMNS": "60"},
+        port,
     )
     try:
         deadline = time.monotonic() + 60
@@ -44,7 +46,9 @@ def test_serve_answers_then_stops_cleanly(tmp_path: Path, stop: signal.Signals) 
             process.kill()
             process.communicate()
     assert process.returncode == 0, err
-    assert f"http://127.0.0.1:{port}/" in out
+    (banner,) = [line for line in out.splitlines() if f"http://127.0.0.1:{port}/" in line]
+    assert "1 render worker" in banner
+    assert banner.endswith("Ctrl+C stops it.")
     assert "Traceback" not in err
 
 

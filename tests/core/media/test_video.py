@@ -120,3 +120,18 @@ def test_video_over_the_size_limit_is_refused(tmp_path: Path, astronaut: RGBImag
     video = make_video(tmp_path / "in.mp4", _frames(astronaut, 12))
     with pytest.raises(BadMedia, match="too big"):
         list(read_video(video, max_bytes=1000))
+
+
+def test_a_gif_budget_never_drops_under_12_fps(tmp_path: Path, astronaut: RGBImage) -> None:
+    frames = _frames(astronaut, 48, 360)
+    full = encode(frames, tmp_path / "full.gif", fps=24, gif_bytes_per_second=None)
+    assert full.fps == 24
+    per_second = full.size_bytes / full.duration / 4
+    small = encode(frames, tmp_path / "small.gif", fps=24, gif_bytes_per_second=per_second)
+    assert small.size_bytes <= per_second * 2.0
+    assert small.fps == 12  # halved once, never further: the picture shrinks instead
+    assert small.width < full.width
+    # At 12 fps already: the rate stays, colours and size go.
+    slow = encode(frames[::2], tmp_path / "slow.gif", fps=12, gif_bytes_per_second=per_second)
+    assert slow.fps == 12
+    assert slow.frames == 24

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from core.faces.analyzer import DlibAnalyzer
 from core.faces.landmarks import eye_distance
 from core.faces.profile import FaceProfile, build_profile
 from core.media.images import AI_NOTE, RGBImage
+from core.media.overlay import ai_label
 from core.media.video import read_video
 from core.packs.library import MANIFEST
 from core.render.effects import Scene, deal_with_it, deep_fried, sunglasses_pose
@@ -134,6 +136,42 @@ def test_timed_caption_appears_late(faces: dict[str, FaceProfile]) -> None:
     first = shown.index(True)
     assert 0.55 <= first / len(shown) <= 0.65
     assert all(shown[first:])
+
+
+@pytest.mark.parametrize(
+    ("template_id", "bottom", "collided"),
+    [
+        ("deal-with-it", "the bass drops", True),  # its last letter ran under the badge
+        ("deal-with-it", "and that is why we never deploy on fridays", False),
+        ("earthquake", "the bass drops", False),
+    ],
+)
+def test_the_ai_badge_keeps_clear_of_caption_ink(
+    faces: dict[str, FaceProfile], template_id: str, bottom: str, collided: bool
+) -> None:
+    template = MemeLibrary(SETTINGS).get(template_id)
+
+    def first(**kwargs: Any) -> RGBImage:
+        frames = render_meme(faces["astronaut"], template, SETTINGS, ClassicSwapper(), **kwargs)
+        return next(iter(frames)).astype(np.int16)
+
+    plain = first(top="", bottom="", label=False)
+    captioned = first(top="top text", bottom=bottom, label=False)
+    labelled = first(top="top text", bottom=bottom)
+    badge = np.abs(labelled - captioned).max(axis=2) > 0
+    ink = np.abs(captioned - plain).max(axis=2) > 0
+    height, width = ink.shape
+    assert badge.sum() > 50  # the badge is there
+    assert not (badge & ink).any()
+    corner = ai_label(width, height)  # where the badge goes when nothing is in the way
+    patch = ink[
+        corner.y : corner.y + corner.rgba.shape[0], corner.x : corner.x + corner.rgba.shape[1]
+    ]
+    assert patch.any() == collided
+    # ... and the badge stays on the right, below the middle, not lost somewhere.
+    ys, xs = np.nonzero(badge)
+    assert xs.min() > width * 0.8
+    assert ys.min() > height * 0.5
 
 
 @pytest.mark.parametrize("suffix", [".gif", ".mp4"])

@@ -16,6 +16,7 @@ from core.media.images import RGBImage
 from core.media.video import probe_video, read_video
 from core.packs.library import TRACK, Clip, ClipLibrary, load_clip
 from core.render.clip import render_clip, render_to_file
+from core.render.tasks import clip_to_file
 
 from ...conftest import REPO
 
@@ -153,3 +154,39 @@ def test_render_within_a_byte_budget(
     )
     assert result.path.stat().st_size <= budget
     assert result.width < pan_clip.manifest.width
+
+
+@pytest.mark.parametrize("clip_id", ["astronaut-shake", "astronaut-push-in"])
+def test_a_three_second_gif_fits_3_mb_at_12_fps_or_more(
+    tmp_path: Path, selfie_profile: FaceProfile, clip_id: str
+) -> None:
+    """At 256 colours and 24 fps these were 6-7 MB; the default GIF budget is 1 MB/s."""
+    settings = Settings(bundled_clips_dir=REPO / "clips")
+    clip = ClipLibrary(settings).get(clip_id)
+    result = clip_to_file(
+        selfie_profile, clip, ClassicSwapper(), tmp_path / "out.gif", settings, size=480
+    )
+    assert result.size_bytes <= 3_000_000
+    assert result.fps >= 12
+    assert result.duration == pytest.approx(clip.manifest.duration, rel=0.05)
+    assert (result.width, result.height) == (480, 360)
+    # Visibly the same clip: every GIF frame is close to the frame it stands for.
+    source = list(render_clip(selfie_profile, clip, ClassicSwapper(), size=480))
+    decoded = list(read_video(result.path))
+    assert len(decoded) == result.frames
+    step = round(clip.manifest.fps / result.fps)
+    for index, frame in enumerate(decoded):
+        error = frame.astype(float) - source[index * step]
+        psnr = 10 * np.log10(255**2 / float((error**2).mean()))
+        assert psnr > 30, (index, psnr)
+
+
+def test_the_gif_budget_is_a_setting(
+    tmp_path: Path, pan_clip: Clip, selfie_profile: FaceProfile
+) -> None:
+    settings = Settings(bundled_clips_dir=REPO / "clips", gif_bytes_per_second=250_000)
+    result = clip_to_file(
+        selfie_profile, pan_clip, ClassicSwapper(), tmp_path / "out.gif", settings, size=320
+    )
+    assert result.size_bytes <= 750_000
+    assert result.fps >= 12

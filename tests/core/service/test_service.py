@@ -250,6 +250,28 @@ async def test_quota_and_rate_limit(
         await store.close()
 
 
+async def test_help_per_platform_lists_the_memes(bot: Service) -> None:
+    web = Person("web", "w1")
+    (web_help,) = await talk(bot, Request(web, Chat("w1"), text="/help"))
+    (group_help,) = await talk(bot, Request(ALICE, GROUP, text="/help"))
+    for reply in (web_help, group_help):
+        assert isinstance(reply, Text)
+        assert "deal-with-it" in reply.text
+        assert "earthquake" in reply.text
+        assert "/forget" in reply.text
+    # The web chat is one person alone: no groups, no replying to someone.
+    assert "/optin" not in web_help.text  # type: ignore[union-attr]
+    assert "reply to someone" not in web_help.text  # type: ignore[union-attr]
+    assert "/optin" in group_help.text  # type: ignore[union-attr]
+    assert "reply to someone" in group_help.text  # type: ignore[union-attr]
+    (unknown,) = await talk(bot, Request(web, Chat("w1"), text="/meme moonwalk"))
+    assert isinstance(unknown, Text)
+    assert unknown.error
+    assert "moonwalk" in unknown.text
+    assert "deal-with-it" in unknown.text
+    assert "spin" in unknown.text
+
+
 async def test_help_unknown_and_chatter(bot: Service) -> None:
     (helped,) = await talk(bot, Request(ALICE, DM, text="/help"))
     assert "/forget" in helped.text  # type: ignore[union-attr]
