@@ -170,8 +170,8 @@ class ClassicSwapper:
 
         warped, covered = self._warp(profile, local, shape)
         region = frame[y0:y1, x0:x1]
-        corrected, source_like, source_skin, target_like, stats, target_lab = self._match_colour(
-            profile, warped, region, local, unit, covered, sequence
+        corrected, source_like, source_skin, lids, target_like, stats, target_lab = (
+            self._match_colour(profile, warped, region, local, unit, covered, sequence)
         )
         target = region.astype(np.float32)
         if self.fill_occluders:
@@ -179,7 +179,8 @@ class ClassicSwapper:
         if self.detail > 0:
             sigma = max(0.6, unit * self.detail)
             corrected = _smooth(corrected, sigma) + (target - _smooth(target, sigma))
-        alpha, _ = self._alpha(local, shape, unit, covered, source_like, target_like)
+        pasted = lids if self.fill_occluders else source_like
+        alpha, _ = self._alpha(local, shape, unit, covered, pasted, target_like)
         lips = self._tint_kept(profile, region, target_lab, local, stats[1], target_like, sequence)
         alpha = alpha[:, :, None]
         blended = corrected * alpha + lips * (1.0 - alpha)
@@ -218,7 +219,13 @@ class ClassicSwapper:
         covered: NDArray[np.bool_],
         sequence: SwapSequence | None,
     ) -> tuple[
-        FloatImage, FloatImage, FloatImage, FloatImage, tuple[ColourStats, ColourStats], FloatImage
+        FloatImage,
+        FloatImage,
+        FloatImage,
+        FloatImage,
+        FloatImage,
+        tuple[ColourStats, ColourStats],
+        FloatImage,
     ]:
         """The warped face recoloured and relit like the target; where the source is to be
         kept (its skin and its own features) and where it is plain skin; where the target
@@ -288,6 +295,9 @@ class ClassicSwapper:
             # the eyes, nostrils and mouth are kept as the selfie's own
             grow(blur(np.maximum(strict, own), soften)),
             grow(strict * (1.0 - own)),
+            # inside the eyes' surroundings, the selfie's own lids and lashes still give way
+            # to the clip's, so its blinks read as blinks
+            grow(blur(plain * own + (1.0 - own), soften)),
             grow(blur(target_like, soften)),
             (src, dst),
             target_lab,
@@ -325,8 +335,7 @@ class ClassicSwapper:
         if self.keep_brows:
             # the clip's brows stay; the selfie's skin around them still comes
             brows = np.zeros_like(brows)
-        skin = target_like if self.fill_occluders else source_like * target_like
-        alpha *= brows + (1.0 - brows) * skin
+        alpha *= brows + (1.0 - brows) * source_like * target_like
         # The target's eyes (inside the lids) and mouth (lips and all) stay its own: a blink,
         # a glance or a word in the clip happens in the output, and the selfie's teeth never
         # fight the clip's open mouth. The lips take the selfie's colour (see _lip_colour).

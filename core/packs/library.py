@@ -10,6 +10,7 @@ wins. :func:`build_clip` writes only into the operator's folder, atomically.
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 import tomllib
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core.config import Settings
 from core.errors import ClipNotFound
 from core.faces.tracking import TrackPoints
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "clip.toml"
 TRACK = "track.npz"
@@ -171,24 +174,49 @@ class PackLibrary(Generic[PackT]):
 
     def __init__(self, settings: Settings) -> None:
         self.roots = [(settings.bundled_clips_dir, True), (settings.resolved_clips_dir, False)]
+        # folder -> (the manifest's mtime and size, the pack or None if not of this kind or
+        # broken): each clip.toml is parsed once, and again only when it changes
+        self._cache: dict[Path, tuple[tuple[int, int], PackT | None]] = {}
 
     def load(self, folder: Path, bundled: bool, data: dict[str, Any]) -> PackT:
         """Validate one pack of this kind from its already-parsed manifest."""
         raise NotImplementedError
 
     def all(self) -> list[PackT]:
+        """Every valid pack; a broken one is skipped with a warning naming its file, so one
+        operator's typo never takes every clip away."""
         found: dict[str, PackT] = {}
+        seen: set[Path] = set()
         for root, bundled in self.roots:
             if not root.is_dir():
                 continue
             for folder in sorted(root.iterdir()):
-                if not (folder.is_dir() and (folder / MANIFEST).is_file()):
-                    continue
-                data = _read_toml(folder)  # once: it says the kind and is the manifest
-                if data.get("kind", "clip") == self.kind:
-                    pack = self.load(folder, bundled, data)
-                    found[pack.id] = pack
+                manifest = folder / MANIFEST
+                try:
+                    stat = manifest.stat()
+                except OSError:
+                    continue  # not a pack folder
+                seen.add(folder)
+                stamp = (stat.st_mtime_ns, stat.st_size)
+                cached = self._cache.get(folder)
+                if cached is None or cached[0] != stamp:
+                    cached = (stamp, self._read(folder, bundled))
+                    self._cache[folder] = cached
+                if cached[1] is not None:
+                    found[cached[1].id] = cached[1]
+        for gone in set(self._cache) - seen:
+            del self._cache[gone]
         return sorted(found.values(), key=lambda pack: pack.id)
+
+    def _read(self, folder: Path, bundled: bool) -> PackT | None:
+        try:
+            data = _read_toml(folder)  # once: it says the kind and is the manifest
+            if data.get("kind", "clip") != self.kind:
+                return None
+            return self.load(folder, bundled, data)
+        except ClipNotFound as exc:
+            log.warning("skipping the %s pack in %s: %s", self.noun, folder / MANIFEST, exc)
+            return None
 
     def get(self, pack_id: str) -> PackT:
         packs = {pack.id: pack for pack in self.all()}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import shutil
 import tomllib
 from pathlib import Path
@@ -230,3 +231,31 @@ def test_bundled_pack_is_consistent_and_licence_clean(clip_id: str) -> None:
     visible = track.landmarks[track.visible]
     assert (visible[..., 0] >= -5).all()
     assert (visible[..., 0] <= m.width + 5).all()
+
+
+def test_a_broken_operator_pack_is_skipped_and_the_library_rereads_only_changes(
+    clip_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    operator = clip_settings.resolved_clips_dir
+    operator.mkdir(parents=True)
+    mine = operator / "my-pan"
+    shutil.copytree(BUNDLED / "astronaut-pan", mine)
+    manifest = (mine / MANIFEST).read_text().replace('id = "astronaut-pan"', 'id = "my-pan"')
+    (mine / MANIFEST).write_text(manifest)
+    broken = operator / "broken"
+    broken.mkdir()
+    (broken / MANIFEST).write_text('id = "broken"\ntitle = "no licence, no media"\n')
+    library = ClipLibrary(clip_settings)
+    with caplog.at_level(logging.WARNING, logger="core.packs.library"):
+        ids = [clip.id for clip in library.all()]
+    assert "my-pan" in ids
+    assert "astronaut-pan" in ids
+    assert "broken" not in ids
+    assert str(broken / MANIFEST) in caplog.text
+    # unchanged manifests are not parsed again; a changed one is
+    first = library.get("my-pan")
+    assert library.get("my-pan") is first
+    (mine / MANIFEST).write_text(manifest.replace('title = "', 'title = "Mine: ', 1))
+    assert library.get("my-pan").title.startswith("Mine: ")
+    shutil.rmtree(mine)
+    assert "my-pan" not in [clip.id for clip in library.all()]
