@@ -92,6 +92,9 @@ class TelegramBot:
             .token(settings.telegram_token.get_secret_value())
             .rate_limiter(AIORateLimiter(max_retries=3))
             .concurrent_updates(True)
+            # On stop, PTB asks getUpdates once more while the long poll may still hold the
+            # only connection of its pool: a second one avoids a PoolTimeout traceback.
+            .get_updates_connection_pool_size(2)
         )
         if settings.telegram_webhook_url:
             builder = builder.updater(None)  # updates arrive on our own web server
