@@ -123,7 +123,6 @@ class ClassicSwapper:
         keep_brows: bool = True,
         lip_tint: float = 0.5,
         brow_tint: float = 0.7,
-        fill_occluders: bool = True,
     ) -> None:
         self.feather = feather  # blend ramp width, as a share of the eye distance
         self.max_gain = max_gain  # cap on the colour contrast change
@@ -139,10 +138,6 @@ class ClassicSwapper:
         self.keep_brows = keep_brows
         self.lip_tint = lip_tint  # how far kept lips / brows move to the selfie's colour
         self.brow_tint = brow_tint
-        # What is not skin on the selfie (glasses, a beard, a fringe) is painted over with
-        # the selfie's own skin around it, rather than letting the clip's skin show through
-        # in a different tone (which drew a pale ghost of the glasses).
-        self.fill_occluders = fill_occluders
 
     def swap(
         self,
@@ -170,17 +165,14 @@ class ClassicSwapper:
 
         warped, covered = self._warp(profile, local, shape)
         region = frame[y0:y1, x0:x1]
-        corrected, source_like, source_skin, lids, target_like, stats, target_lab = (
-            self._match_colour(profile, warped, region, local, unit, covered, sequence)
+        corrected, source_like, target_like, stats, target_lab = self._match_colour(
+            profile, warped, region, local, unit, covered, sequence
         )
         target = region.astype(np.float32)
-        if self.fill_occluders:
-            corrected = _paint_over(corrected, source_like * covered, source_skin * covered, unit)
         if self.detail > 0:
             sigma = max(0.6, unit * self.detail)
             corrected = _smooth(corrected, sigma) + (target - _smooth(target, sigma))
-        pasted = lids if self.fill_occluders else source_like
-        alpha, _ = self._alpha(local, shape, unit, covered, pasted, target_like)
+        alpha, _ = self._alpha(local, shape, unit, covered, source_like, target_like)
         lips = self._tint_kept(profile, region, target_lab, local, stats[1], target_like, sequence)
         alpha = alpha[:, :, None]
         blended = corrected * alpha + lips * (1.0 - alpha)
@@ -218,18 +210,9 @@ class ClassicSwapper:
         unit: float,
         covered: NDArray[np.bool_],
         sequence: SwapSequence | None,
-    ) -> tuple[
-        FloatImage,
-        FloatImage,
-        FloatImage,
-        FloatImage,
-        FloatImage,
-        tuple[ColourStats, ColourStats],
-        FloatImage,
-    ]:
-        """The warped face recoloured and relit like the target; where the source is to be
-        kept (its skin and its own features) and where it is plain skin; where the target
-        looks like skin; both skins' colour statistics; the target in CIELAB."""
+    ) -> tuple[FloatImage, FloatImage, FloatImage, tuple[ColourStats, ColourStats], FloatImage]:
+        """The warped face recoloured and relit like the target, where the source and the
+        target look like skin, and both skins' colour statistics."""
         height, width = covered.shape
         scale = min(1.0, _ANALYSIS_EYE_DISTANCE / unit)
         small = (max(8, round(width * scale)), max(8, round(height * scale)))
@@ -284,20 +267,10 @@ class ClassicSwapper:
             out[:, :, channel] += grow(np.clip(target_light - source_light, -limit, limit))
         out[:, :, 0] = np.clip(out[:, :, 0], 0.0, 100.0)
         soften = max(0.5, unit_small * self.feather * 0.5)
-        plain, own_mask = _widen_dark(source_like, local * (small[0] / width), unit_small)
-        own = own_mask.astype(np.float32) / 255.0
-        # only pixels well inside plain skin may paint over the rest (no frame's edge)
-        margin = np.ones((3, 3), np.uint8)
-        strict = np.asarray(cv2.erode((plain > 0.35).astype(np.float32), margin, iterations=1))
         return (
             from_lab(out),
-            # a thin dark line (glasses' frames) must not fade into the skin around it;
-            # the eyes, nostrils and mouth are kept as the selfie's own
-            grow(blur(np.maximum(strict, own), soften)),
-            grow(strict * (1.0 - own)),
-            # inside the eyes' surroundings, the selfie's own lids and lashes still give way
-            # to the clip's, so its blinks read as blinks
-            grow(blur(plain * own + (1.0 - own), soften)),
+            # a thin dark line (glasses' frames) must not fade into the skin around it
+            grow(blur(_widen_dark(source_like, local * (small[0] / width), unit_small), soften)),
             grow(blur(target_like, soften)),
             (src, dst),
             target_lab,
@@ -421,15 +394,11 @@ def _brow_band(points: Points, shape: tuple[int, int], unit: float) -> NDArray[n
     return np.asarray(mask > 0, dtype=np.bool_)
 
 
-NOSTRILS = slice(31, 36)
-
-
-def _widen_dark(
-    likeness: FloatImage, points: Points, unit: float
-) -> tuple[FloatImage, NDArray[np.uint8]]:
+def _widen_dark(likeness: FloatImage, points: Points, unit: float) -> FloatImage:
     """``likeness`` with thin dark lines (glasses' frames, a pen) widened by a few percent
-    of the eye distance, so they do not fade into the skin around them; and the mask of the
-    eyes, nostrils and mouth, whose dark lines are the face's own (left as they are)."""
+    of the eye distance, so they do not fade into the skin around them; broad shading and
+    the lines around the eyes, nostrils and mouth, which are the face's own, stay as they
+    are."""
     dark = 1.0 - likeness
     broad = cv2.morphologyEx(dark, cv2.MORPH_OPEN, disc(max(1, round(unit * 0.05))))
     thin = np.clip((dark - broad - 0.5) * 2.0, 0.0, 1.0)  # only what is clearly not skin
@@ -442,24 +411,10 @@ def _widen_dark(
         grown = cv2.dilate(hull, disc(max(1, round(unit * grow))))
         own = np.maximum(own, np.asarray(grown, np.uint8))
     widened = np.minimum(likeness, 1.0 - thin)
-    return np.where(own > 127, likeness, widened).astype(np.float32), own
+    return np.where(own > 127, likeness, widened).astype(np.float32)
 
 
-def _paint_over(image: FloatImage, keep: FloatImage, source: FloatImage, unit: float) -> FloatImage:
-    """``image`` where ``keep`` is 1, and elsewhere the ``source`` pixels around (the
-    selfie's plain skin) spread inwards: normalised convolution at two scales, so a wide
-    beard fills too."""
-    if float(keep.min()) > 0.98:
-        return image
-    weight = source.astype(np.float32)
-    fine, coarse = max(1.0, unit * 0.06), max(2.0, unit * 0.24)
-    near = np.maximum(_smooth(weight, fine), 1e-4)
-    far = np.maximum(_smooth(weight, coarse), 1e-4)
-    painted_fine = _smooth(image * weight[:, :, None], fine) / near[:, :, None]
-    painted_coarse = _smooth(image * weight[:, :, None], coarse) / far[:, :, None]
-    trust = np.clip(near / 0.3, 0.0, 1.0)[:, :, None]
-    painted = painted_fine * trust + painted_coarse * (1.0 - trust)
-    return image * keep[:, :, None] + painted * (1.0 - keep[:, :, None])
+NOSTRILS = slice(31, 36)
 
 
 def _hull(points: Points) -> Points:
