@@ -256,14 +256,18 @@ class DlibAnalyzer:
             upsample = max(small.shape[:2]) <= self.upsample_below
         passes = [0, 1] if upsample else [0]
         verified = 0
+        below: list[tuple[Box, float]] = []  # doubtful scores, looked at only if need be
         for pass_upsample in passes:
             with self._lock:
-                # When the CNN can confirm, look at doubtful HOG scores too: a clear frontal
+                # When the CNN can confirm, keep doubtful HOG scores too: a clear frontal
                 # face behind round glasses or with a pout can score below zero.
                 floor = min(self.threshold, self.doubtful) if verify else self.threshold
                 rects, scores, _ = self._detector.run(small, pass_upsample, floor)
             for rect, score in sorted(zip(rects, scores, strict=True), key=lambda r: -r[1]):
                 box = _unscaled(rect, scale)
+                if score < self.threshold:
+                    below.append((box, float(score)))
+                    continue
                 if any(box_iou(box, kept) >= 0.3 for kept, _ in found):
                     continue
                 if verify and score < self.verify_below:
@@ -271,6 +275,15 @@ class DlibAnalyzer:
                     if verified > self.max_verifications or not self._confirm(image, box):
                         continue
                 found.append((box, float(score)))
+        if verify and not found:
+            # Nothing sure: the doubtful boxes (best first), confirmed by the CNN, then
+            # the CNN over the whole picture. A clear selfie never pays for this.
+            for box, score in sorted(below, key=lambda b: -b[1]):
+                if any(box_iou(box, kept) >= 0.3 for kept, _ in found):
+                    continue
+                verified += 1
+                if verified <= self.max_verifications and self._confirm(image, box):
+                    found.append((box, score))
         if verify and not found:
             found = self._cnn_boxes(image)
         return found
