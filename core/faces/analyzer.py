@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,28 @@ def identity_distance(a: Embedding, b: Embedding) -> float:
 _LANDMARKS_68 = "shape_predictor_68_face_landmarks.dat"
 _DESCRIPTOR = "dlib_face_recognition_resnet_model_v1.dat"
 _CNN_DETECTOR = "mmod_human_face_detector.dat"
+
+
+def _frontal_detector(dlib: Any) -> Any:
+    """dlib's HOG face detector. Built from the definition compiled into dlib it takes
+    0.3-0.6 s to parse; saved once in binary form to the user's cache folder, later
+    processes load it in a millisecond (``facecast render`` pays it on every run)."""
+    version = str(getattr(dlib, "__version__", "unknown"))
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facecast"
+    saved = cache / f"frontal_face_detector-{version}.svm"
+    try:
+        return dlib.fhog_object_detector(str(saved))
+    except (OSError, RuntimeError):
+        pass  # not saved yet (or unreadable): build it, and try to save it for next time
+    detector = dlib.get_frontal_face_detector()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = saved.with_suffix(f".{os.getpid()}.tmp")
+        detector.save(str(partial))
+        partial.replace(saved)
+    except (OSError, RuntimeError):
+        pass  # a read-only home: no cache, same detector
+    return detector
 
 
 def _bundled_model(filename: str) -> str:
@@ -231,7 +254,7 @@ class DlibAnalyzer:
                 "The default face engine needs the package dlib-bin; reinstall FaceCast."
             ) from exc
         self._dlib: Any = dlib
-        self._detector = dlib.get_frontal_face_detector()
+        self._detector = _frontal_detector(dlib)
         self._predictor = dlib.shape_predictor(_bundled_model(_LANDMARKS_68))
         self._encoder = dlib.face_recognition_model_v1(_bundled_model(_DESCRIPTOR))
         self._verifier = dlib.cnn_face_detection_model_v1(_bundled_model(_CNN_DETECTOR))
@@ -257,6 +280,7 @@ class DlibAnalyzer:
         passes = [0, 1] if upsample else [0]
         verified = 0
         below: list[tuple[Box, float]] = []  # doubtful scores, looked at only if need be
+        refused: list[tuple[Box, float]] = []
         for pass_upsample in passes:
             with self._lock:
                 # When the CNN can confirm, keep doubtful HOG scores too: a clear frontal
@@ -268,11 +292,12 @@ class DlibAnalyzer:
                 if score < self.threshold:
                     below.append((box, float(score)))
                     continue
-                if any(box_iou(box, kept) >= 0.3 for kept, _ in found):
-                    continue
+                if any(box_iou(box, kept) >= 0.3 for kept, _ in [*found, *refused]):
+                    continue  # already kept, or already refused by the CNN in another pass
                 if verify and score < self.verify_below:
                     verified += 1
                     if verified > self.max_verifications or not self._confirm(image, box):
+                        refused.append((box, float(score)))
                         continue
                 found.append((box, float(score)))
         if verify and not found:

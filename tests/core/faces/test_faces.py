@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -136,3 +139,20 @@ def test_a_clear_face_that_hog_cannot_score_is_still_found(
     faces = analyzer.detect(covered)
     assert len(faces) == 1
     assert on_the_face(faces[0].bbox)
+
+
+def test_the_saved_detector_loads_fast_and_finds_the_same_faces(
+    group_photo: RGBImage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HOG detector is saved in binary form on first use; later processes load that."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = DlibAnalyzer()  # builds the detector and saves it
+    saved = list((tmp_path / "facecast").glob("frontal_face_detector-*.svm"))
+    assert len(saved) == 1
+    started = time.perf_counter()
+    second = DlibAnalyzer()  # loads it
+    assert time.perf_counter() - started < 5
+    assert second.detect_boxes(group_photo) == first.detect_boxes(group_photo)
+    saved[0].write_bytes(b"not a detector")  # a damaged cache is rebuilt, not trusted
+    third = DlibAnalyzer()
+    assert third.detect_boxes(group_photo) == first.detect_boxes(group_photo)
