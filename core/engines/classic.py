@@ -64,7 +64,7 @@ def _outline(points: Points) -> Points:
     return np.vstack([points[JAW], points[68:][::-1]])
 
 
-_ANALYSIS_EYE_DISTANCE = 40.0  # colour and lighting are measured at this face scale
+_ANALYSIS_EYE_DISTANCE = 52.0  # colour and lighting are measured at this face scale
 
 
 @dataclass(frozen=True, slots=True)
