@@ -16,7 +16,6 @@ then a smaller picture.
 
 from __future__ import annotations
 
-import itertools
 import math
 import subprocess
 import tempfile
@@ -346,12 +345,15 @@ def _encode_gif(
     index, scale = 0, 1.0
     written, made = 0, None
     if target is not None and target > 0 and spool.count >= 3 * _GIF_PROBE_FRAMES:
-        # Guess the first rung's size from a third of the clip (bytes grow with frames)
+        # Guess the first rung's size from a third of the clip (bytes grow with frames),
+        # taken as three runs from its beginning, middle and end (a pan may start still),
         # and start on the rung that guess says is needed: a clip far over budget is then
         # encoded about 1.3 times instead of twice.
-        probe_count = spool.count // 3
+        run = spool.count // 9
+        starts = (0, (spool.count - run) // 2, spool.count - run)
+        wanted = {start + k for start in starts for k in range(run)}
         probed = _write_gif(
-            itertools.islice(spool.frames(1), probe_count),
+            (frame for i, frame in enumerate(spool.frames(1)) if i in wanted),
             attempt,
             (width, height),
             fps,
