@@ -22,6 +22,7 @@ from core.faces.landmarks import (
     INNER_LIPS,
     JAW,
     LEFT_EYE,
+    NOSTRILS,
     OUTER_LIPS,
     RIGHT_EYE,
     Points,
@@ -119,7 +120,6 @@ class ClassicSwapper:
         max_gain: float = 1.6,
         shading: float = 0.45,
         tint: float = 0.15,
-        detail: float = 0.0,
         keep_brows: bool = True,
         lip_tint: float = 0.5,
         brow_tint: float = 0.7,
@@ -128,11 +128,6 @@ class ClassicSwapper:
         self.max_gain = max_gain  # cap on the colour contrast change
         self.shading = shading  # scale of the lightness that is matched, same unit
         self.tint = tint  # scale of the chroma that is matched, same unit
-        # Below this scale (same unit) the detail is the target's: its skin grain, its
-        # sharpness and its expression creases; the selfie gives everything coarser. Off by
-        # default: at 0.03-0.06 it kept the clip's creases but cut the dlib identity gain
-        # from 0.13-0.15 to 0.01-0.12 on the test faces.
-        self.detail = detail
         # The clip's brows move with its expression (a raise, a frown) and sit right on its
         # face; the selfie's, pasted, doubled with them. Kept, they take the selfie's tint.
         self.keep_brows = keep_brows
@@ -168,14 +163,11 @@ class ClassicSwapper:
         corrected, source_like, target_like, stats, target_lab = self._match_colour(
             profile, warped, region, local, unit, covered, sequence
         )
-        target = region.astype(np.float32)
-        if self.detail > 0:
-            sigma = max(0.6, unit * self.detail)
-            corrected = _smooth(corrected, sigma) + (target - _smooth(target, sigma))
-        alpha, _ = self._alpha(local, shape, unit, covered, source_like, target_like)
-        lips = self._tint_kept(profile, region, target_lab, local, stats[1], target_like, sequence)
-        alpha = alpha[:, :, None]
-        blended = corrected * alpha + lips * (1.0 - alpha)
+        alpha = self._alpha(local, shape, unit, covered, source_like, target_like)[:, :, None]
+        clip_face = self._tint_kept(
+            profile, region, target_lab, local, stats[1], target_like, sequence
+        )
+        blended = corrected * alpha + clip_face * (1.0 - alpha)
         result[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
         return result
 
@@ -284,8 +276,8 @@ class ClassicSwapper:
         covered: NDArray[np.bool_],
         source_like: FloatImage,
         target_like: FloatImage,
-    ) -> tuple[FloatImage, FloatImage]:
-        """Where the selfie's face goes (0..1), and where the target's own eyes and mouth are
+    ) -> FloatImage:
+        """Where the selfie's face goes (0..1): not where the target's own eyes and mouth are
         kept on purpose (so their opening, gaze and speech follow the clip exactly)."""
         ramp = max(1.0, unit * self.feather * 2.4)
         face = fill(shape, _outline(local))
@@ -311,7 +303,7 @@ class ClassicSwapper:
         alpha *= brows + (1.0 - brows) * source_like * target_like
         # The target's eyes (inside the lids) and mouth (lips and all) stay its own: a blink,
         # a glance or a word in the clip happens in the output, and the selfie's teeth never
-        # fight the clip's open mouth. The lips take the selfie's colour (see _lip_colour).
+        # fight the clip's open mouth. The lips take the selfie's colour (see _tint_kept).
         # The eyes' outline (lids, their shape) stays the selfie's: it carries identity.
         eyes = np.maximum(fill(shape, local[RIGHT_EYE]), fill(shape, local[LEFT_EYE]))
         eyes = cv2.erode(eyes, disc(max(1, round(unit * 0.03))))
@@ -320,7 +312,7 @@ class ClassicSwapper:
         kept = blur(parts, max(0.5, unit * 0.03))
         alpha *= 1.0 - kept
         alpha[~covered] = 0.0
-        return np.asarray(alpha, dtype=np.float32), kept
+        return np.asarray(alpha, dtype=np.float32)
 
     def _tint_kept(
         self,
@@ -414,9 +406,6 @@ def _widen_dark(likeness: FloatImage, points: Points, unit: float) -> FloatImage
     return np.where(own > 127, likeness, widened).astype(np.float32)
 
 
-NOSTRILS = slice(31, 36)
-
-
 def _hull(points: Points) -> Points:
     return np.asarray(cv2.convexHull(points), np.float32).reshape(-1, 2)
 
@@ -427,10 +416,6 @@ def _lip_mask(points: Points, shape: tuple[int, int]) -> NDArray[np.bool_]:
         (fill(shape, points[OUTER_LIPS]) > 127) & (fill(shape, points[INNER_LIPS]) < 128),
         dtype=np.bool_,
     )
-
-
-def _smooth(image: FloatImage, sigma: float) -> FloatImage:
-    return np.asarray(cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT))
 
 
 __all__ = [

@@ -18,6 +18,7 @@ Points = NDArray[np.float32]
 JAW = slice(0, 17)
 BROWS = slice(17, 27)
 NOSE = slice(27, 36)
+NOSTRILS = slice(31, 36)  # the nose's lower edge
 RIGHT_EYE = slice(36, 42)  # the subject's right eye: on the left of the picture
 LEFT_EYE = slice(42, 48)
 OUTER_LIPS = slice(48, 60)
@@ -114,6 +115,7 @@ __all__ = [
     "JAW",
     "LEFT_EYE",
     "NOSE",
+    "NOSTRILS",
     "N_EXTENDED",
     "OUTER_LIPS",
     "RIGHT_EYE",
