@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,15 +17,25 @@ from core.storage.store import Store
 from ..conftest import REPO
 
 
-@pytest.fixture
-async def web_server(tmp_path: Path, analyzer: DlibAnalyzer) -> AsyncIterator[TestServer]:
+@contextlib.asynccontextmanager
+async def serving(
+    settings: Settings, analyzer: DlibAnalyzer, *, workers: int = 2, max_queue: int = 10
+) -> AsyncIterator[TestServer]:
     """The real web app on a real local port, with a real store and render workers."""
-    settings = Settings(data_dir=tmp_path / "data", bundled_clips_dir=REPO / "clips")
     store = await Store.open(settings)
-    runner = LocalJobRunner(workers=2, max_queue=10)
+    runner = LocalJobRunner(workers=workers, max_queue=max_queue)
     server = TestServer(create_app(Service(settings, store, runner, analyzer)))
     await server.start_server()
-    yield server
-    await server.close()
-    await runner.close()
-    await store.close()
+    try:
+        yield server
+    finally:
+        await server.close()
+        await runner.close()
+        await store.close()
+
+
+@pytest.fixture
+async def web_server(tmp_path: Path, analyzer: DlibAnalyzer) -> AsyncIterator[TestServer]:
+    settings = Settings(data_dir=tmp_path / "data", bundled_clips_dir=REPO / "clips")
+    async with serving(settings, analyzer) as server:
+        yield server

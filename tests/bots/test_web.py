@@ -18,14 +18,12 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bots.web import COOKIE, PLATFORM, SERVICE, create_app
+from bots.web import COOKIE, PLATFORM, SERVICE
 from core.config import Settings
 from core.faces.analyzer import DlibAnalyzer
-from core.jobs.local import LocalJobRunner
-from core.service.conversation import Service
-from core.storage.store import Store
 
 from ..conftest import REPO
+from .conftest import serving
 
 SELFIE = REPO / "clips" / "examples" / "astronaut.jpg"
 
@@ -165,14 +163,8 @@ async def strict_server(tmp_path: Path, analyzer: DlibAnalyzer) -> AsyncIterator
         max_upload_bytes=300_000,
         body_idle_seconds=1.0,
     )
-    store = await Store.open(settings)
-    runner = LocalJobRunner(workers=1, max_queue=10)
-    server = TestServer(create_app(Service(settings, store, runner, analyzer)))
-    await server.start_server()
-    yield server
-    await server.close()
-    await runner.close()
-    await store.close()
+    async with serving(settings, analyzer, workers=1) as server:
+        yield server
 
 
 def _no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
@@ -447,11 +439,7 @@ async def test_new_sessions_per_address_are_limited(tmp_path: Path, analyzer: Dl
     settings = Settings(
         data_dir=tmp_path / "data", bundled_clips_dir=REPO / "clips", web_sessions_per_ip_hour=3
     )
-    store = await Store.open(settings)
-    runner = LocalJobRunner(workers=1, max_queue=2)
-    server = TestServer(create_app(Service(settings, store, runner, analyzer)))
-    await server.start_server()
-    try:
+    async with serving(settings, analyzer, workers=1, max_queue=2) as server:
         browsers = [aiohttp.ClientSession(cookie_jar=_jar()) for _ in range(4)]
         statuses = []
         for browser in browsers:
@@ -464,7 +452,3 @@ async def test_new_sessions_per_address_are_limited(tmp_path: Path, analyzer: Dl
         assert await _say(browsers[0], server, "/help")
         for browser in browsers:
             await browser.close()
-    finally:
-        await server.close()
-        await runner.close()
-        await store.close()

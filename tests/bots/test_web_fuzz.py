@@ -18,15 +18,14 @@ import pytest
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from bots.web import COOKIE, PLATFORM, SERVICE, create_app
+from bots.web import COOKIE, PLATFORM, SERVICE
 from core.config import Settings
 from core.faces.analyzer import DlibAnalyzer
-from core.jobs.local import LocalJobRunner
 from core.media.images import RGBImage
-from core.service.conversation import COMMANDS, Service
-from core.storage.store import Store
+from core.service.conversation import COMMANDS
 
 from ..conftest import REPO, jpeg
+from .conftest import serving
 
 SEED = 20261128
 UPLOAD = 300_000  # max_upload_bytes here: a body may be twice this
@@ -42,14 +41,8 @@ async def server(tmp_path: Path, analyzer: DlibAnalyzer) -> AsyncIterator[TestSe
         max_upload_bytes=UPLOAD,
         body_idle_seconds=1.0,
     )
-    store = await Store.open(settings)
-    runner = LocalJobRunner(workers=1, max_queue=10)
-    app = TestServer(create_app(Service(settings, store, runner, analyzer)))
-    await app.start_server()
-    yield app
-    await app.close()
-    await runner.close()
-    await store.close()
+    async with serving(settings, analyzer, workers=1) as app:
+        yield app
 
 
 # -- what to send ---------------------------------------------------------------------------
