@@ -198,10 +198,14 @@ class _FrameSpool:
         self._file.close()
 
     def frames(self, step: int = 1) -> Iterator[RGBImage]:
+        return self.frames_at(range(0, self.count, step))
+
+    def frames_at(self, indices: Iterable[int]) -> Iterator[RGBImage]:
+        """The frames at ``indices`` (ascending), read from the spool and nothing else."""
         assert self.shape is not None
         frame_bytes = math.prod(self.shape)
         with self._path.open("rb") as source:
-            for index in range(0, self.count, step):
+            for index in indices:
                 source.seek(index * frame_bytes)
                 data = source.read(frame_bytes)
                 yield np.frombuffer(data, np.uint8).reshape(self.shape)
@@ -351,9 +355,9 @@ def _encode_gif(
         # encoded about 1.3 times instead of twice.
         run = spool.count // 9
         starts = (0, (spool.count - run) // 2, spool.count - run)
-        wanted = {start + k for start in starts for k in range(run)}
+        wanted = sorted({start + k for start in starts for k in range(run)})
         probed = _write_gif(
-            (frame for i, frame in enumerate(spool.frames(1)) if i in wanted),
+            spool.frames_at(wanted),
             attempt,
             (width, height),
             fps,
