@@ -6,7 +6,8 @@ never harvested. Commands are the service's; ``/clip`` answers with an inline ke
 buttons render. Every answer goes to the same chat, as a reply to the triggering message,
 in the same forum topic. While a render runs, one status message shows the queue position
 and progress (edited, not repeated) and "sending video" stays visible; the result replaces
-the status message as an MP4 animation, which Telegram loops like a GIF.
+the status message as an MP4 animation, which Telegram loops like a GIF (a clip with sound
+as a video, which Telegram plays with its sound).
 
 Long polling by default; a webhook on FaceCast's own aiohttp server when
 ``FACECAST_TELEGRAM_WEBHOOK_URL`` is set. The same update delivered twice is handled once.
@@ -286,6 +287,16 @@ class _ChatReplier(Replier):
             if reply.kind == "gif":  # asked for as a file: Telegram would
                 await self.bot.send_document(  # turn an animation into MP4
                     document=video, caption=reply.caption, **self.where
+                )
+            elif reply.has_audio:  # an animation would be played muted, its sound dropped
+                await self.bot.send_video(
+                    video=video,
+                    caption=reply.caption,
+                    width=reply.width or None,
+                    height=reply.height or None,
+                    supports_streaming=True,
+                    filename=reply.path.name,
+                    **self.where,
                 )
             else:
                 await self.bot.send_animation(

@@ -167,6 +167,7 @@ def reply_json(reply: Reply) -> dict[str, Any]:
         "type": "media",
         "url": f"/media/{reply.path.parent.name}/{reply.path.name}",
         "kind": reply.kind,
+        "audio": reply.has_audio,
         "caption": reply.caption,
         "width": reply.width,
         "height": reply.height,

@@ -239,3 +239,80 @@ async def stop_serve(process: subprocess.Popen[str], caused: Iterable[str] = ())
     unexpected = [r for r in records if not any(cause in r for cause in caused)]
     assert "Traceback" not in "\n".join(unexpected), err
     return out
+
+
+# -- clips with sound ------------------------------------------------------------------------
+
+TONE_AT = 1.0  # the sound test video is silent until a 440 Hz tone starts here (seconds)
+FLASH_ROWS = 10  # ...and its top rows turn white at that moment, for the eye to see
+
+
+def sound_video(path: Path, astronaut: RGBImage, face: Face, *, seconds: float = 2.0) -> Path:
+    """A 12 fps video of the astronaut (a pan) with a sound track: silence, then a tone
+    from TONE_AT on, when a white bar appears at the top of the picture."""
+    from core.media.video import ffmpeg_exe
+    from core.packs.camera import animate_still
+
+    focus = (float(face.landmarks[:, 0].mean()), float(face.landmarks[:, 1].mean()))
+    frames, _ = animate_still(
+        astronaut, "pan", seconds=seconds, fps=12, size=(400, 300), focus=focus
+    )
+    marked = []
+    for index, frame in enumerate(frames):
+        if index / 12 >= TONE_AT - 1e-9:
+            frame = frame.copy()
+            frame[:FLASH_ROWS] = 255
+        marked.append(frame)
+    silent = make_video(path.with_name(path.stem + "-silent.mp4"), marked)
+    tone = f"aevalsrc=exprs='if(gte(t\\,{TONE_AT})\\,0.5*sin(2*PI*440*t)\\,0)':s=44100:d={seconds}"
+    subprocess.run(
+        [
+            *(ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(silent)),
+            *("-f", "lavfi", "-i", tone, "-c:v", "copy", "-c:a", "aac", str(path)),
+        ],
+        check=True,
+        timeout=60,
+    )
+    return path
+
+
+def audio_of(path: Path) -> tuple[float, float] | None:
+    """(when the sound first gets loud, how long the audio track lasts) in seconds from the
+    file's start, or None when the file has no audio track."""
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        duration = float(stream.duration * stream.time_base)
+        onset = None
+        for frame in container.decode(stream):
+            loud = np.flatnonzero(np.abs(frame.to_ndarray()).max(axis=0) > 0.1)
+            if loud.size and onset is None:
+                onset = float(frame.time or 0.0) + loud[0] / frame.sample_rate
+        assert onset is not None, f"{path.name} is silent"
+        return onset, duration
+
+
+@pytest.fixture(scope="session")
+def sound_clip_folder(
+    tmp_path_factory: pytest.TempPathFactory,
+    analyzer: DlibAnalyzer,
+    astronaut: RGBImage,
+    astronaut_face: Face,
+) -> Path:
+    """A clip pack with sound, cut from :func:`sound_video` at 0.55 s: its first frame is
+    the one shown at 7/12 s, so the tone is heard TONE_AT - 7/12 s into the clip. Tests copy
+    it into their own clips folder."""
+    from core.packs.build import ClipSource, build_clip
+
+    work = tmp_path_factory.mktemp("sound-clip")
+    video = sound_video(work / "tone.mp4", astronaut, astronaut_face)
+    settings = Settings(data_dir=work / "data", bundled_clips_dir=REPO / "clips")
+    clip = build_clip(
+        ClipSource(video, "tone", title="Tone", start=0.55, max_side=320, licence="CC0-1.0"),
+        settings,
+        analyzer,
+    )
+    return clip.folder

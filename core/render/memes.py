@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.config import Settings
 from core.engines.base import Swapper
-from core.errors import ClipNotFound
+from core.errors import BadMedia, ClipNotFound
 from core.faces.profile import FaceProfile
+from core.media.audio import Sound, read_sound
 from core.media.images import RGBImage
 from core.media.overlay import Box, Overlay, add_ai_label
 from core.media.video import EncodedVideo, encode
@@ -33,7 +34,7 @@ from core.packs.library import (
     read_manifest,
 )
 from core.render.captions import BOTTOM, TOP, CaptionBox, FontSet, check_caption, render_caption
-from core.render.clip import Progress, render_clip
+from core.render.clip import Progress, clip_sound, render_clip
 from core.render.effects import EFFECTS, Scene
 
 
@@ -48,6 +49,7 @@ class MemeManifest(BaseModel):
     tags: tuple[str, ...] = ()
     effect: str | None = None  # an animated effect on the user's own face...
     clip: str | None = None  # ...or a clip the user's face is swapped into
+    sound: str | None = None  # a sound file in the folder for MP4s (a clip's own otherwise)
     duration: float = Field(default=2.0, gt=0, le=10)  # for effects; clips keep their own
     fps: float = Field(default=12.0, gt=0, le=30)
     size: int = Field(default=360, ge=64, le=720)  # long side of the output
@@ -77,6 +79,21 @@ def load_template(
     folder: Path, *, bundled: bool = False, data: dict[str, Any] | None = None
 ) -> MemeTemplate:
     return MemeTemplate(read_manifest(folder, MemeManifest, data), folder, bundled)
+
+
+def meme_sound(template: MemeTemplate, settings: Settings, output: Path) -> Sound | None:
+    """What an ``output`` of ``template`` sounds like: the template's own sound or its
+    clip's, in an MP4; a GIF is silent."""
+    if output.suffix.lower() != ".mp4":
+        return None
+    if template.manifest.sound is not None:
+        try:
+            return read_sound(template.folder / template.manifest.sound)
+        except (OSError, BadMedia) as exc:
+            raise ClipNotFound(f"The meme template {template.id!r} has a broken sound.") from exc
+    if template.manifest.clip is not None:
+        return clip_sound(_template_clip(template, settings), output)
+    return None
 
 
 class MemeLibrary(PackLibrary[MemeTemplate]):
@@ -199,7 +216,14 @@ def render_meme_to_file(
     )
     _, fps = meme_timing(template, settings)
     per_second = settings.gif_bytes_per_second or None if gif_budget else None
-    return encode(frames, output, fps=fps, max_bytes=max_bytes, gif_bytes_per_second=per_second)
+    return encode(
+        frames,
+        output,
+        fps=fps,
+        max_bytes=max_bytes,
+        gif_bytes_per_second=per_second,
+        sound=meme_sound(template, settings, output),
+    )
 
 
 __all__ = [
@@ -207,6 +231,7 @@ __all__ = [
     "MemeManifest",
     "MemeTemplate",
     "load_template",
+    "meme_sound",
     "meme_timing",
     "render_meme",
     "render_meme_to_file",

@@ -19,7 +19,7 @@ from core.faces.profile import FaceProfile
 from core.kinds import EngineName
 from core.media.video import EncodedVideo, encode
 from core.packs.library import Clip, ClipLibrary
-from core.render.clip import Progress, render_clip
+from core.render.clip import Progress, clip_sound, render_clip
 from core.render.memes import MemeLibrary, render_meme_to_file
 
 
@@ -84,6 +84,7 @@ class RenderResult:
     height: int
     size_bytes: int
     fps: float
+    has_audio: bool = False
 
     @classmethod
     def of(cls, encoded: EncodedVideo) -> RenderResult:
@@ -94,6 +95,7 @@ class RenderResult:
             encoded.height,
             encoded.size_bytes,
             encoded.fps,
+            encoded.has_audio,
         )
 
 
@@ -138,11 +140,17 @@ def clip_to_file(
     gif_budget: bool = True,
 ) -> EncodedVideo:
     """Render a clip and encode it (.mp4 or .gif) within ``max_bytes``; a GIF also aims at
-    ``settings.gif_bytes_per_second`` unless ``gif_budget`` is false."""
+    ``settings.gif_bytes_per_second`` unless ``gif_budget`` is false. An MP4 carries the
+    clip's sound."""
     frames = render_clip(profile, clip, swapper, size=size, progress=progress)
     per_second = settings.gif_bytes_per_second or None if gif_budget else None
     return encode(
-        frames, output, fps=clip.manifest.fps, max_bytes=max_bytes, gif_bytes_per_second=per_second
+        frames,
+        output,
+        fps=clip.manifest.fps,
+        max_bytes=max_bytes,
+        gif_bytes_per_second=per_second,
+        sound=clip_sound(clip, output),
     )
 
 

@@ -330,7 +330,14 @@ class Service:
                 )
                 path = Path(result.path)  # a GIF that could not fit comes back as MP4
                 made: Literal["mp4", "gif"] = "gif" if path.suffix == ".gif" else "mp4"
-                yield Media(path, made, f"{title} (AI-made)", result.width, result.height)
+                yield Media(
+                    path,
+                    made,
+                    f"{title} (AI-made)",
+                    result.width,
+                    result.height,
+                    has_audio=result.has_audio,
+                )
 
     # -- faces, consent, forgetting ------------------------------------------------------------
 

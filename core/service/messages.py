@@ -79,6 +79,7 @@ class Media:
     caption: str
     width: int = 0
     height: int = 0
+    has_audio: bool = False  # an MP4 with sound: a video, not a silent animation
 
 
 Reply = Text | Choices | Progress | Media

@@ -255,5 +255,15 @@ class FakeTelegram:
         }
         return self._sent_message(params, animation=animation)
 
-    _sendVideo = _sendAnimation  # noqa: N815
+    def _sendVideo(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:  # noqa: N802
+        video = {
+            "file_id": f"video-{next(self._file_ids)}",
+            "file_unique_id": "video",
+            "width": int(params.get("width") or 0),
+            "height": int(params.get("height") or 0),
+            "duration": 3,
+            "mime_type": "video/mp4",
+        }
+        return self._sent_message(params, video=video)
+
     _sendDocument = _sendAnimation  # noqa: N815
