@@ -295,24 +295,41 @@ def audio_of(path: Path) -> tuple[float, float] | None:
         return onset, duration
 
 
+CLIP_START = 0.55  # the sound clip is cut from here: its first frame is the one at 7/12 s
+CLIP_TONE_AT = TONE_AT - 7 / 12  # so the tone starts this long into the clip
+
+
+@pytest.fixture(scope="session")
+def sound_source(
+    tmp_path_factory: pytest.TempPathFactory, astronaut: RGBImage, astronaut_face: Face
+) -> Path:
+    """:func:`sound_video`, made once."""
+    return sound_video(tmp_path_factory.mktemp("sound") / "tone.mp4", astronaut, astronaut_face)
+
+
 @pytest.fixture(scope="session")
 def sound_clip_folder(
-    tmp_path_factory: pytest.TempPathFactory,
-    analyzer: DlibAnalyzer,
-    astronaut: RGBImage,
-    astronaut_face: Face,
+    tmp_path_factory: pytest.TempPathFactory, analyzer: DlibAnalyzer, sound_source: Path
 ) -> Path:
-    """A clip pack with sound, cut from :func:`sound_video` at 0.55 s: its first frame is
-    the one shown at 7/12 s, so the tone is heard TONE_AT - 7/12 s into the clip. Tests copy
-    it into their own clips folder."""
+    """A clip pack ``tone`` with sound, cut from :func:`sound_video` at CLIP_START. Tests
+    copy it into their own clips folder."""
     from core.packs.build import ClipSource, build_clip
 
-    work = tmp_path_factory.mktemp("sound-clip")
-    video = sound_video(work / "tone.mp4", astronaut, astronaut_face)
-    settings = Settings(data_dir=work / "data", bundled_clips_dir=REPO / "clips")
-    clip = build_clip(
-        ClipSource(video, "tone", title="Tone", start=0.55, max_side=320, licence="CC0-1.0"),
-        settings,
-        analyzer,
+    data = tmp_path_factory.mktemp("sound-clip")
+    settings = Settings(data_dir=data, bundled_clips_dir=REPO / "clips")
+    source = ClipSource(
+        sound_source, "tone", title="Tone", start=CLIP_START, max_side=320, licence="CC0-1.0"
     )
-    return clip.folder
+    return build_clip(source, settings, analyzer).folder
+
+
+def flash_at(path: Path) -> float:
+    """When the white bar of :func:`sound_video` first shows in a video (seconds from its
+    first frame, by the frame rate), for checking sound against picture."""
+    from core.media.video import probe_video, read_video
+
+    fps = probe_video(path).fps
+    for index, frame in enumerate(read_video(path)):
+        if frame[: FLASH_ROWS // 2].mean() > 235:
+            return index / fps
+    raise AssertionError(f"{path.name} never flashes")

@@ -8,26 +8,18 @@ import av
 import numpy as np
 import pytest
 
-from core.faces.analyzer import Face
 from core.media.audio import RATE, Sound, read_sound, write_sound
 from core.media.images import RGBImage
 from core.media.video import encode, read_timed_video, read_video
 
-from ...conftest import TONE_AT, audio_of, make_video, sound_video
+from ...conftest import TONE_AT, audio_of, make_video
 
 
-@pytest.fixture(scope="module")
-def tone_video(
-    tmp_path_factory: pytest.TempPathFactory, astronaut: RGBImage, astronaut_face: Face
-) -> Path:
-    return sound_video(tmp_path_factory.mktemp("tone") / "tone.mp4", astronaut, astronaut_face)
-
-
-def test_read_sound_cuts_on_the_clock_of_the_frames(tone_video: Path) -> None:
+def test_read_sound_cuts_on_the_clock_of_the_frames(sound_source: Path) -> None:
     # The frame the video shows at 0.55 s and later: the first is 7/12 s (12 fps).
-    first, _ = next(iter(read_timed_video(tone_video, start=0.55)))
+    first, _ = next(iter(read_timed_video(sound_source, start=0.55)))
     assert first == pytest.approx(7 / 12)
-    sound = read_sound(tone_video, start=first, end=first + 1.0)
+    sound = read_sound(sound_source, start=first, end=first + 1.0)
     assert sound is not None
     assert sound.rate == RATE
     assert sound.channels == 1
@@ -35,7 +27,7 @@ def test_read_sound_cuts_on_the_clock_of_the_frames(tone_video: Path) -> None:
     loud = (abs(sound.samples[0]) > 0.1).argmax() / RATE
     assert loud == pytest.approx(TONE_AT - first, abs=0.005)
     # Past the end of the track: silence, as long as asked for.
-    tail = read_sound(tone_video, start=1.5, end=3.0)
+    tail = read_sound(sound_source, start=1.5, end=3.0)
     assert tail is not None
     assert tail.duration == pytest.approx(1.5)
     assert abs(tail.samples[0, RATE:]).max() == 0.0
@@ -47,10 +39,10 @@ def test_a_video_without_sound_has_none(tmp_path: Path, astronaut: RGBImage) -> 
 
 
 def test_mp4_carries_the_sound_in_sync_and_gif_stays_silent(
-    tmp_path: Path, tone_video: Path
+    tmp_path: Path, sound_source: Path
 ) -> None:
-    frames = list(read_video(tone_video))
-    sound = read_sound(tone_video)
+    frames = list(read_video(sound_source))
+    sound = read_sound(sound_source)
     assert sound is not None
     made = encode(frames, tmp_path / "out.mp4", fps=12, sound=sound)
     assert made.has_audio
@@ -67,10 +59,10 @@ def test_mp4_carries_the_sound_in_sync_and_gif_stays_silent(
 
 
 def test_the_sound_is_cut_or_padded_to_the_video_also_when_shrunk(
-    tmp_path: Path, tone_video: Path
+    tmp_path: Path, sound_source: Path
 ) -> None:
-    frames = list(read_video(tone_video))  # 2 s
-    short = read_sound(tone_video, start=0.0, end=1.2)  # the tone's first 0.2 s, then nothing
+    frames = list(read_video(sound_source))  # 2 s
+    short = read_sound(sound_source, start=0.0, end=1.2)  # the tone's first 0.2 s, then nothing
     assert short is not None
     padded = encode(frames, tmp_path / "padded.mp4", fps=12, sound=short)
     heard = audio_of(padded.path)
@@ -101,8 +93,8 @@ def test_the_sound_is_cut_or_padded_to_the_video_also_when_shrunk(
     assert mute.size_bytes <= budget
 
 
-def test_a_sound_alone_is_a_small_m4a(tmp_path: Path, tone_video: Path) -> None:
-    sound = read_sound(tone_video)
+def test_a_sound_alone_is_a_small_m4a(tmp_path: Path, sound_source: Path) -> None:
+    sound = read_sound(sound_source)
     assert sound is not None
     size = write_sound(sound, tmp_path / "audio.m4a")
     assert size < 40_000  # 2 s of mono AAC at 64 kbit/s is ~16 kB
