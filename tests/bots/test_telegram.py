@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 import subprocess
 from collections.abc import AsyncIterator
@@ -15,9 +16,9 @@ from aiohttp import web
 
 from bots.base import GENERIC_ERROR
 from core.media.images import RGBImage
-from core.media.video import read_video
+from core.media.video import probe_video, read_video
 
-from ..conftest import free_port, jpeg, start_serve, stop_serve
+from ..conftest import CLIP_TONE_AT, audio_of, free_port, jpeg, start_serve, stop_serve
 from ..fakes.telegram_api import Call, FakeTelegram
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -26,6 +27,7 @@ CAUSED: list[str] = []
 TOKEN = "123456:TEST-TOKEN"
 ALICE = {"id": 501, "is_bot": False, "first_name": "Alice"}
 BOB = {"id": 502, "is_bot": False, "first_name": "Bob"}
+DORA = {"id": 504, "is_bot": False, "first_name": "Dora"}
 GROUP = {"id": -100777, "type": "supergroup", "title": "Memes", "is_forum": True}
 
 
@@ -148,6 +150,40 @@ async def test_clip_keyboard_button_renders(
     await fake.wait_for(done, what="the clip render")
     assert fake.sent("answerCallbackQuery")
     assert len(await frames_of(done(fake.calls)[0], tmp_path)) == 72
+
+
+async def test_a_clip_with_sound_comes_as_a_video(
+    fake: FakeTelegram,
+    bot: subprocess.Popen[str],
+    data_dir: Path,
+    sound_clip_folder: Path,
+    astronaut: RGBImage,
+    tmp_path: Path,
+) -> None:
+    shutil.copytree(sound_clip_folder, data_dir / "clips" / "tone")  # the operator adds it
+    enrol = fake.message(private(DORA), DORA, photo=jpeg(astronaut))
+    fake.push({"message": enrol})
+    await fake.wait_for(replies_to(enrol["message_id"], "sendAnimation"), what="the enrolment")
+    ask = fake.message(private(DORA), DORA, text="/clip tone")
+    fake.push({"message": ask})
+    done = replies_to(ask["message_id"], "sendVideo", "sendAnimation")
+    await fake.wait_for(done, what="the clip with sound")
+    (video,) = done(fake.calls)
+    assert video.method == "sendVideo"  # an animation would be played without its sound
+    assert video.params["supports_streaming"] is True
+    assert "AI-made" in video.params["caption"]
+    received = tmp_path / "tone.mp4"
+    received.write_bytes(video.files["video"])
+    heard = audio_of(received)
+    assert heard is not None
+    assert heard[0] == pytest.approx(CLIP_TONE_AT, abs=0.01)
+    assert heard[1] == pytest.approx(probe_video(received).duration, abs=0.03)
+    # A silent clip is still an animation.
+    quiet = fake.message(private(DORA), DORA, text="/clip astronaut-pan")
+    fake.push({"message": quiet})
+    silent = replies_to(quiet["message_id"], "sendVideo", "sendAnimation")
+    await fake.wait_for(silent, what="the silent clip")
+    assert [c.method for c in silent(fake.calls)] == ["sendAnimation"]
 
 
 async def test_group_topic_meme_reply_without_consent_uses_the_requester(
