@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from bots.base import GENERIC_ERROR
 from core.media.images import RGBImage
 from core.media.video import read_video
 
-from ..conftest import free_port, jpeg, start_serve, stop_serve
+from ..conftest import CLIP_TONE_AT, audio_of, free_port, jpeg, start_serve, stop_serve
 from ..fakes.discord_api import APP_ID, GUILD_ID, Call, FakeDiscord
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -327,3 +328,17 @@ async def test_a_failed_status_edit_does_not_stop_the_result(
     made = await posted_file(fake, ask, "the meme despite failed edits")
     assert original_edits(ask, fake.calls)  # progress was tried, and refused
     assert len(frames(made, tmp_path, "spin.gif")) > 10
+
+
+async def test_a_clip_with_sound_is_posted_with_it(
+    fake: FakeDiscord, bot: Path, sound_clip_folder: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(sound_clip_folder, bot / "clips" / "tone")  # the operator adds it
+    fay = {**CAROL, "id": "600000000000000012", "username": "fay", "global_name": "Fay"}
+    await enrol(fake, fay, np.ascontiguousarray(data_astronaut()))
+    made = await posted_file(fake, fake.slash(fay, "clip", {"clip": "tone"}), "the clip")
+    received = tmp_path / "tone.mp4"
+    received.write_bytes(made)  # an MP4 attachment: Discord plays it inline, with its sound
+    heard = audio_of(received)
+    assert heard is not None
+    assert heard[0] == pytest.approx(CLIP_TONE_AT, abs=0.01)
