@@ -37,6 +37,7 @@ SOUND = "audio.m4a"  # the clip's sound, cut with it (AAC); absent for a silent 
 _TRACK_VERSION = 1
 PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
+FILE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"  # a file in the pack's own folder
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``; ``total`` is an estimate for videos."""
@@ -60,7 +61,7 @@ class ClipManifest(BaseModel):
     title: str = Field(min_length=1, max_length=80)
     tags: tuple[str, ...] = ()
     media: str = MEDIA
-    audio: str | None = None  # the sound file (SOUND) when the clip has sound
+    audio: str | None = Field(default=None, pattern=FILE_NAME)  # SOUND when it has sound
     fps: float = Field(gt=0, le=120)
     frames: int = Field(gt=0)
     width: int = Field(gt=0)
@@ -257,6 +258,7 @@ class ClipLibrary(PackLibrary[Clip]):
 
 
 __all__ = [
+    "FILE_NAME",
     "ID_PATTERN",
     "MANIFEST",
     "SOUND",

@@ -25,6 +25,7 @@ from core.media.images import RGBImage
 from core.media.overlay import Box, Overlay, add_ai_label
 from core.media.video import EncodedVideo, encode
 from core.packs.library import (
+    FILE_NAME,
     ID_PATTERN,
     Clip,
     ClipLibrary,
@@ -49,7 +50,8 @@ class MemeManifest(BaseModel):
     tags: tuple[str, ...] = ()
     effect: str | None = None  # an animated effect on the user's own face...
     clip: str | None = None  # ...or a clip the user's face is swapped into
-    sound: str | None = None  # a sound file in the folder for MP4s (a clip's own otherwise)
+    # a sound file in the folder, for MP4s (a clip template has the clip's otherwise)
+    sound: str | None = Field(default=None, pattern=FILE_NAME)
     duration: float = Field(default=2.0, gt=0, le=10)  # for effects; clips keep their own
     fps: float = Field(default=12.0, gt=0, le=30)
     size: int = Field(default=360, ge=64, le=720)  # long side of the output

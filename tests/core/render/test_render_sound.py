@@ -10,11 +10,12 @@ import pytest
 
 from core.config import Settings
 from core.engines.classic import ClassicSwapper
+from core.errors import ClipNotFound
 from core.faces.profile import FaceProfile
 from core.media.audio import read_sound, write_sound
 from core.media.video import probe_video
 from core.packs.library import MANIFEST, ClipLibrary
-from core.render.memes import MemeLibrary, render_meme_to_file
+from core.render.memes import MemeLibrary, load_template, render_meme_to_file
 from core.render.tasks import clip_to_file
 
 from ...conftest import CLIP_TONE_AT, REPO, TONE_AT, audio_of, flash_at
@@ -104,3 +105,10 @@ def test_an_effect_meme_can_carry_its_own_sound(
         tmp_path / "quiet.mp4",
     )
     assert not silent.has_audio
+
+
+def test_a_sound_outside_the_template_folder_is_refused(settings: Settings) -> None:
+    _meme(settings, "sneaky", 'effect = "spin"\nsound = "../tone/audio.m4a"')
+    assert "sneaky" not in [t.id for t in MemeLibrary(settings).all()]  # skipped, logged
+    with pytest.raises(ClipNotFound, match="sound"):
+        load_template(settings.resolved_clips_dir / "sneaky")
