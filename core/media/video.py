@@ -261,7 +261,7 @@ def _write_mp4(
             count += 1
         audio.mux_video(stream.encode(None))
         audio.mux_until(math.inf)
-    return count, sum(packet.size for packet in audio.packets)
+    return count, audio.bytes
 
 
 class _AudioQueue:
@@ -271,6 +271,7 @@ class _AudioQueue:
     def __init__(self, out: Any, sound: Sound | None) -> None:
         self.out = out
         self.packets = mux_sound(out, sound) if sound is not None else []
+        self.bytes = sum(packet.size for packet in self.packets)
         self.next = 0
 
     def mux_until(self, seconds: float) -> None:
@@ -527,7 +528,7 @@ def encode(
             if max_bytes <= 0:
                 break
             if sound_bytes >= max_bytes * 0.5:
-                fitted = None  # the sound alone takes most of the budget: the picture matters more
+                fitted = None  # the sound alone takes half the budget: the picture matters more
                 continue
             # Only the picture shrinks: the sound's bytes stay what they are.
             shrink = math.sqrt((max_bytes - sound_bytes) / (written - sound_bytes)) * 0.92

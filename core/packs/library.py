@@ -5,7 +5,8 @@ licence), the media (H.264 MP4, at most ~480 px on the long side), ``track.npz``
 target face's smoothed landmarks and a visibility flag per frame) and, when the clip has
 sound, ``audio.m4a`` (AAC, cut to the clip: its first sample plays with frame 0). Packs
 are read from the bundled ``clips/`` folder and from the operator's folder; an operator
-pack with the same id wins. :func:`build_clip` writes only into the operator's folder, atomically.
+pack with the same id wins. :func:`build_clip` writes only into the operator's folder,
+atomically.
 """
 
 from __future__ import annotations
@@ -127,12 +128,18 @@ class Clip(PackInfo):
 
     def load_sound(self) -> Sound | None:
         """The clip's sound, sample 0 with frame 0; ``None`` for a silent clip."""
-        if self.manifest.audio is None:
-            return None
-        try:
-            return read_sound(self.folder / self.manifest.audio)
-        except (OSError, BadMedia) as exc:
-            raise ClipNotFound(f"The clip {self.id!r} is damaged (its sound).") from exc
+        return pack_sound(self.folder, self.manifest.audio, f"The clip {self.id!r}")
+
+
+def pack_sound(folder: Path, name: str | None, what: str) -> Sound | None:
+    """The sound file ``name`` of the pack in ``folder`` (``None``: silent); a missing or
+    broken one is :class:`ClipNotFound`, saying ``what`` is damaged."""
+    if name is None:
+        return None
+    try:
+        return read_sound(folder / name)
+    except (OSError, BadMedia) as exc:
+        raise ClipNotFound(f"{what} is damaged (its sound).") from exc
 
 
 ManifestT = TypeVar("ManifestT", bound=BaseModel)
@@ -270,5 +277,6 @@ __all__ = [
     "PackInfo",
     "PackLibrary",
     "load_clip",
+    "pack_sound",
     "read_manifest",
 ]

@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.config import Settings
 from core.engines.base import Swapper
-from core.errors import BadMedia, ClipNotFound
+from core.errors import ClipNotFound
 from core.faces.profile import FaceProfile
-from core.media.audio import Sound, read_sound
+from core.media.audio import Sound
 from core.media.images import RGBImage
 from core.media.overlay import Box, Overlay, add_ai_label
 from core.media.video import EncodedVideo, encode
@@ -32,6 +32,7 @@ from core.packs.library import (
     ClipLicence,
     PackInfo,
     PackLibrary,
+    pack_sound,
     read_manifest,
 )
 from core.render.captions import BOTTOM, TOP, CaptionBox, FontSet, check_caption, render_caption
@@ -89,10 +90,8 @@ def meme_sound(template: MemeTemplate, settings: Settings, output: Path) -> Soun
     if output.suffix.lower() != ".mp4":
         return None
     if template.manifest.sound is not None:
-        try:
-            return read_sound(template.folder / template.manifest.sound)
-        except (OSError, BadMedia) as exc:
-            raise ClipNotFound(f"The meme template {template.id!r} has a broken sound.") from exc
+        what = f"The meme template {template.id!r}"
+        return pack_sound(template.folder, template.manifest.sound, what)
     if template.manifest.clip is not None:
         return clip_sound(_template_clip(template, settings), output)
     return None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from core.config import Settings
+from core.errors import ClipNotFound
 from core.faces.analyzer import DlibAnalyzer
 from core.packs.build import ClipSource, build_clip
 from core.packs.library import SOUND, load_clip
@@ -64,3 +66,16 @@ def test_a_still_picture_makes_a_silent_pack(analyzer: DlibAnalyzer, tmp_path: P
     )
     assert clip.manifest.audio is None
     assert clip.load_sound() is None
+
+
+def test_a_damaged_or_missing_sound_is_a_clear_error(
+    tmp_path: Path, sound_clip_folder: Path
+) -> None:
+    folder = tmp_path / "tone"
+    shutil.copytree(sound_clip_folder, folder)
+    (folder / SOUND).write_bytes(b"not AAC at all" * 10)
+    with pytest.raises(ClipNotFound, match=r"The clip 'tone' is damaged \(its sound\)"):
+        load_clip(folder).load_sound()
+    (folder / SOUND).unlink()
+    with pytest.raises(ClipNotFound, match="its sound"):
+        load_clip(folder).load_sound()
