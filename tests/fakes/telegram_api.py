@@ -245,25 +245,20 @@ class FakeTelegram:
     def _editMessageText(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:  # noqa: N802
         return self._sent_message(params, text=str(params.get("text", "")))
 
-    def _sendAnimation(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:  # noqa: N802
-        animation = {
-            "file_id": f"anim-{next(self._file_ids)}",
-            "file_unique_id": "anim",
+    def _sent_media(self, params: dict[str, Any], field: str) -> dict[str, Any]:
+        media = {
+            "file_id": f"{field}-{next(self._file_ids)}",
+            "file_unique_id": field,
             "width": int(params.get("width") or 0),
             "height": int(params.get("height") or 0),
             "duration": 3,
         }
-        return self._sent_message(params, animation=animation)
+        return self._sent_message(params, **{field: media})
+
+    def _sendAnimation(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:  # noqa: N802
+        return self._sent_media(params, "animation")
 
     def _sendVideo(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:  # noqa: N802
-        video = {
-            "file_id": f"video-{next(self._file_ids)}",
-            "file_unique_id": "video",
-            "width": int(params.get("width") or 0),
-            "height": int(params.get("height") or 0),
-            "duration": 3,
-            "mime_type": "video/mp4",
-        }
-        return self._sent_message(params, video=video)
+        return self._sent_media(params, "video")
 
     _sendDocument = _sendAnimation  # noqa: N815
