@@ -19,7 +19,6 @@ import json
 import logging
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -78,7 +77,7 @@ COMMANDS = [
     ("optout", "Stop people memeing you"),
     ("forget", "Delete everything about you"),
 ]
-_SEEN_UPDATES = 10_000
+_UPDATE_TTL = 24 * 3600.0  # Telegram keeps an unconfirmed update for 24 hours
 
 
 class TelegramBot:
@@ -109,7 +108,6 @@ class TelegramBot:
             MessageHandler(filters.ALL & ~filters.UpdateType.EDITED, self._on_message)
         )
         self.application.add_handler(CallbackQueryHandler(self._on_button))
-        self._seen: OrderedDict[int, None] = OrderedDict()
         self._webhook_secret = secrets.token_urlsafe(24)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -162,14 +160,11 @@ class TelegramBot:
 
     # -- updates ---------------------------------------------------------------------------
 
-    def _first_time(self, update: Update) -> bool:
-        """False for an update already handled (Telegram may deliver one twice)."""
-        if update.update_id in self._seen:
-            return False
-        self._seen[update.update_id] = None
-        while len(self._seen) > _SEEN_UPDATES:
-            self._seen.popitem(last=False)
-        return True
+    async def _first_time(self, update: Update) -> bool:
+        """False for an update already handled, here or by another front-end sharing the
+        service's state (Telegram may deliver one twice, or to a second front-end)."""
+        key = f"telegram:update:{self.application.bot.id}:{update.update_id}"
+        return await self.service.state.first_time(key, _UPDATE_TTL)
 
     def _addressed(self, message: Message) -> bool:
         """In a group, a message is for the bot only with a command or a mention."""
@@ -181,7 +176,7 @@ class TelegramBot:
 
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message
-        if message is None or message.from_user is None or not self._first_time(update):
+        if message is None or message.from_user is None or not await self._first_time(update):
             return
         image_file: PhotoSize | Document | None = None
         if message.photo:
@@ -215,7 +210,7 @@ class TelegramBot:
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
-        if query is None or not self._first_time(update):
+        if query is None or not await self._first_time(update):
             return
         await query.answer()
         origin = query.message
