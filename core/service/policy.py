@@ -6,6 +6,7 @@ import asyncio
 import math
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -134,7 +135,8 @@ class UsageLimits:
         self.per_minute = per_minute
         self.per_day = per_day
         self.state = state if state is not None and state.shared else None
-        self._locks: dict[int, asyncio.Lock] = {}
+        # One lock per user while anyone holds it (weak: no bookkeeping to forget users).
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._pending: dict[int, set[str]] = {}  # user -> tokens reserved, not yet recorded
 
     def _windows(self) -> tuple[Window, Window]:
@@ -150,7 +152,9 @@ class UsageLimits:
                     OVER_DAILY_QUOTA.format(self.per_day) if full.seconds == DAY else OVER_RATE
                 )
             return ticket
-        lock = self._locks.setdefault(user_id, asyncio.Lock())
+        lock = self._locks.get(user_id)
+        if lock is None:
+            lock = self._locks[user_id] = asyncio.Lock()
         async with lock:
             pending = self._pending.setdefault(user_id, set())
             await self._check(user_id, kind, len(pending))
@@ -182,9 +186,6 @@ class UsageLimits:
             pending.discard(ticket.token)
             if not pending:
                 del self._pending[ticket.user_id]
-                lock = self._locks.get(ticket.user_id)
-                if lock is not None and not lock.locked():
-                    del self._locks[ticket.user_id]
 
     async def _check(self, user_id: int, kind: str, pending: int) -> None:
         now = datetime.now(UTC)
@@ -194,18 +195,6 @@ class UsageLimits:
         minute = await self.log.usage_count(user_id, kind, now - timedelta(minutes=1))
         if minute + pending >= self.per_minute:
             raise QuotaExceeded(OVER_RATE)
-
-    async def check(self, user_id: int, kind: str = "render") -> None:
-        """Raise :class:`QuotaExceeded` if ``user_id`` has no use left now (reserves nothing)."""
-        if self.state is None:
-            await self._check(user_id, kind, len(self._pending.get(user_id, ())))
-            return
-        ticket = await self.reserve(user_id, kind)
-        await self.refund(ticket)
-
-    async def record(self, user_id: int, kind: str = "render") -> None:
-        """Count one use at once (what :meth:`reserve` + :meth:`confirm` do in two steps)."""
-        await self.confirm(await self.reserve(user_id, kind))
 
 
 # -- admission: the cheap checks a render passes before any heavy work -----------------------

@@ -19,10 +19,12 @@ What lives here:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -31,6 +33,8 @@ from pydantic import SecretStr
 
 from core.config import Settings
 from core.errors import FaceCastError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,14 +215,22 @@ class StateUnavailable(FaceCastError):
     default_message = "The shared state store does not answer."
 
 
+TRY_AGAIN = "I can't keep count of requests right now; please try again in a minute."
+
+
 class RedisState:
-    """State in Redis, shared by every front-end that names the same server and prefix."""
+    """State in Redis, shared by every front-end that names the same server and prefix. A
+    server that stops answering is :class:`StateUnavailable` (a friendly "try again")."""
 
     shared = True
 
-    def __init__(self, client: Any, prefix: str = "facecast:") -> None:
+    def __init__(self, client: Any, prefix: str = "facecast:", address: str = "redis") -> None:
+        from redis.exceptions import RedisError
+
         self._redis = client
         self.prefix = prefix
+        self.address = address
+        self._failures: tuple[type[BaseException], ...] = (RedisError, OSError)
         self._take = client.register_script(_TAKE)
         self._enter = client.register_script(_ENTER)
         self._held = client.register_script(_HELD)
@@ -242,36 +254,52 @@ class RedisState:
             raise StateUnavailable(
                 f"Redis at {redis_address(url)} does not answer ({type(exc).__name__})."
             ) from None
-        return cls(client, prefix)
+        return cls(client, prefix, redis_address(url))
+
+    @contextlib.contextmanager
+    def _answering(self) -> Iterator[None]:
+        try:
+            yield
+        except self._failures as exc:
+            log.warning("shared state (Redis at %s): %s", self.address, type(exc).__name__)
+            raise StateUnavailable(TRY_AGAIN) from None
 
     async def take(self, key: str, token: str, windows: Sequence[Window]) -> Window | None:
         args: list[Any] = [token]
         for window in windows:
             args += [window.seconds, window.limit]
-        full = int(await self._take(keys=[self.prefix + key], args=args))
+        with self._answering():
+            full = int(await self._take(keys=[self.prefix + key], args=args))
         return windows[full - 1] if full else None
 
     async def give_back(self, key: str, token: str) -> None:
-        await self._redis.zrem(self.prefix + key, token)
+        with self._answering():
+            await self._redis.zrem(self.prefix + key, token)
 
     async def enter(self, key: str, token: str, cap: int, ttl: float) -> int:
-        return int(await self._enter(keys=[self.prefix + key], args=[token, cap, ttl]))
+        with self._answering():
+            return int(await self._enter(keys=[self.prefix + key], args=[token, cap, ttl]))
 
     async def leave(self, key: str, token: str) -> None:
-        await self._redis.zrem(self.prefix + key, token)
+        with self._answering():
+            await self._redis.zrem(self.prefix + key, token)
 
     async def held(self, key: str) -> int:
-        return int(await self._held(keys=[self.prefix + key]))
+        with self._answering():
+            return int(await self._held(keys=[self.prefix + key]))
 
     async def first_time(self, key: str, ttl: float) -> bool:
         milliseconds = max(1, math.ceil(ttl * 1000))
-        return bool(await self._redis.set(self.prefix + key, b"1", nx=True, px=milliseconds))
+        with self._answering():
+            return bool(await self._redis.set(self.prefix + key, b"1", nx=True, px=milliseconds))
 
     async def add(self, counter: str, amount: int = 1) -> int:
-        return int(await self._redis.incrby(self.prefix + "count:" + counter, amount))
+        with self._answering():
+            return int(await self._redis.incrby(self.prefix + "count:" + counter, amount))
 
     async def count(self, counter: str) -> int:
-        return int(await self._redis.get(self.prefix + "count:" + counter) or 0)
+        with self._answering():
+            return int(await self._redis.get(self.prefix + "count:" + counter) or 0)
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -301,6 +329,7 @@ async def open_state(url: str | None, prefix: str = "facecast:") -> SharedState:
 
 
 __all__ = [
+    "TRY_AGAIN",
     "LocalState",
     "RedisState",
     "SharedState",

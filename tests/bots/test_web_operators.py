@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 
 from bots.web import create_app
@@ -123,7 +124,7 @@ async def test_front_ends_sharing_redis_see_each_others_jobs_and_refusals(
 async def test_healthz_says_degraded_when_redis_stops_answering(
     tmp_path: Path, analyzer: DlibAnalyzer
 ) -> None:
-    import redis.asyncio as aioredis
+    aioredis = pytest.importorskip("redis.asyncio", reason="the scale extra is not installed")
 
     gone = RedisState(aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1))
     try:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from core.config import Settings
 from core.faces.analyzer import DlibAnalyzer
@@ -19,7 +20,7 @@ from core.faces.profile import FaceProfile
 from core.jobs.local import LocalJobRunner
 from core.service.conversation import Service
 from core.service.messages import Chat, Media, Person, Progress, Reply, Request, Text
-from core.service.state import SharedState
+from core.service.state import TRY_AGAIN, RedisState, SharedState
 from core.storage.store import Store
 
 from ...conftest import REPO
@@ -210,3 +211,18 @@ async def test_the_event_loop_keeps_answering_while_a_large_face_is_prepared(
         assert isinstance(reply, Progress)
         # The face took a while to decrypt, unpack and pack, but not on the event loop.
         assert max(lags) < min(0.15, reading / 2), (reading, max(lags))
+
+
+async def test_a_redis_that_stops_answering_gets_a_friendly_try_again(
+    tmp_path: Path, analyzer: DlibAnalyzer, selfie_profile: FaceProfile
+) -> None:
+    aioredis = pytest.importorskip("redis.asyncio", reason="the scale extra is not installed")
+
+    gone = RedisState(aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1))
+    try:
+        async with front_end(_settings(tmp_path), analyzer, state=gone) as bot:
+            await enrolled(bot, ALICE, selfie_profile)
+            replies = [r async for r in bot.handle(Request(ALICE, DM, text="/clip astronaut-pan"))]
+            assert replies == [Text(TRY_AGAIN, error=True)]
+    finally:
+        await gone.close()
