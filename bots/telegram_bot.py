@@ -60,6 +60,7 @@ from core.service.messages import (
     Request,
     Text,
 )
+from core.service.state import StateUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,10 @@ class TelegramBot:
         """False for an update already handled, here or by another front-end sharing the
         service's state (Telegram may deliver one twice, or to a second front-end)."""
         key = f"telegram:update:{self.application.bot.id}:{update.update_id}"
-        return await self.service.state.first_time(key, _UPDATE_TTL)
+        try:
+            return await self.service.state.first_time(key, _UPDATE_TTL)
+        except StateUnavailable:  # answering twice beats not answering (logged where it failed)
+            return True
 
     def _addressed(self, message: Message) -> bool:
         """In a group, a message is for the bot only with a command or a mention."""

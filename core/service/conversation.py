@@ -109,7 +109,7 @@ class Service:
         self.protected = protected or ProtectedFaces(threshold=protected_threshold(settings))
         self.metrics = metrics or Metrics()
         # Limits, job slots and counters several front-ends share (Redis), or this process's.
-        self.state = state or LocalState()
+        self.state = state if state is not None else LocalState()
         self.limits = UsageLimits(
             store, settings.renders_per_minute, settings.daily_quota, self.state
         )

@@ -19,7 +19,7 @@ from core.config import Settings
 from core.faces.analyzer import DlibAnalyzer
 from core.jobs.local import LocalJobRunner
 from core.service.conversation import Service
-from core.service.state import LocalState, SharedState
+from core.service.state import LocalState, RedisState, SharedState
 from core.storage.store import Store
 
 from ..conftest import REPO, free_port
@@ -114,3 +114,27 @@ async def test_without_shared_state_each_front_end_answers(
     """The same set-up without Redis: each front-end only knows its own updates."""
     states = (LocalState(), LocalState())
     assert await answers_to_one_update_seen_by_both(fake, tmp_path, analyzer, states) == 2
+
+
+async def test_with_redis_gone_updates_are_still_answered(
+    fake: FakeTelegram, tmp_path: Path, analyzer: DlibAnalyzer
+) -> None:
+    aioredis = pytest.importorskip("redis.asyncio", reason="the scale extra is not installed")
+    gone = RedisState(aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1))
+    try:
+        async with front_end(fake, tmp_path / "alone", analyzer, gone) as bot:
+            ask = fake.message(CHAT, CAROL, text="/help")
+            await bot.application.update_queue.put(
+                Update.de_json({"update_id": 7002, "message": ask}, bot.application.bot)
+            )
+            (answer,) = [
+                c
+                for c in await fake.wait_for(
+                    lambda calls: [c for c in calls if c.method == "sendMessage"],
+                    what="the answer to /help",
+                )
+                if c.method == "sendMessage"
+            ]
+            assert "/clip" in answer.params["text"]
+    finally:
+        await gone.close()
