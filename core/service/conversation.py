@@ -257,6 +257,7 @@ class Service:
         if words[-1].lower() == "gif":  # "/clip ID gif": a GIF file instead of a video
             request = replace(request, prefer="gif")
         # The cheap checks (queue, jobs in flight, limits) before the face is read.
+        await self.gate.refuse_if_full()
         admission = await self.gate.admit(await self._user_id(request))
         try:
             user_id, profile = await self._profile_of(request)
@@ -296,6 +297,7 @@ class Service:
         quoted = request.reply_to
         theirs_wanted = quoted is not None and quoted.author.id != request.sender.id
         # The cheap checks (queue, jobs in flight, limits) before any face is read.
+        await self.gate.refuse_if_full()
         if theirs_wanted:
             requester = await self.store.user(request.sender.platform, request.sender.id)
         else:

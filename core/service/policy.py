@@ -255,11 +255,15 @@ class Gate:
         self.max_queue = max_queue
         self.per_user = per_user
 
-    async def admit(self, user_id: int) -> Admission:
+    async def refuse_if_full(self) -> None:
+        """:class:`RunnerBusy` if the queue is full: the first check, needing nothing else."""
         # A waiting job means every worker is busy; max_queue 0 still lets idle workers work.
         if self.queue_length() >= max(1, self.max_queue):
             await self.refused_busy()
             raise RunnerBusy()
+
+    async def admit(self, user_id: int) -> Admission:
+        await self.refuse_if_full()
         token = uuid.uuid4().hex
         held = await self.state.enter(f"{ALL_JOBS}:{user_id}", token, self.per_user, SLOT_TTL)
         if held >= self.per_user:
