@@ -111,6 +111,11 @@ class LocalState:
                 return window
         taken[token] = now
         self._taken[key] = taken
+        if len(self._taken) > _MAX_SEEN:  # forget keys with nothing left in their windows
+            for stale in [
+                k for k, t in self._taken.items() if max(t.values(), default=0) < now - longest
+            ]:
+                del self._taken[stale]
         return None
 
     async def give_back(self, key: str, token: str) -> None:
