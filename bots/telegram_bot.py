@@ -20,7 +20,6 @@ import json
 import logging
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -62,6 +61,7 @@ from core.service.messages import (
     Request,
     Text,
 )
+from core.service.state import StateUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ COMMANDS = [
     ("optout", "Stop people memeing you"),
     ("forget", "Delete everything about you"),
 ]
-_SEEN_UPDATES = 10_000
+_UPDATE_TTL = 24 * 3600.0  # Telegram keeps an unconfirmed update for 24 hours
 
 
 class TelegramBot:
@@ -110,7 +110,6 @@ class TelegramBot:
             MessageHandler(filters.ALL & ~filters.UpdateType.EDITED, self._on_message)
         )
         self.application.add_handler(CallbackQueryHandler(self._on_button))
-        self._seen: OrderedDict[int, None] = OrderedDict()
         self._webhook_secret = secrets.token_urlsafe(24)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -163,14 +162,14 @@ class TelegramBot:
 
     # -- updates ---------------------------------------------------------------------------
 
-    def _first_time(self, update: Update) -> bool:
-        """False for an update already handled (Telegram may deliver one twice)."""
-        if update.update_id in self._seen:
-            return False
-        self._seen[update.update_id] = None
-        while len(self._seen) > _SEEN_UPDATES:
-            self._seen.popitem(last=False)
-        return True
+    async def _first_time(self, update: Update) -> bool:
+        """False for an update already handled, here or by another front-end sharing the
+        service's state (Telegram may deliver one twice, or to a second front-end)."""
+        key = f"telegram:update:{self.application.bot.id}:{update.update_id}"
+        try:
+            return await self.service.state.first_time(key, _UPDATE_TTL)
+        except StateUnavailable:  # answering twice beats not answering (logged where it failed)
+            return True
 
     def _addressed(self, message: Message) -> bool:
         """In a group, a message is for the bot only with a command or a mention."""
@@ -182,7 +181,7 @@ class TelegramBot:
 
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message
-        if message is None or message.from_user is None or not self._first_time(update):
+        if message is None or message.from_user is None or not await self._first_time(update):
             return
         image_file: PhotoSize | Document | None = None
         if message.photo:
@@ -216,7 +215,7 @@ class TelegramBot:
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
-        if query is None or not self._first_time(update):
+        if query is None or not await self._first_time(update):
             return
         await query.answer()
         origin = query.message

@@ -30,8 +30,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from bots.base import safe
 from core.config import Settings
+from core.jobs.base import runner_stats
 from core.service.conversation import Service
 from core.service.messages import Chat, Choices, Person, Progress, Reply, Request, Text
+from core.service.policy import BUSY_REFUSALS
+from core.service.state import StateUnavailable
 from core.storage.crypto import Keys
 
 log = logging.getLogger(__name__)
@@ -215,13 +218,45 @@ async def favicon(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
 
 
+async def _operator_figures(service: Service) -> dict[str, Any]:
+    """The runner's figures (queue depth, workers alive, job latency) and the shared
+    state's (jobs in flight and busy answers on every front-end)."""
+    stats = await runner_stats(service.runner)
+    figures: dict[str, Any] = {
+        "status": "ok",
+        "queue": stats.queued,
+        "running": stats.running,
+        "workers": stats.workers,
+        "workers_alive": stats.workers_alive,
+        "latency_p50": stats.latency_p50,
+        "latency_p95": stats.latency_p95,
+        "jobs_finished": stats.finished,
+        "shared_state": "redis" if service.state.shared else "local",
+    }
+    try:
+        figures["in_flight"] = await service.gate.in_flight()
+        figures["busy_refusals"] = await service.state.count(BUSY_REFUSALS)
+    except StateUnavailable:  # Redis down: say so (logged where it failed), no traceback
+        figures.update(status="degraded", shared_state="unreachable")
+    return figures
+
+
 async def healthz(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
-    return web.json_response({"status": "ok", "queue": service.runner.queue_length})
+    figures = await _operator_figures(request.app[SERVICE])
+    return web.json_response(figures, status=200 if figures["status"] == "ok" else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[SERVICE].metrics.exposition()
+    service = request.app[SERVICE]
+    figures = await _operator_figures(service)
+    service.metrics.show_runner(
+        figures["running"],
+        figures["workers_alive"],
+        {"0.5": figures["latency_p50"], "0.95": figures["latency_p95"]},
+        figures.get("in_flight", 0),
+        figures.get("busy_refusals", 0),
+    )
+    body = service.metrics.exposition()
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 

@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     renders_per_minute: int = Field(default=6, ge=1)
     workers: int = Field(default=2, ge=1, le=64)
     max_queue: int = Field(default=20, ge=0)
+    # Fairness: renders one person may have waiting or running at once (a burst waits its turn).
+    max_jobs_per_user: int = Field(default=2, ge=1, le=100)
+    # Rate limits, quotas, jobs in flight and Telegram update ids shared by several front-ends.
+    state_url: SecretStr | None = Field(
+        default=None,
+        description="redis://host:6379/0 for state shared by front-ends; default: the broker's.",
+    )
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     # A web request whose body stops arriving for this long is answered 408 and dropped.
     body_idle_seconds: float = Field(default=10.0, gt=0)

@@ -22,7 +22,7 @@ from core.config import Settings
 from core.errors import ClipNotFound, FaceCastError, NotAllowed
 from core.faces.analyzer import Analyzer
 from core.faces.profile import FaceProfile, IdentityEmbedder, enroll
-from core.jobs.base import JobRunner
+from core.jobs.base import JobRunner, RunnerBusy
 from core.media.images import image_pixels, load_picture
 from core.metrics import Metrics
 from core.packs.library import ClipLibrary
@@ -30,7 +30,15 @@ from core.render.captions import check_caption
 from core.render.memes import MemeLibrary
 from core.render.tasks import RenderConfig, RenderOrder, RenderResult, render_order
 from core.service.messages import Choice, Choices, Media, Person, Progress, Reply, Request, Text
-from core.service.policy import PixelBudget, ProtectedFaces, UsageLimits, protected_threshold
+from core.service.policy import (
+    Admission,
+    Gate,
+    PixelBudget,
+    ProtectedFaces,
+    UsageLimits,
+    protected_threshold,
+)
+from core.service.state import LocalState, SharedState
 from core.storage.store import GROUP_MEMES, Store
 
 PREVIEW_TEMPLATE = "deal-with-it"
@@ -66,6 +74,8 @@ def help_text(platform: str, templates: list[str]) -> str:
     return "\n".join(lines)
 
 
+NO_FACE_YET = "I don't have your face yet (or it expired): send me a selfie."
+
 # -- the service ------------------------------------------------------------------------------
 
 
@@ -89,6 +99,7 @@ class Service:
         protected: ProtectedFaces | None = None,
         metrics: Metrics | None = None,
         identity: IdentityEmbedder | None = None,
+        state: SharedState | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -97,7 +108,18 @@ class Service:
         self.identity = identity
         self.protected = protected or ProtectedFaces(threshold=protected_threshold(settings))
         self.metrics = metrics or Metrics()
-        self.limits = UsageLimits(store, settings.renders_per_minute, settings.daily_quota)
+        # Limits, job slots and counters several front-ends share (Redis), or this process's.
+        self.state = state if state is not None else LocalState()
+        self.limits = UsageLimits(
+            store, settings.renders_per_minute, settings.daily_quota, self.state
+        )
+        self.gate = Gate(
+            self.state,
+            self.limits,
+            lambda: runner.queue_length,
+            settings.max_queue,
+            settings.max_jobs_per_user,
+        )
         self.pixels = PixelBudget(settings.decode_pixels_per_second, settings.max_image_pixels)
         self.clips = ClipLibrary(settings)
         self.memes = MemeLibrary(settings)
@@ -191,8 +213,14 @@ class Service:
             )
         lines.extend(profile.notes)
         yield Text("\n".join(lines))
-        async for reply in self._render(request, user_id, profile, "meme", PREVIEW_TEMPLATE):
-            yield reply
+        admission = await self.gate.admit(user_id)
+        try:
+            async for reply in self._render(
+                request, user_id, profile, "meme", PREVIEW_TEMPLATE, admission=admission
+            ):
+                yield reply
+        finally:
+            await admission.release()
         yield self._clip_menu("Now try yourself in a clip:")
 
     def _decode_and_enrol(self, image: bytes) -> FaceProfile:
@@ -206,11 +234,18 @@ class Service:
             text, tuple(Choice(clip.title, f"/clip {clip.id}") for clip in self.clips.all())
         )
 
+    async def _user_id(self, request: Request) -> int:
+        """The sender's user id, without reading their face (cheap)."""
+        user_id = await self.store.find_user(request.sender.platform, request.sender.id)
+        if user_id is None:
+            raise FaceCastError(NO_FACE_YET)
+        return user_id
+
     async def _profile_of(self, request: Request) -> tuple[int, FaceProfile]:
         user_id = await self.store.find_user(request.sender.platform, request.sender.id)
         profile = await self.store.active_profile(user_id) if user_id is not None else None
         if user_id is None or profile is None:
-            raise FaceCastError("I don't have your face yet (or it expired): send me a selfie.")
+            raise FaceCastError(NO_FACE_YET)
         return user_id, profile
 
     async def _clip(self, request: Request, args: str) -> AsyncIterator[Reply]:
@@ -221,9 +256,17 @@ class Service:
         clip = self.clips.get(words[0])
         if words[-1].lower() == "gif":  # "/clip ID gif": a GIF file instead of a video
             request = replace(request, prefer="gif")
-        user_id, profile = await self._profile_of(request)
-        async for reply in self._render(request, user_id, profile, "clip", clip.id):
-            yield reply
+        # The cheap checks (queue, jobs in flight, limits) before the face is read.
+        await self.gate.refuse_if_full()
+        admission = await self.gate.admit(await self._user_id(request))
+        try:
+            user_id, profile = await self._profile_of(request)
+            async for reply in self._render(
+                request, user_id, profile, "clip", clip.id, admission=admission
+            ):
+                yield reply
+        finally:
+            await admission.release()
 
     async def _meme(self, request: Request, args: str) -> AsyncIterator[Reply]:
         if not args and request.reply_to is None:
@@ -252,22 +295,43 @@ class Service:
             if caption:
                 check_caption(caption)
         quoted = request.reply_to
-        theirs = None
-        if quoted is not None and quoted.author.id != request.sender.id:
-            theirs = await self._consenting_profile(quoted.author)
-            if theirs is None:
-                who = quoted.author.name or "They"
-                yield Text(f"{who} hasn't opted in to being memed (/optin), so here's you instead.")
-        if theirs is not None:
-            user_id = await self.store.user(request.sender.platform, request.sender.id)
-            subject, profile = theirs
+        theirs_wanted = quoted is not None and quoted.author.id != request.sender.id
+        # The cheap checks (queue, jobs in flight, limits) before any face is read.
+        await self.gate.refuse_if_full()
+        if theirs_wanted:
+            requester = await self.store.user(request.sender.platform, request.sender.id)
         else:
-            user_id, profile = await self._profile_of(request)
-            subject = user_id
-        async for reply in self._render(
-            request, user_id, profile, "meme", template.id, top=top, bottom=bottom, subject=subject
-        ):
-            yield reply
+            requester = await self._user_id(request)
+        admission = await self.gate.admit(requester)
+        try:
+            theirs = None
+            if quoted is not None and theirs_wanted:
+                theirs = await self._consenting_profile(quoted.author)
+                if theirs is None:
+                    who = quoted.author.name or "They"
+                    yield Text(
+                        f"{who} hasn't opted in to being memed (/optin), so here's you instead."
+                    )
+            if theirs is not None:
+                user_id = requester
+                subject, profile = theirs
+            else:
+                user_id, profile = await self._profile_of(request)
+                subject = user_id
+            async for reply in self._render(
+                request,
+                user_id,
+                profile,
+                "meme",
+                template.id,
+                top=top,
+                bottom=bottom,
+                subject=subject,
+                admission=admission,
+            ):
+                yield reply
+        finally:
+            await admission.release()
 
     async def _consenting_profile(self, person: Person) -> tuple[int, FaceProfile] | None:
         their_id = await self.store.find_user(person.platform, person.id)
@@ -287,10 +351,10 @@ class Service:
         top: str | None = None,
         bottom: str | None = None,
         subject: int | None = None,
+        admission: Admission,
     ) -> AsyncIterator[Reply]:
         """Render for ``user_id`` with ``profile``, the face of ``subject`` (default: the
-        user's own)."""
-        await self.limits.check(user_id)
+        user's own), in the place ``admission`` holds (the caller releases it)."""
         fmt = request.prefer or ("mp4" if kind == "clip" else "gif")
         account = await self.store.account_of(user_id)
         subject = user_id if subject is None else subject
@@ -299,7 +363,7 @@ class Service:
         order = RenderOrder(
             kind=kind,
             target=target,
-            profile=profile.to_bytes(),
+            profile=await asyncio.to_thread(profile.to_bytes),  # compression: off the loop
             output=str(output),
             config=self.render_config,
             top=top,
@@ -308,8 +372,12 @@ class Service:
         )
         started = time.monotonic()
         await self.store.record_output(user_id, subject, output)
-        job = await self.runner.submit(account, render_order, order, about=about)
-        await self.limits.record(user_id)
+        try:
+            job = await self.runner.submit(account, render_order, order, about=about)
+        except RunnerBusy:
+            await self.gate.refused_busy()
+            raise
+        await admission.confirm()
         async for event in job.events():
             if event.kind == "queued":
                 yield Progress(job.id, f"You're number {event.position} in the queue…")

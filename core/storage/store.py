@@ -14,6 +14,7 @@ created on start (there is one version so far; Alembic comes with the second).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -328,7 +329,8 @@ class Store:
             data = await session.scalar(select(FaceRow.data).where(FaceRow.id == chosen.id))
         if data is None:
             return None
-        return FaceProfile.from_bytes(self._sealer.open(data))
+        sealed: bytes = data  # decrypting and unpacking a face: off the event loop
+        return await asyncio.to_thread(lambda: FaceProfile.from_bytes(self._sealer.open(sealed)))
 
     async def raw_face_data(self, user_id: int) -> list[bytes]:
         """The stored bytes of a user's faces, as they are on disk (for audits and tests)."""

@@ -373,10 +373,11 @@ async def test_a_friends_forget_deletes_memes_of_her(
 async def test_forget_cancels_queued_and_running_renders(
     store_settings: Settings, analyzer: DlibAnalyzer, alice_selfie: bytes
 ) -> None:
-    store = await Store.open(store_settings)
+    settings = store_settings.model_copy(update={"max_jobs_per_user": 3})  # all three at once
+    store = await Store.open(settings)
     runner = LocalJobRunner(workers=1, max_queue=5)
     try:
-        bot = Service(store_settings, store, runner, analyzer)
+        bot = Service(settings, store, runner, analyzer)
         await talk(bot, Request(ALICE, DM, image=alice_selfie))
         user = await store.find_user(ALICE.platform, ALICE.id)
         assert user is not None
