@@ -123,6 +123,8 @@ class ClassicSwapper:
         keep_brows: bool = True,
         lip_tint: float = 0.5,
         brow_tint: float = 0.7,
+        creases: float = 1.0,
+        crease_scale: float = 0.15,
     ) -> None:
         self.feather = feather  # blend ramp width, as a share of the eye distance
         self.max_gain = max_gain  # cap on the colour contrast change
@@ -133,6 +135,12 @@ class ClassicSwapper:
         self.keep_brows = keep_brows
         self.lip_tint = lip_tint  # how far kept lips / brows move to the selfie's colour
         self.brow_tint = brow_tint
+        # Where a smile or a squint folds the skin (nose to mouth corners, crow's feet, under
+        # the eyes), the detail finer than ``crease_scale`` (same unit) is the clip's: the
+        # selfie's smile lines do not freeze into every frame, the clip's come and go with
+        # its expression. ``creases`` is how much (0 keeps the selfie's; 1 the clip's).
+        self.creases = creases
+        self.crease_scale = crease_scale
 
     def swap(
         self,
@@ -257,6 +265,9 @@ class ClassicSwapper:
             target_light = blur(target_small[:, :, channel] * weight, sigma) / norm
             source_light = blur(out_small[:, :, channel] * weight, sigma) / norm
             out[:, :, channel] += grow(np.clip(target_light - source_light, -limit, limit))
+        if self.creases > 0:  # where the target is skin (not a hand or glasses' frame)
+            creases = self._creases(out[:, :, 0], target_lab[:, :, 0], local, unit)
+            out[:, :, 0] += creases * grow(target_like)
         out[:, :, 0] = np.clip(out[:, :, 0], 0.0, 100.0)
         soften = max(0.5, unit_small * self.feather * 0.5)
         return (
@@ -267,6 +278,38 @@ class ClassicSwapper:
             (src, dst),
             target_lab,
         )
+
+    def _creases(
+        self, source: FloatImage, target: FloatImage, local: Points, unit: float
+    ) -> FloatImage:
+        """What moves the lightness ``source`` towards ``target``'s fine detail in the zones
+        where expressions crease the skin (eyes and lips themselves excluded)."""
+        shape = source.shape[:2]
+        zone = np.zeros(shape, np.uint8)
+        # nose wing, mouth corner, down the jaw and out over the cheek: the smile folds
+        for wing, corner, *jaw in ((31, 48, 5, 3, 1), (35, 54, 11, 13, 15)):
+            zone = np.maximum(zone, fill(shape, local[[wing, corner, *jaw]]))
+        for eye, outer, side in ((RIGHT_EYE, 0, -1.0), (LEFT_EYE, 3, 1.0)):
+            lids = local[eye]
+            lower = lids[[0, 5, 4, 3]] + np.array([0.0, 0.05 * unit], np.float32)
+            under = np.vstack([lower, lower[::-1] + np.array([0.0, 0.3 * unit], np.float32)])
+            zone = np.maximum(zone, fill(shape, under))  # under the eye
+            corner = lids[outer]
+            box = [[0.08, -0.2], [0.35, -0.2], [0.35, 0.25], [0.08, 0.25]]
+            feet = corner + unit * np.array(box, np.float32) * np.array([side, 1.0], np.float32)
+            zone = np.maximum(zone, fill(shape, feet))  # crow's feet
+        own = np.maximum(
+            cv2.dilate(fill(shape, _hull(local[OUTER_LIPS])), disc(max(1, round(unit * 0.03)))),
+            np.maximum(fill(shape, _hull(local[RIGHT_EYE])), fill(shape, _hull(local[LEFT_EYE]))),
+        )
+        weight = blur(zone, max(0.5, unit * 0.08)) * (1.0 - blur(own, max(0.5, unit * 0.03)))
+        sigma = max(0.6, unit * self.crease_scale)
+
+        def detail(lightness: FloatImage) -> FloatImage:
+            smooth = cv2.GaussianBlur(lightness, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+            return lightness - np.asarray(smooth)
+
+        return (detail(target) - detail(source)) * weight * self.creases
 
     def _alpha(
         self,
