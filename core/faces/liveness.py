@@ -1,0 +1,394 @@
+"""Liveness: a short live video that answers a random challenge proves the enrolled face is
+the sender's own, not a photo of someone else.
+
+A check passes only when three things hold, each with a reason the user can act on:
+
+- **the same person throughout**: a face is followed in (almost) every frame, and its dlib
+  descriptor is within ``identity_threshold`` of the enrolled face at evenly spaced frames;
+- **the challenge, in order**: the head turns to one side and then the other (yaw from the
+  landmarks, relative to where the head started), or the eyes close and open twice (eye
+  aspect ratio against the person's own open-eye baseline) before a turn to either side;
+- **a 3D head, not a picture**: for every frame a homography is fitted to the rigid
+  landmarks of the most frontal frame. A photo moved, zoomed, tilted or rotated in front of
+  the camera is a plane, and a homography maps it onto itself to within landmark noise; a
+  turning head is not (the nose tip moves across the cheeks, the far cheek's outline slides),
+  so the residual grows with the turn. A flat picture cannot fake the yaw either: a plane
+  seen at any angle keeps the nose where it sits between the jaw's sides.
+
+Directions are the person's own in an unmirrored camera picture (what getUserMedia,
+MediaRecorder and phone video files hold): turning to one's left moves the nose to the
+right of the picture.
+
+The check runs in a job runner's worker like a render: :func:`liveness_order` takes a small
+picklable :class:`LivenessOrder` (the video's bytes, the enrolled face's bytes, the
+challenge and the thresholds) and returns a :class:`LivenessReport`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, get_args
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from core import progress
+from core.errors import BadMedia
+from core.faces.analyzer import Analyzer, Embedding, identity_distance
+from core.faces.landmarks import Points, eye_distance, yaw_degrees
+from core.faces.profile import FaceProfile
+from core.faces.tracking import FaceTracker, TrackSettings
+from core.media.images import RGBImage
+from core.media.video import probe_video, read_video
+
+Challenge = Literal["left-right", "right-left", "blink-twice"]
+CHALLENGES: tuple[Challenge, ...] = get_args(Challenge)
+
+INSTRUCTIONS: dict[Challenge, str] = {
+    "left-right": "turn your head to your left, then to your right",
+    "right-left": "turn your head to your right, then to your left",
+    "blink-twice": "blink twice, then turn your head a little to one side",
+}
+
+# Landmarks that move with the skull, not with an expression: jaw outline, brows, nose and
+# the eye corners (lids blink, lips talk).
+RIGID = np.array([*range(0, 27), *range(27, 36), 36, 39, 42, 45])
+_DLIB_DIMENSIONS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class LivenessLimits:
+    """What a live capture must show; picklable, so it travels in a :class:`LivenessOrder`."""
+
+    identity_threshold: float = 0.55  # dlib descriptor distance; its own rule is 0.6
+    min_turn_degrees: float = 12.0  # each turn, from where the head started
+    min_depth: float = 0.03  # homography residual per eye distance that only 3D gives
+    min_coverage: float = 0.85  # share of frames in which the face is followed
+    min_seconds: float = 1.0
+    max_seconds: float = 8.0
+    max_bytes: int = 25 * 1024 * 1024
+    sample_fps: float = 15.0  # frames looked at per second (a blink lasts 100-300 ms)
+    max_side: int = 480  # frames are scaled down to this first
+    identity_samples: int = 6  # frames whose identity is computed
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """What the analysis saw: the face's landmarks per looked-at frame (or None) and the
+    identity distance at a few of them."""
+
+    landmarks: list[Points | None]
+    distances: list[float]
+    fps: float  # of the looked-at frames
+
+
+@dataclass(frozen=True, slots=True)
+class LivenessReport:
+    passed: bool
+    reason: str  # for the user: why it failed, or that it passed
+    challenge: Challenge
+    frames: int = 0
+    coverage: float = 0.0
+    identity_distance: float = 0.0  # the worst frame
+    turn_left: float = 0.0  # degrees, the furthest turn to the person's left
+    turn_right: float = 0.0
+    blinks: int = 0
+    depth: float = 0.0  # homography residual per eye distance (the 90th percentile frame)
+    seconds: float = 0.0  # how long the check took
+    details: tuple[str, ...] = field(default=())
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+
+def eye_aspect_ratio(points: Points) -> float:
+    """Mean eye opening of both eyes (Soukupová and Čech): lid gaps over eye width."""
+
+    def one(eye: Points) -> float:
+        gap = np.linalg.norm(eye[1] - eye[5]) + np.linalg.norm(eye[2] - eye[4])
+        return float(gap / (2.0 * max(float(np.linalg.norm(eye[0] - eye[3])), 1e-3)))
+
+    return (one(points[36:42]) + one(points[42:48])) / 2.0
+
+
+def planar_residual(reference: Points, points: Points) -> float:
+    """RMS distance, per eye distance, between ``points``' rigid landmarks and the best
+    homography image of ``reference``'s: near zero for a moved picture, larger for a 3D
+    head seen from another angle."""
+    src = reference[RIGID].astype(np.float64)
+    dst = points[RIGID].astype(np.float64)
+    matrix, _ = cv2.findHomography(src, dst, 0)
+    if matrix is None:
+        return 0.0
+    mapped = cv2.perspectiveTransform(src.reshape(-1, 1, 2), matrix).reshape(-1, 2)
+    rms = float(np.sqrt(((mapped - dst) ** 2).sum(axis=1).mean()))
+    return rms / max(eye_distance(points), 1.0)
+
+
+def blink_count(openness: NDArray[np.float64], baseline: float) -> int:
+    """Closings of the eyes: runs under 70 % of the open baseline, each followed by the eyes
+    opening again past 85 % of it."""
+    blinks, closed = 0, False
+    for value in openness:
+        if not closed and value < 0.7 * baseline:
+            closed = True
+        elif closed and value > 0.85 * baseline:
+            closed = False
+            blinks += 1
+    return blinks
+
+
+def reference_embedding(profile: FaceProfile, analyzer: Analyzer) -> Embedding:
+    """The enrolled face's dlib descriptor: stored with a classic enrolment, recomputed from
+    the face texture for one made by another engine."""
+    if profile.embedding is not None and profile.embedding.shape == (_DLIB_DIMENSIONS,):
+        return profile.embedding
+    return analyzer.embedding(profile.texture, profile.points[:68])
+
+
+def trace_video(
+    frames: Iterable[RGBImage],
+    fps: float,
+    analyzer: Analyzer,
+    reference: Embedding,
+    limits: LivenessLimits,
+    *,
+    expected: int = 0,
+) -> Trace:
+    """Follow the face through ``frames`` at up to ``limits.sample_fps``, and compare its
+    identity with ``reference`` at ``limits.identity_samples`` evenly spaced frames."""
+    step = max(1, round(fps / limits.sample_fps))
+    tracker = FaceTracker(analyzer, TrackSettings(max_carry=3))
+    landmarks: list[Points | None] = []
+    kept: list[RGBImage] = []
+    total = max(expected // step, 1)
+    for index, frame in enumerate(frames):
+        if index % step:
+            continue
+        points, _ = tracker.step(frame)
+        landmarks.append(points)
+        kept.append(frame)
+        progress.report(min(len(landmarks), total), total + 1)
+    seen = [i for i, p in enumerate(landmarks) if p is not None]
+    distances: list[float] = []
+    if seen:
+        picks = np.unique(np.linspace(0, len(seen) - 1, limits.identity_samples).round())
+        for pick in picks.astype(int):
+            index = seen[pick]
+            points = landmarks[index]
+            assert points is not None
+            vector = analyzer.embedding(kept[index], points)
+            distances.append(identity_distance(vector, reference))
+    return Trace(landmarks, distances, fps / step)
+
+
+# -- judging --------------------------------------------------------------------------------
+
+
+def judge(trace: Trace, challenge: Challenge, limits: LivenessLimits) -> LivenessReport:
+    """Pass or fail, with the reason, from what :func:`trace_video` saw."""
+    frames = len(trace.landmarks)
+    seen = [p for p in trace.landmarks if p is not None]
+    coverage = len(seen) / frames if frames else 0.0
+    base = LivenessReport(False, "", challenge, frames=frames, coverage=coverage)
+    if frames < limits.min_seconds * trace.fps:
+        return _fail(base, "That video is too short: record 2 to 3 seconds.")
+    if not seen:
+        return _fail(base, "I couldn't see a face in that video. Film your face in good light.")
+    worst = max(trace.distances) if trace.distances else float("inf")
+    base = _with(base, identity_distance=worst)
+    if worst >= limits.identity_threshold:
+        return _fail(
+            base,
+            "The face in that video doesn't match your saved face. Film yourself, "
+            "the person in your selfie.",
+        )
+    if coverage < limits.min_coverage:
+        return _fail(
+            base,
+            "I lost your face for part of the video. Keep your whole face in the picture, "
+            "in good light, and turn only as far as still shows both eyes.",
+        )
+    visible = np.array([p is not None for p in trace.landmarks])
+    yaw = _series([yaw_degrees(p) if p is not None else np.nan for p in trace.landmarks])
+    openness = _series([eye_aspect_ratio(p) if p is not None else np.nan for p in trace.landmarks])
+    start = float(np.nanmedian(yaw[: max(3, frames // 10)]))
+    turn = yaw - start  # negative: to the person's left
+    base = _with(
+        base,
+        turn_left=float(max(0.0, -np.nanmin(turn))),
+        turn_right=float(max(0.0, np.nanmax(turn))),
+    )
+    # The reference for depth: the frame where the head faces where it started.
+    reference_index = int(np.nanargmin(np.where(visible, np.abs(turn), np.nan)))
+    reference = trace.landmarks[reference_index]
+    assert reference is not None
+    residuals = [planar_residual(reference, p) for p in seen]
+    depth = float(np.percentile(residuals, 90))
+    base = _with(base, depth=depth)
+
+    turned = np.abs(turn) >= limits.min_turn_degrees
+    if challenge == "blink-twice":
+        baseline = float(np.nanpercentile(openness, 80))
+        first_turn = int(np.argmax(turned)) if turned.any() else frames
+        blinks = blink_count(np.nan_to_num(openness[:first_turn], nan=baseline), baseline)
+        base = _with(base, blinks=blinks)
+        if blinks < 2:
+            seen_blinks = "no blink" if blinks == 0 else "one blink"
+            return _fail(base, f"I saw {seen_blinks}: blink twice, slowly, then turn your head.")
+        if not turned.any():
+            return _fail(base, "After blinking, turn your head a little to one side.")
+    else:
+        wanted = -1.0 if challenge == "left-right" else 1.0
+        first_side = _first_turn(turn, limits.min_turn_degrees)
+        if first_side == 0:
+            return _fail(
+                base,
+                f"I didn't see your head turn far enough. {_instruction(challenge)}, "
+                "about as far as you would to look over your shoulder's edge.",
+            )
+        if first_side != wanted:
+            return _fail(
+                base,
+                f"You turned the other way first. {_instruction(challenge)} (your own "
+                "left and right).",
+            )
+        after = turn[int(np.argmax(wanted * turn >= limits.min_turn_degrees)) :]
+        if not (-wanted * after >= limits.min_turn_degrees).any():
+            return _fail(base, f"You turned only one way. {_instruction(challenge)}.")
+    if depth < limits.min_depth:
+        return _fail(
+            base,
+            "That looks like a picture moved in front of the camera, not a live head. "
+            "Film your own face, live.",
+        )
+    return _with(base, passed=True, reason="Verified: it's really you.")
+
+
+def _instruction(challenge: Challenge) -> str:
+    text = INSTRUCTIONS[challenge]
+    return text[0].upper() + text[1:]
+
+
+def _first_turn(turn: NDArray[np.float64], threshold: float) -> float:
+    """-1 when the head first turned past ``threshold`` to the person's left, +1 right,
+    0 never."""
+    for value in turn:
+        if not np.isnan(value) and abs(value) >= threshold:
+            return float(np.sign(value))
+    return 0.0
+
+
+def _series(values: list[float]) -> NDArray[np.float64]:
+    """Per-frame values with a 3-frame median against single-frame landmark glitches."""
+    array = np.asarray(values, dtype=np.float64)
+    if len(array) < 3:
+        return array
+    padded = np.concatenate([array[:1], array, array[-1:]])
+    stacked = np.stack([padded[:-2], padded[1:-1], padded[2:]])
+    with np.errstate(all="ignore"):
+        smoothed = (
+            np.nanmedian(stacked, axis=0) if np.isnan(stacked).any() else np.median(stacked, axis=0)
+        )
+    return np.where(np.isnan(array), np.nan, smoothed)
+
+
+def _with(report: LivenessReport, **changes: object) -> LivenessReport:
+    from dataclasses import replace
+
+    return replace(report, **changes)  # type: ignore[arg-type]
+
+
+def _fail(report: LivenessReport, reason: str) -> LivenessReport:
+    return _with(report, passed=False, reason=reason)
+
+
+def check_liveness(
+    video: Path,
+    profile: FaceProfile,
+    challenge: Challenge,
+    analyzer: Analyzer,
+    limits: LivenessLimits | None = None,
+) -> LivenessReport:
+    """Decode ``video`` (MP4, MOV, WebM, GIF...), follow the face and judge it against the
+    enrolled ``profile`` and the ``challenge``."""
+    limits = limits or LivenessLimits()
+    started = time.monotonic()
+    info = probe_video(video, max_bytes=limits.max_bytes)
+    if info.duration > limits.max_seconds:
+        raise BadMedia(
+            f"That video is {info.duration:.0f} seconds long: record just 2 to 3 seconds."
+        )
+    fps = info.fps if 1.0 <= info.fps <= 240.0 else 30.0
+    reference = reference_embedding(profile, analyzer)
+    frames = read_video(
+        video, end=limits.max_seconds, max_side=limits.max_side, max_bytes=limits.max_bytes
+    )
+    trace = trace_video(frames, fps, analyzer, reference, limits, expected=info.frames)
+    report = judge(trace, challenge, limits)
+    return _with(report, seconds=time.monotonic() - started)
+
+
+# -- the worker task ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LivenessOrder:
+    video: bytes  # the capture as uploaded (a worker may be on another machine)
+    suffix: str  # its container's usual suffix, e.g. ".webm"
+    profile: bytes  # FaceProfile.to_bytes() of the face to verify
+    challenge: Challenge
+    limits: LivenessLimits = LivenessLimits()
+
+
+_ANALYZERS: dict[str, Analyzer] = {}
+
+
+def _analyzer() -> Analyzer:
+    """One dlib analyzer per worker process (its models load once)."""
+    if "dlib" not in _ANALYZERS:
+        from core.faces.analyzer import DlibAnalyzer
+
+        _ANALYZERS["dlib"] = DlibAnalyzer()
+    return _ANALYZERS["dlib"]
+
+
+def liveness_order(order: LivenessOrder) -> LivenessReport:
+    """Check one capture, in a worker: the video goes to a private temporary file for the
+    decoder and is deleted at once."""
+    profile = FaceProfile.from_bytes(order.profile)
+    suffix = order.suffix if order.suffix.isascii() and len(order.suffix) <= 6 else ".bin"
+    handle, name = tempfile.mkstemp(prefix="facecast-liveness-", suffix=suffix)
+    path = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(order.video)
+        return check_liveness(path, profile, order.challenge, _analyzer(), order.limits)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+__all__ = [
+    "CHALLENGES",
+    "INSTRUCTIONS",
+    "RIGID",
+    "Challenge",
+    "LivenessLimits",
+    "LivenessOrder",
+    "LivenessReport",
+    "Trace",
+    "blink_count",
+    "check_liveness",
+    "eye_aspect_ratio",
+    "judge",
+    "liveness_order",
+    "planar_residual",
+    "reference_embedding",
+    "trace_video",
+]
