@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from core.faces.analyzer import Analyzer
 from core.faces.landmarks import Points, extend_points
 from core.faces.profile import triangulate
 from core.media.images import RGBImage
@@ -202,3 +203,17 @@ def write_challenge(
     """A video of the synthetic head answering ``challenge``."""
     yaw, closed = challenge_motion(challenge, fps=fps, seconds=seconds)
     return write_video(path, head_frames(mesh, yaw, closed), fps)
+
+
+def head_picture(astronaut: RGBImage) -> RGBImage:
+    """The astronaut's head and shoulders, framed as a front camera frames a selfie video."""
+    crop = astronaut[0:256, 80:336]
+    return np.ascontiguousarray(cv2.resize(crop, (384, 384), interpolation=cv2.INTER_CUBIC))
+
+
+def astronaut_head(analyzer: Analyzer) -> HeadMesh:
+    """The public-domain astronaut portrait as a live head."""
+    from skimage import data
+
+    picture = head_picture(np.ascontiguousarray(data.astronaut()))
+    return HeadMesh(picture, analyzer.detect(picture)[0].landmarks)

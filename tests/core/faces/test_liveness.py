@@ -29,15 +29,9 @@ from core.kinds import MOTIONS
 from core.media.images import RGBImage
 from core.packs.camera import animate_still
 
-from .synthetic_head import HeadMesh, write_challenge, write_video
+from .synthetic_head import HeadMesh, head_picture, write_challenge, write_video
 
 FPS = 15.0
-
-
-def head_picture(astronaut: RGBImage) -> RGBImage:
-    """The astronaut's head and shoulders, as a front camera frames a selfie video."""
-    crop = astronaut[0:256, 80:336]
-    return np.ascontiguousarray(cv2.resize(crop, (384, 384), interpolation=cv2.INTER_CUBIC))
 
 
 @pytest.fixture(scope="module")
