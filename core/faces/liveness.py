@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -45,7 +45,7 @@ from core.faces.landmarks import Points, eye_distance, yaw_degrees
 from core.faces.profile import FaceProfile
 from core.faces.tracking import FaceTracker, TrackSettings
 from core.media.images import RGBImage
-from core.media.video import probe_video, read_video
+from core.media.video import even_size, probe_video
 
 Challenge = Literal["left-right", "right-left", "blink-twice"]
 CHALLENGES: tuple[Challenge, ...] = get_args(Challenge)
@@ -152,25 +152,59 @@ def reference_embedding(profile: FaceProfile, analyzer: Analyzer) -> Embedding:
     return analyzer.embedding(profile.texture, profile.points[:68])
 
 
+def timed_frames(
+    path: Path, *, max_side: int, max_seconds: float, max_bytes: int
+) -> Iterator[tuple[float, RGBImage]]:
+    """(seconds, frame) of a video, by each frame's own timestamp: what a browser's
+    MediaRecorder writes has a variable frame rate and no declared one."""
+    import av
+
+    probe_video(path, max_bytes=max_bytes)  # a friendly BadMedia for what is not a video
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width * height > 4096 * 4096:
+            raise BadMedia(f"That video's frames are too large ({width}x{height}).")
+        size = even_size(width, height, max_side)
+        first: float | None = None
+        try:
+            for frame in container.decode(stream):
+                moment = float(frame.time) if frame.time is not None else 0.0
+                first = moment if first is None else first
+                if moment - first > max_seconds:
+                    raise BadMedia(
+                        f"That video is over {max_seconds:.0f} seconds long: record just 2 to 3."
+                    )
+                image = np.asarray(frame.to_ndarray(format="rgb24"), np.uint8)
+                if (image.shape[1], image.shape[0]) != size:
+                    image = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+                yield moment - first, np.ascontiguousarray(image, dtype=np.uint8)
+        except av.FFmpegError as exc:
+            raise BadMedia("That video is damaged: decoding stopped part way.") from exc
+
+
 def trace_video(
-    frames: Iterable[RGBImage],
-    fps: float,
+    frames: Iterable[tuple[float, RGBImage]],
     analyzer: Analyzer,
     reference: Embedding,
     limits: LivenessLimits,
     *,
-    expected: int = 0,
+    expected_seconds: float = 3.0,
 ) -> Trace:
-    """Follow the face through ``frames`` at up to ``limits.sample_fps``, and compare its
-    identity with ``reference`` at ``limits.identity_samples`` evenly spaced frames."""
-    step = max(1, round(fps / limits.sample_fps))
+    """Follow the face through timed ``frames`` at up to ``limits.sample_fps``, and compare
+    its identity with ``reference`` at ``limits.identity_samples`` evenly spaced frames."""
     tracker = FaceTracker(analyzer, TrackSettings(max_carry=3))
     landmarks: list[Points | None] = []
     kept: list[RGBImage] = []
-    total = max(expected // step, 1)
-    for index, frame in enumerate(frames):
-        if index % step:
+    interval = 1.0 / limits.sample_fps
+    due, last = 0.0, 0.0
+    total = max(round(expected_seconds * limits.sample_fps), 1)
+    for moment, frame in frames:
+        if moment < due - 0.25 * interval:
             continue
+        due = max(due + interval, moment + 0.5 * interval)
+        last = moment
         points, _ = tracker.step(frame)
         landmarks.append(points)
         kept.append(frame)
@@ -185,7 +219,8 @@ def trace_video(
             assert points is not None
             vector = analyzer.embedding(kept[index], points)
             distances.append(identity_distance(vector, reference))
-    return Trace(landmarks, distances, fps / step)
+    fps = (len(landmarks) - 1) / last if last > 0 else limits.sample_fps
+    return Trace(landmarks, distances, fps)
 
 
 # -- judging --------------------------------------------------------------------------------
@@ -320,17 +355,11 @@ def check_liveness(
     enrolled ``profile`` and the ``challenge``."""
     limits = limits or LivenessLimits()
     started = time.monotonic()
-    info = probe_video(video, max_bytes=limits.max_bytes)
-    if info.duration > limits.max_seconds:
-        raise BadMedia(
-            f"That video is {info.duration:.0f} seconds long: record just 2 to 3 seconds."
-        )
-    fps = info.fps if 1.0 <= info.fps <= 240.0 else 30.0
     reference = reference_embedding(profile, analyzer)
-    frames = read_video(
-        video, end=limits.max_seconds, max_side=limits.max_side, max_bytes=limits.max_bytes
+    frames = timed_frames(
+        video, max_side=limits.max_side, max_seconds=limits.max_seconds, max_bytes=limits.max_bytes
     )
-    trace = trace_video(frames, fps, analyzer, reference, limits, expected=info.frames)
+    trace = trace_video(frames, analyzer, reference, limits)
     report = judge(trace, challenge, limits)
     return _with(report, seconds=time.monotonic() - started)
 
@@ -390,5 +419,6 @@ __all__ = [
     "liveness_order",
     "planar_residual",
     "reference_embedding",
+    "timed_frames",
     "trace_video",
 ]

@@ -83,7 +83,7 @@ Send a selfie to start (one face, facing the camera, in good light). Then:
 /meme TEMPLATE top | bottom - a meme of you
    (as a reply to someone's message: their words, and their face if they said /optin)
 /faces - your saved faces; /face N - use face N
-/verify - prove it's you with a 3-second video (needed for /optin)
+/verify - prove it's you with a 3-second video
 /optin, /optout - allow or stop others memeing you in groups
 /forget - delete everything I have about you, now
 Everything I make is labelled as AI-made."""
