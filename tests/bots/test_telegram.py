@@ -94,7 +94,7 @@ async def frames_of(call: Call, tmp: Path) -> list[RGBImage]:
 async def test_commands_are_registered(fake: FakeTelegram, bot: subprocess.Popen[str]) -> None:
     (registered,) = fake.sent("setMyCommands")
     names = [c["command"] for c in registered.params["commands"]]
-    assert {"clip", "meme", "faces", "forget", "optin", "optout", "help"} <= set(names)
+    assert {"clip", "meme", "faces", "forget", "optin", "optout", "verify", "help"} <= set(names)
 
 
 async def test_dm_selfie_enrols_and_previews(
