@@ -247,21 +247,34 @@ class DiscordBot:
     # -- DMs -----------------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
-        """A selfie sent in a DM enrols its sender."""
+        """A selfie sent in a DM enrols its sender; a video answers their /verify challenge."""
         if message.author.bot or message.guild is not None:
             return
         images = [
             a for a in message.attachments if (a.content_type or "").split(";")[0] in IMAGE_TYPES
         ]
-        if not images:
+        videos = [a for a in message.attachments if (a.content_type or "").startswith("video/")]
+        if videos and not images:  # the answer to a /verify challenge
+            kind = (videos[0].content_type or "").split(";")[0]
+            if videos[0].size > self.service.settings.verify_max_video_bytes:
+                await message.reply("That video is too big: 3 seconds are enough.")
+                return
+            request = Request(
+                sender=_person(message.author),
+                chat=Chat(str(message.channel.id)),
+                video=await videos[0].read(),
+                video_suffix=VIDEO_SUFFIXES.get(kind, ".mp4"),
+            )
+        elif not images:
             if message.attachments:
                 await message.reply("That isn't a picture: send me a photo.")
             return
-        request = Request(
-            sender=_person(message.author),
-            chat=Chat(str(message.channel.id)),
-            image=await images[0].read(),
-        )
+        else:
+            request = Request(
+                sender=_person(message.author),
+                chat=Chat(str(message.channel.id)),
+                image=await images[0].read(),
+            )
         try:
             await deliver(
                 self.service.handle(request), _DMReplier(message), f"discord DM {message.id}"
