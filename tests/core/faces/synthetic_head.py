@@ -166,7 +166,9 @@ def write_video(path: Path, frames: Iterator[RGBImage], fps: float = 15.0) -> Pa
         return path
     first = next(frames)
     height, width = first.shape[:2]
-    codec = ["-c:v", "libvpx", "-b:v", "1M"] if path.suffix == ".webm" else ["-pix_fmt", "yuv420p"]
+    codec = ["-pix_fmt", "yuv420p"]
+    if path.suffix == ".webm":  # as a browser records it: VP8, fast
+        codec = ["-c:v", "libvpx", "-b:v", "1M", "-deadline", "realtime", "-cpu-used", "8"]
     process = subprocess.Popen(
         [
             ffmpeg_exe(),
