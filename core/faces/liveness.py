@@ -184,6 +184,20 @@ def timed_frames(
             raise BadMedia("That video is damaged: decoding stopped part way.") from exc
 
 
+_ORIENTATION_TRIES = 5  # sampled frames in which to look for the picture's upright
+
+
+def upright_turns(frame: RGBImage, analyzer: Analyzer) -> int | None:
+    """Quarter turns (``np.rot90``) that put a face upright in ``frame``; None when none
+    shows one. Phones store portrait videos sideways with a rotation flag that not every
+    path keeps: looking beats trusting it."""
+    for turns in (0, 1, 3, 2):
+        turned = np.ascontiguousarray(np.rot90(frame, turns)) if turns else frame
+        if analyzer.detect_boxes(turned, verify=False):
+            return turns
+    return None
+
+
 def trace_video(
     frames: Iterable[tuple[float, RGBImage]],
     analyzer: Analyzer,
@@ -200,12 +214,19 @@ def trace_video(
     interval = 1.0 / limits.sample_fps
     due, last = 0.0, 0.0
     total = max(round(expected_seconds * limits.sample_fps), 1)
+    turns: int | None = None  # quarter turns that make the picture upright
     for moment, frame in frames:
         if moment < due - 0.25 * interval:
             continue
         due = max(due + interval, moment + 0.5 * interval)
         last = moment
-        points, _ = tracker.step(frame)
+        if turns is None:
+            turns = upright_turns(frame, analyzer)
+            if turns is None and len(landmarks) >= _ORIENTATION_TRIES:
+                turns = 0
+        if turns:
+            frame = np.ascontiguousarray(np.rot90(frame, turns))
+        points, _ = tracker.step(frame) if turns is not None else (None, False)
         landmarks.append(points)
         kept.append(frame)
         progress.report(min(len(landmarks), total), total + 1)
@@ -421,4 +442,5 @@ __all__ = [
     "reference_embedding",
     "timed_frames",
     "trace_video",
+    "upright_turns",
 ]

@@ -542,7 +542,7 @@ class Service:
 # How each platform's user answers a challenge (the web page records by itself).
 VERIFY_HOW = {
     "web": "Press Record and follow the camera",
-    "telegram": "Answer me in this private chat with a round video message (or a short video)",
+    "telegram": "Answer in a private chat with me: a round video message (or a short video)",
     "discord": "Send it with /verify video: (attach the video)",
 }
 VERIFY_SECONDS = 3.0

@@ -29,7 +29,14 @@ from core.kinds import MOTIONS
 from core.media.images import RGBImage
 from core.packs.camera import animate_still
 
-from .synthetic_head import HeadMesh, head_picture, write_challenge, write_video
+from .synthetic_head import (
+    HeadMesh,
+    challenge_motion,
+    head_frames,
+    head_picture,
+    write_challenge,
+    write_video,
+)
 
 FPS = 15.0
 
@@ -171,6 +178,16 @@ def test_the_right_motion_by_another_person_fails(
     assert not report.passed
     assert "doesn't match" in report.reason
     assert report.identity_distance > 0.6
+
+
+def test_a_sideways_phone_video_is_turned_upright(
+    mesh: HeadMesh, profile: FaceProfile, analyzer: DlibAnalyzer, videos: Path
+) -> None:
+    yaw, closed = challenge_motion("left-right", fps=FPS, seconds=2.6)
+    sideways = (np.rot90(frame, -1) for frame in head_frames(mesh, yaw, closed))
+    video = write_video(videos / "portrait.mp4", sideways, FPS)
+    report = check_liveness(video, profile, "left-right", analyzer)
+    assert report.passed, report
 
 
 def test_the_worker_task_checks_a_webm_from_bytes(
