@@ -30,9 +30,9 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
@@ -101,7 +101,6 @@ class LivenessReport:
     blinks: int = 0
     depth: float = 0.0  # homography residual per eye distance (the 90th percentile frame)
     seconds: float = 0.0  # how long the check took
-    details: tuple[str, ...] = field(default=())
 
 
 # -- measuring ------------------------------------------------------------------------------
@@ -307,7 +306,7 @@ def judge(trace: Trace, challenge: Challenge, limits: LivenessLimits) -> Livenes
             return _fail(
                 base,
                 f"I didn't see your head turn far enough. {_instruction(challenge)}, "
-                "about as far as you would to look over your shoulder's edge.",
+                "a little further each way (keep both eyes in view).",
             )
         if first_side != wanted:
             return _fail(
@@ -355,10 +354,8 @@ def _series(values: list[float]) -> NDArray[np.float64]:
     return np.where(np.isnan(array), np.nan, smoothed)
 
 
-def _with(report: LivenessReport, **changes: object) -> LivenessReport:
-    from dataclasses import replace
-
-    return replace(report, **changes)  # type: ignore[arg-type]
+def _with(report: LivenessReport, **changes: Any) -> LivenessReport:
+    return replace(report, **changes)
 
 
 def _fail(report: LivenessReport, reason: str) -> LivenessReport:
