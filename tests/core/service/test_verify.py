@@ -17,7 +17,16 @@ from core.jobs.local import LocalJobRunner
 from core.media.images import RGBImage
 from core.packs.camera import animate_still
 from core.service.conversation import Service
-from core.service.messages import Chat, Person, Progress, Reply, Request, Text, VerifyChallenge
+from core.service.messages import (
+    Chat,
+    Person,
+    Progress,
+    Quoted,
+    Reply,
+    Request,
+    Text,
+    VerifyChallenge,
+)
 from core.storage.store import Store
 
 from ...conftest import REPO
@@ -70,7 +79,7 @@ async def challenge(bot: Service) -> VerifyChallenge:
 
 
 async def test_a_live_answer_verifies_the_face_and_opens_optin(
-    bot: Service, mesh: HeadMesh, tmp_path: Path
+    bot: Service, mesh: HeadMesh, profile: FaceProfile, tmp_path: Path
 ) -> None:
     (refused,) = await talk(bot, Request(ALICE, DM, text="/optin"))
     assert isinstance(refused, Text)
@@ -100,6 +109,22 @@ async def test_a_live_answer_verifies_the_face_and_opens_optin(
     assert not ok.error  # type: ignore[union-attr]
     assert "can now put your face" in ok.text  # type: ignore[union-attr]
     assert bot.metrics.verifications.labels("passed")._value.get() == 1
+
+    # Bob may now meme her in a group; once she sends a new, unverified selfie, not any more.
+    bob = Person("telegram", "2002", "Bob")
+    await bot.store.add_face(await bot.store.user(bob.platform, bob.id), profile)
+    ask = Request(bob, Chat("group", is_group=True), text="/meme spin", reply_to=Quoted(ALICE))
+
+    async def first_reply() -> Reply:
+        replies = bot.handle(ask)
+        try:
+            return await anext(replies)
+        finally:
+            await replies.aclose()  # the render itself is not what this is about
+
+    assert isinstance(await first_reply(), Progress)  # her face: straight to rendering
+    await bot.store.add_face(await bot.store.user(ALICE.platform, ALICE.id), profile)
+    assert "hasn't opted in" in getattr(await first_reply(), "text", "")
 
 
 async def test_a_picture_waved_at_the_camera_is_not_verified(
