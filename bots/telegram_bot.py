@@ -34,6 +34,8 @@ from telegram import (
     PhotoSize,
     ReplyParameters,
     Update,
+    Video,
+    VideoNote,
 )
 from telegram.constants import ChatAction, ChatType
 from telegram.error import TelegramError
@@ -75,6 +77,7 @@ COMMANDS = [
     ("meme", "Make a meme: /meme ID top | bottom"),
     ("faces", "Your saved faces"),
     ("face", "Use face N: /face 2"),
+    ("verify", "Prove it's you with a 3-second video"),
     ("optin", "Let people in groups meme you"),
     ("optout", "Stop people memeing you"),
     ("forget", "Delete everything about you"),
@@ -183,6 +186,12 @@ class TelegramBot:
         message = update.message
         if message is None or message.from_user is None or not await self._first_time(update):
             return
+        video_file = _video_of(message)
+        if video_file is not None:
+            # Videos in groups are people's own; a /verify answer comes in a private chat.
+            if message.chat.type == ChatType.PRIVATE:
+                await self._on_video(message, video_file)
+            return
         image_file: PhotoSize | Document | None = None
         if message.photo:
             image_file = message.photo[-1]  # the largest size Telegram made
@@ -210,6 +219,24 @@ class TelegramBot:
             image=image,
             reply_to=_quoted(message.reply_to_message),
             prefer=None if text.split()[-1:] == ["gif"] else "mp4",
+        )
+        await self._send(message, self.service.handle(request))
+
+    async def _on_video(self, message: Message, video: VideoNote | Video | Document) -> None:
+        """A round video message or a short video: the answer to a /verify challenge."""
+        assert message.from_user is not None
+        if (video.file_size or 0) > DOWNLOAD_LIMIT:
+            too_big = Text("That video is too big for me to download (over 20 MB).", error=True)
+            await self._send(message, say(too_big))
+            return
+        downloaded = await video.get_file()
+        data = bytes(await downloaded.download_as_bytearray())
+        mime = getattr(video, "mime_type", None) or "video/mp4"
+        request = Request(
+            sender=_person(message.from_user),
+            chat=Chat(str(message.chat.id)),
+            video=data,
+            video_suffix=".webm" if "webm" in mime else ".mov" if "quicktime" in mime else ".mp4",
         )
         await self._send(message, self.service.handle(request))
 
@@ -319,6 +346,17 @@ class _ChatReplier(Replier):
             except TelegramError as exc:
                 log.warning("could not edit a status message: %s", exc)
         await self.bot.send_message(text=reply.text, **self.where)
+
+
+def _video_of(message: Message) -> VideoNote | Video | Document | None:
+    """The video a message carries: a round video note, a video, or one sent as a file."""
+    if message.video_note:
+        return message.video_note
+    if message.video:
+        return message.video
+    if message.document and (message.document.mime_type or "").startswith("video/"):
+        return message.document
+    return None
 
 
 def _person(user: Any) -> Person:

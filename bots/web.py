@@ -32,7 +32,16 @@ from bots.base import safe
 from core.config import Settings
 from core.jobs.base import runner_stats
 from core.service.conversation import Service
-from core.service.messages import Chat, Choices, Person, Progress, Reply, Request, Text
+from core.service.messages import (
+    Chat,
+    Choices,
+    Person,
+    Progress,
+    Reply,
+    Request,
+    Text,
+    VerifyChallenge,
+)
 from core.service.policy import BUSY_REFUSALS
 from core.service.state import StateUnavailable
 from core.storage.crypto import Keys
@@ -150,6 +159,16 @@ def remember(request: web.Request, response: web.StreamResponse) -> None:
 
 
 def reply_json(reply: Reply) -> dict[str, Any]:
+    if isinstance(reply, VerifyChallenge):  # the page opens the camera and records
+        return {
+            "type": "verify",
+            "text": reply.text,
+            "challenge": reply.challenge,
+            "instruction": reply.instruction,
+            "nonce": reply.nonce,
+            "seconds": reply.seconds,
+            "expires_in": reply.expires_in,
+        }
     if isinstance(reply, Text):
         return {"type": "text", "text": reply.text, "error": reply.error}
     if isinstance(reply, Choices):
@@ -179,6 +198,27 @@ def reply_json(reply: Reply) -> dict[str, Any]:
 
 def _request(user: str, text: str = "", image: bytes | None = None) -> Request:
     return Request(Person(PLATFORM, user), Chat(user), text=text, image=image)
+
+
+# Containers a browser's MediaRecorder writes (Chromium and Firefox: WebM, Safari: MP4).
+VIDEO_SUFFIXES = frozenset((".webm", ".mp4", ".mov", ".mkv"))
+
+
+def _video_request(user: str, payload: dict[str, Any]) -> Request | None:
+    """A /verify answer: {"video": "<base64>", "nonce": ..., "suffix": ".webm"}; None when
+    the video does not decode from base64."""
+    video = _decode_image(str(payload["video"]))
+    if not video:
+        return None
+    suffix = str(payload.get("suffix", ".webm")).lower()
+    nonce = payload.get("nonce")
+    return Request(
+        Person(PLATFORM, user),
+        Chat(user),
+        video=video,
+        video_suffix=suffix if suffix in VIDEO_SUFFIXES else ".webm",
+        nonce=str(nonce)[:64] if nonce else None,
+    )
 
 
 async def _answer(app: web.Application, request: Request) -> AsyncIterator[dict[str, Any]]:
@@ -372,6 +412,12 @@ async def message(request: web.Request) -> web.Response:
         text, image = await _form_body(request)
     else:
         body = await _json_body(request)
+        if body.get("video"):
+            answer = _video_request(request[USER], body)
+            if answer is None:
+                return web.json_response({"replies": [_oops("That upload was damaged.")]})
+            replies = [r async for r in _answer(request.app, answer)]
+            return web.json_response({"replies": replies})
         text = str(body.get("text", ""))
         if body.get("image"):
             image = _decode_image(str(body["image"]))
@@ -399,6 +445,8 @@ def _ws_request(frame: WSMessage, user: str, settings: Settings) -> Request | di
         payload = None
     if not isinstance(payload, dict):
         return _oops("I didn't understand that.")
+    if payload.get("video"):
+        return _video_request(user, payload) or _oops("That upload was damaged.")
     image = _decode_image(str(payload["image"])) if payload.get("image") else None
     if payload.get("image") and not image:
         return _oops("That upload was damaged.")

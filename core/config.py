@@ -121,6 +121,19 @@ class Settings(BaseSettings):
     # GIFs aim at this many bytes per second of animation (0: only output_max_bytes).
     gif_bytes_per_second: int = Field(default=1_000_000, ge=0)
 
+    # Liveness ("verify it's you"): a /verify challenge is answered with a short video.
+    verify_challenge_seconds: float = Field(
+        default=180.0, gt=0, description="How long a /verify challenge may be answered."
+    )
+    verify_identity_threshold: float = Field(
+        default=0.55,
+        gt=0,
+        lt=2,
+        description="dlib identity distance a live capture must stay under.",
+    )
+    verify_turn_degrees: float = Field(default=12.0, gt=0, lt=60)
+    verify_max_video_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+
     # Telegram (python-telegram-bot). The base URLs point it at a local Bot API server.
     telegram_token: SecretStr | None = None
     telegram_base_url: str | None = None

@@ -30,6 +30,10 @@ class Metrics:
             "facecast_enrolments", "Selfies received, by outcome.", ["outcome"],
             registry=self.registry,
         )  # fmt: skip
+        self.verifications = Counter(
+            "facecast_verifications", "Liveness checks (/verify videos), by outcome.",
+            ["outcome"], registry=self.registry,
+        )  # fmt: skip
         self.queue = Gauge(
             "facecast_queue_length", "Renders waiting for a worker.", registry=self.registry
         )

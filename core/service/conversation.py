@@ -9,18 +9,30 @@ to consent and quotas, lives here, so a behaviour that differs between platforms
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import re
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from core.config import Settings
 from core.errors import ClipNotFound, FaceCastError, NotAllowed
 from core.faces.analyzer import Analyzer
+from core.faces.liveness import (
+    CHALLENGES,
+    INSTRUCTIONS,
+    Challenge,
+    LivenessLimits,
+    LivenessOrder,
+    LivenessReport,
+    liveness_order,
+)
 from core.faces.profile import FaceProfile, IdentityEmbedder, enroll
 from core.jobs.base import JobRunner, RunnerBusy
 from core.media.images import image_pixels, load_picture
@@ -29,7 +41,17 @@ from core.packs.library import ClipLibrary
 from core.render.captions import check_caption
 from core.render.memes import MemeLibrary
 from core.render.tasks import RenderConfig, RenderOrder, RenderResult, render_order
-from core.service.messages import Choice, Choices, Media, Person, Progress, Reply, Request, Text
+from core.service.messages import (
+    Choice,
+    Choices,
+    Media,
+    Person,
+    Progress,
+    Reply,
+    Request,
+    Text,
+    VerifyChallenge,
+)
 from core.service.policy import (
     Admission,
     Gate,
@@ -39,13 +61,24 @@ from core.service.policy import (
     protected_threshold,
 )
 from core.service.state import LocalState, SharedState
-from core.storage.store import GROUP_MEMES, Store
+from core.storage.store import GROUP_MEMES, PendingChallenge, Store
 
 PREVIEW_TEMPLATE = "deal-with-it"
 # The commands there are; each is its own metrics label, anything else is "other" (a label
 # per typed command would grow /metrics without bound, and not every string encodes).
 COMMANDS = frozenset(
-    ("/start", "/help", "/clip", "/meme", "/faces", "/face", "/forget", "/optin", "/optout")
+    (
+        "/start",
+        "/help",
+        "/clip",
+        "/meme",
+        "/faces",
+        "/face",
+        "/forget",
+        "/optin",
+        "/optout",
+        "/verify",
+    )
 )
 # "/face N": N in ASCII digits ("²" and "①" are digits to str.isdigit, not to int), short.
 FACE_NUMBER = re.compile(r"[0-9]{1,3}")
@@ -58,6 +91,7 @@ Send a selfie to start (one face, facing the camera, in good light). Then:
 /meme TEMPLATE top | bottom - a meme of you
    (as a reply to someone's message: their words, and their face if they said /optin)
 /faces - your saved faces; /face N - use face N
+/verify - prove it's you with a 3-second video
 /optin, /optout - allow or stop others memeing you in groups
 /forget - delete everything I have about you, now
 Everything I make is labelled as AI-made."""
@@ -146,13 +180,18 @@ class Service:
         command, args = _parse(request.text)
         if request.image is not None:
             label = "photo"
+        elif request.video is not None:
+            label = "video"
         elif command:
             label = command if command in COMMANDS else "other"
         else:
             label = "text"
         self.metrics.messages.labels(label).inc()
         try:
-            if request.image is not None:
+            if request.video is not None:
+                async for reply in self._check_video(request):
+                    yield reply
+            elif request.image is not None:
                 async for reply in self._enrol(request):
                     yield reply
             elif command in ("/start", "/help"):
@@ -170,6 +209,8 @@ class Service:
                 yield await self._choose_face(request, args)
             elif command == "/forget":
                 yield await self._forget(request)
+            elif command == "/verify":
+                yield await self._verify(request)
             elif command in ("/optin", "/optout"):
                 yield await self._consent(request, command == "/optin")
             elif command:
@@ -337,6 +378,9 @@ class Service:
         their_id = await self.store.find_user(person.platform, person.id)
         if their_id is None or not await self.store.has_consent(their_id, GROUP_MEMES):
             return None
+        face = await self.store.active_face(their_id)
+        if face is None or not face.verified:  # a newer face, not proved theirs yet
+            return None
         profile = await self.store.active_profile(their_id)
         return (their_id, profile) if profile is not None else None
 
@@ -416,7 +460,7 @@ class Service:
             return Text("You have no saved faces: send me a selfie.")
         lines = [f"Your faces ({len(entries)} of {self.settings.max_faces_per_user}):"]
         for entry in entries:
-            mark = " (in use)" if entry.active else ""
+            mark = (" (verified)" if entry.verified else "") + (" (in use)" if entry.active else "")
             lines.append(
                 f"{entry.number}. saved {entry.created_at:%Y-%m-%d}, "
                 f"kept until {entry.expires_at:%Y-%m-%d}{mark}"
@@ -448,6 +492,15 @@ class Service:
         )
 
     async def _consent(self, request: Request, granted: bool) -> Reply:
+        if granted:
+            user_id, _ = await self._profile_of(request)
+            face = await self.store.active_face(user_id)
+            if face is None or not face.verified:
+                return Text(
+                    "Before others can put your face into memes, prove it's really you: "
+                    "send /verify and answer with a 3-second video of yourself.",
+                    error=True,
+                )
         user_id = await self.store.user(request.sender.platform, request.sender.id)
         await self.store.set_consent(user_id, GROUP_MEMES, granted)
         if granted:
@@ -456,5 +509,118 @@ class Service:
             )
         return Text("OK: nobody else can meme your face any more.")
 
+    # -- verify it's you ---------------------------------------------------------------------
 
-__all__ = ["HELP", "Service", "help_text"]
+    async def _verify(self, request: Request) -> Reply:
+        """Give the user a random liveness challenge for their active face (the same one
+        again while it is open, so asking twice does not re-roll it)."""
+        user_id, _ = await self._profile_of(request)
+        face = await self.store.active_face(user_id)
+        assert face is not None
+        if face.verified:
+            return Text(f"Your face {face.number} is already verified. /optin lets groups meme it.")
+        now = datetime.now(UTC)
+        pending = await self.store.take_challenge(user_id, keep=True)
+        if pending is None or pending.face_id != face.id or pending.expires_at < now + _MARGIN:
+            kind = secrets.choice(CHALLENGES)
+            expires = now + timedelta(seconds=self.settings.verify_challenge_seconds)
+            pending = PendingChallenge(face.id, kind, secrets.token_urlsafe(12), expires)
+            await self.store.open_challenge(user_id, face.id, kind, pending.nonce, expires)
+        kind = cast(Challenge, pending.kind)
+        minutes = max(1, round((pending.expires_at - now).total_seconds() / 60))
+        how = VERIFY_HOW.get(request.sender.platform, VERIFY_HOW["web"])
+        return VerifyChallenge(
+            f"Verify it's you: film your face for 3 seconds and {INSTRUCTIONS[kind]}. "
+            f"{how} within {minutes} minute{'s' if minutes > 1 else ''}. The video is "
+            "checked and deleted, never kept.",
+            challenge=kind,
+            instruction=INSTRUCTIONS[kind],
+            nonce=pending.nonce,
+            seconds=VERIFY_SECONDS,
+            expires_in=(pending.expires_at - now).total_seconds(),
+        )
+
+    async def _check_video(self, request: Request) -> AsyncIterator[Reply]:
+        """Check a video answering the user's open challenge, in a worker; a pass marks
+        the face verified."""
+        assert request.video is not None
+        limit = self.settings.verify_max_video_bytes
+        if len(request.video) > limit:
+            raise FaceCastError(
+                f"That video is too big; 3 seconds (under {limit / 1e6:.0f} MB) do."
+            )
+        user_id = await self.store.find_user(request.sender.platform, request.sender.id)
+        pending = await self.store.take_challenge(user_id) if user_id is not None else None
+        if user_id is None or pending is None:
+            raise FaceCastError(
+                "Send /verify first: I'll tell you what to do in the video."
+                if user_id is not None
+                else "I don't have your face yet: send me a selfie, then /verify."
+            )
+        if request.nonce is not None and not hmac.compare_digest(request.nonce, pending.nonce):
+            raise FaceCastError("That video answers an older challenge: send /verify again.")
+        if pending.expires_at < datetime.now(UTC):
+            raise FaceCastError("That challenge expired: send /verify for a new one.")
+        profile = await self.store.face_profile(user_id, pending.face_id)
+        if profile is None:
+            raise FaceCastError("That face is gone: send a selfie, then /verify.")
+        await self.limits.confirm(await self.limits.reserve(user_id, "verify"))
+        order = LivenessOrder(
+            video=request.video,
+            suffix=request.video_suffix,
+            profile=profile.to_bytes(),
+            challenge=cast(Challenge, pending.kind),
+            limits=LivenessLimits(
+                identity_threshold=self.settings.verify_identity_threshold,
+                min_turn_degrees=self.settings.verify_turn_degrees,
+                max_bytes=limit,
+            ),
+        )
+        account = await self.store.account_of(user_id)
+        job = await self.runner.submit(account, liveness_order, order)
+        async for event in job.events():
+            if event.kind == "queued":
+                yield Progress(job.id, f"You're number {event.position} in the queue…")
+            elif event.kind == "progress":
+                yield Progress(job.id, "Checking your video…", event.done, event.total)
+            elif event.kind == "failed":
+                self.metrics.verifications.labels("error").inc()
+                yield Text(event.message, error=True)
+            else:
+                report: LivenessReport = event.result
+                log.info(
+                    "liveness %s: %s (identity %.2f, turns %.0f/%.0f, blinks %d, depth %.3f, "
+                    "%.1f s)",
+                    report.challenge,
+                    "passed" if report.passed else "failed",
+                    report.identity_distance,
+                    report.turn_left,
+                    report.turn_right,
+                    report.blinks,
+                    report.depth,
+                    report.seconds,
+                )
+                if report.passed and await self.store.mark_verified(pending.face_id):
+                    self.metrics.verifications.labels("passed").inc()
+                    yield Text(
+                        "Verified: it's really you. Your face is marked as verified; "
+                        "/optin now lets people in your groups meme it."
+                    )
+                else:
+                    self.metrics.verifications.labels("failed").inc()
+                    yield Text(
+                        f"Not verified: {report.reason} Send /verify to try again.", error=True
+                    )
+
+
+# How each platform's user answers a challenge (the web page records by itself).
+VERIFY_HOW = {
+    "web": "Press Record and follow the camera",
+    "telegram": "Answer in a private chat with me: a round video message (or a short video)",
+    "discord": "Send it with /verify video: (attach the video)",
+}
+VERIFY_SECONDS = 3.0
+_MARGIN = timedelta(seconds=30)  # a challenge about to expire is not handed out again
+
+
+__all__ = ["HELP", "VERIFY_HOW", "Service", "help_text"]

@@ -39,6 +39,9 @@ class Request:
     reply_to: Quoted | None = None
     prefer: Literal["mp4", "gif"] | None = None  # the adapter's preferred animation format
     max_bytes: int | None = None  # the platform's upload limit for this answer
+    video: bytes | None = None  # a short live capture answering /verify
+    video_suffix: str = ".mp4"  # its container, as the platform says (".webm", ".mov")
+    nonce: str | None = None  # the challenge it answers, when the platform can say
 
 
 # -- what the service answers ---------------------------------------------------------------
@@ -48,6 +51,18 @@ class Request:
 class Text:
     text: str
     error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyChallenge(Text):
+    """A /verify challenge: adapters that can open a camera (the web chat) use the fields;
+    the others show the text, which says what to film."""
+
+    challenge: str = ""  # one of core.faces.liveness.CHALLENGES
+    instruction: str = ""  # "turn your head to your left, then to your right"
+    nonce: str = ""
+    seconds: float = 3.0  # how long to record
+    expires_in: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,4 +111,5 @@ __all__ = [
     "Reply",
     "Request",
     "Text",
+    "VerifyChallenge",
 ]

@@ -4,12 +4,14 @@ Users are known only by a keyed hash of their platform and account id; a face is
 the enrolled profile (texture, landmarks, embedding), always encrypted (keys from
 ``FACECAST_SECRET_KEY`` or a generated key file, see :mod:`core.storage.crypto`), and expires
 after ``FACECAST_RETENTION_DAYS``; consent to be memed by others, usage (for quotas, kept a
-day) and which rendered file shows whom are the only other records. Rendered files expire
+day), which rendered file shows whom, which faces were verified live and the one open
+liveness challenge are the only other records. Rendered files expire
 after ``FACECAST_OUTPUT_TTL_HOURS``. ``forget`` removes all of it at once: the user's rows,
 their rendered files, and other people's renders of their face.
 
 SQLAlchemy 2 async: SQLite in the data folder by default, PostgreSQL by URL. The schema is
-created on start (there is one version so far; Alembic comes with the second).
+created on start; columns added since a table first shipped (``_ADDED_COLUMNS``) are added to
+an older database then too (Alembic comes with the first change that is not an addition).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import hmac
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,9 +36,12 @@ from sqlalchemy import (
     UniqueConstraint,
     delete,
     func,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -70,6 +75,8 @@ class FaceRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)  # FaceProfile.to_bytes(), maybe sealed
+    # When a live capture proved the face is its owner's (see core.faces.liveness).
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ConsentRow(Base):
@@ -104,6 +111,44 @@ class OutputRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+class ChallengeRow(Base):
+    """The liveness challenge a user was asked last (one at a time, used once)."""
+
+    __tablename__ = "challenges"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    face_id: Mapped[int] = mapped_column(Integer)  # the face a pass verifies
+    kind: Mapped[str] = mapped_column(String(16))
+    nonce: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# Columns added after a table first shipped: ALTER TABLE adds them to an older database
+# on start (create_all only makes missing tables).
+_ADDED_COLUMNS = {"faces": ("verified_at",)}
+
+
+def _add_missing_columns(connection: Connection) -> None:
+    existing = inspect(connection)
+    for table_name, columns in _ADDED_COLUMNS.items():
+        have = {column["name"] for column in existing.get_columns(table_name)}
+        table = Base.metadata.tables[table_name]
+        for name in columns:
+            if name not in have:
+                kind = table.c[name].type.compile(dialect=connection.dialect)
+                connection.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChallenge:
+    face_id: int
+    kind: str
+    nonce: str
+    expires_at: datetime
+
+
 # Usage older than the longest quota window is of no use to anyone.
 USAGE_KEPT = timedelta(days=1)
 
@@ -121,6 +166,7 @@ class FaceEntry:
     created_at: datetime
     expires_at: datetime
     active: bool
+    verified: bool = False  # proved live (see Store.mark_verified)
 
 
 def _now() -> datetime:
@@ -155,6 +201,7 @@ class Store:
         engine = create_async_engine(url)
         async with engine.begin() as connection:
             await connection.run_sync(Base.metadata.create_all)
+            await connection.run_sync(_add_missing_columns)
         return cls(engine, settings)
 
     async def close(self) -> None:
@@ -291,14 +338,21 @@ class Store:
         async with self._session() as session:
             user = await session.get(UserRow, user_id)
             rows = await session.execute(
-                select(FaceRow.id, FaceRow.created_at, FaceRow.expires_at)
+                select(FaceRow.id, FaceRow.created_at, FaceRow.expires_at, FaceRow.verified_at)
                 .where(FaceRow.user_id == user_id)
                 .order_by(FaceRow.id)
             )
             live = [r for r in rows if _aware(r.expires_at) > now]
         active = user.active_face if user else None
         return [
-            FaceEntry(n, r.id, _aware(r.created_at), _aware(r.expires_at), r.id == active)
+            FaceEntry(
+                n,
+                r.id,
+                _aware(r.created_at),
+                _aware(r.expires_at),
+                r.id == active,
+                r.verified_at is not None,
+            )
             for n, r in enumerate(live, start=1)
         ]
 
@@ -317,7 +371,7 @@ class Store:
             user = await session.get(UserRow, user_id)
             assert user is not None
             user.active_face = chosen.id
-        return FaceEntry(chosen.number, chosen.id, chosen.created_at, chosen.expires_at, True)
+        return replace(chosen, active=True)
 
     async def active_profile(self, user_id: int) -> FaceProfile | None:
         """The user's active face (or their newest, if the active one expired)."""
@@ -325,12 +379,60 @@ class Store:
         if not entries:
             return None
         chosen = next((e for e in entries if e.active), entries[-1])
+        return await self.face_profile(user_id, chosen.id)
+
+    async def face_profile(self, user_id: int, face_id: int) -> FaceProfile | None:
+        """One of the user's faces by its id, None when it is gone or expired."""
         async with self._session() as session:
-            data = await session.scalar(select(FaceRow.data).where(FaceRow.id == chosen.id))
+            data = await session.scalar(
+                select(FaceRow.data).where(
+                    FaceRow.id == face_id, FaceRow.user_id == user_id, FaceRow.expires_at > _now()
+                )
+            )
         if data is None:
             return None
         sealed: bytes = data  # decrypting and unpacking a face: off the event loop
         return await asyncio.to_thread(lambda: FaceProfile.from_bytes(self._sealer.open(sealed)))
+
+    async def active_face(self, user_id: int) -> FaceEntry | None:
+        """The face :meth:`active_profile` reads: the active one, or the newest."""
+        entries = await self.faces(user_id)
+        return next((e for e in entries if e.active), entries[-1]) if entries else None
+
+    async def mark_verified(self, face_id: int) -> bool:
+        """Record that a live capture proved ``face_id`` is its owner's; False when the
+        face is gone meanwhile."""
+        async with self._session() as session, session.begin():
+            row = await session.get(FaceRow, face_id)
+            if row is None:
+                return False
+            row.verified_at = _now()
+            return True
+
+    # -- liveness challenges ------------------------------------------------------------
+
+    async def open_challenge(
+        self, user_id: int, face_id: int, kind: str, nonce: str, expires_at: datetime
+    ) -> None:
+        """Remember the challenge ``user_id`` was just given (replacing an older one)."""
+        async with self._session() as session, session.begin():
+            await session.execute(delete(ChallengeRow).where(ChallengeRow.user_id == user_id))
+            session.add(
+                ChallengeRow(
+                    user_id=user_id, face_id=face_id, kind=kind, nonce=nonce, expires_at=expires_at
+                )
+            )
+
+    async def take_challenge(self, user_id: int, *, keep: bool = False) -> PendingChallenge | None:
+        """The user's open challenge, removed unless ``keep``: each is answered once
+        (expired ones too, for the caller to refuse)."""
+        async with self._session() as session, session.begin():
+            row = await session.get(ChallengeRow, user_id)
+            if row is None:
+                return None
+            if not keep:
+                await session.delete(row)
+            return PendingChallenge(row.face_id, row.kind, row.nonce, _aware(row.expires_at))
 
     async def raw_face_data(self, user_id: int) -> list[bytes]:
         """The stored bytes of a user's faces, as they are on disk (for audits and tests)."""
@@ -388,7 +490,7 @@ class Store:
                     (OutputRow.user_id == user_id) | (OutputRow.subject_id == user_id)
                 )
             )
-            for table in (FaceRow, ConsentRow, UsageRow):
+            for table in (FaceRow, ConsentRow, UsageRow, ChallengeRow):
                 await session.execute(delete(table).where(table.user_id == user_id))
             await session.execute(delete(UserRow).where(UserRow.id == user_id))
         shutil.rmtree(self.user_folder(account), ignore_errors=True)
@@ -410,4 +512,4 @@ class Store:
                 row.expires_at = _now() - timedelta(seconds=1)
 
 
-__all__ = ["GROUP_MEMES", "USAGE_KEPT", "FaceEntry", "Store"]
+__all__ = ["GROUP_MEMES", "USAGE_KEPT", "FaceEntry", "PendingChallenge", "Store"]

@@ -154,6 +154,7 @@ async def test_login_and_guild_command_sync(fake: FakeDiscord, bot: None) -> Non
         "forget",
         "optin",
         "optout",
+        "verify",
         "help",
         "Meme this",
     } <= names
@@ -342,3 +343,58 @@ async def test_a_clip_with_sound_is_posted_with_it(
     heard = audio_of(received)
     assert heard is not None
     assert heard[0] == pytest.approx(CLIP_TONE_AT, abs=0.01)
+
+
+ERIN = {
+    "id": "600000000000000005",
+    "username": "erin",
+    "discriminator": "0",
+    "global_name": "Erin",
+    "avatar": None,
+}
+
+
+async def test_verify_shows_the_challenge_then_checks_the_attached_video(
+    fake: FakeDiscord, bot: None, astronaut: RGBImage, tmp_path: Path
+) -> None:
+    from core.faces.analyzer import DlibAnalyzer
+    from core.faces.liveness import INSTRUCTIONS
+
+    from ..core.faces.synthetic_head import astronaut_head, write_challenge
+
+    async def contents(interaction: dict[str, Any], words: str) -> list[str]:
+        await fake.dispatch("INTERACTION_CREATE", interaction)
+
+        def said(calls: list[Call]) -> list[str]:
+            return [
+                str(c.json.get("content", ""))
+                for c in followups(interaction, calls)
+                if isinstance(c.json, dict)
+            ]
+
+        await fake.wait_for(
+            lambda calls: any(words in t for t in said(calls)), what=f"an answer with {words!r}"
+        )
+        return said(fake.calls)
+
+    await enrol(fake, ERIN, astronaut)
+    (asked,) = await contents(fake.slash(ERIN, "verify", {}), "Verify it's you")
+    assert "/verify video:" in asked
+    (challenge,) = [kind for kind, words in INSTRUCTIONS.items() if words in asked]
+
+    video = write_challenge(tmp_path / "me.mp4", astronaut_head(DlibAnalyzer()), challenge)
+    attachment = fake.add_attachment(video.read_bytes(), "me.mp4", "video/mp4")
+    answer = fake.interaction(
+        ERIN,
+        {
+            "id": "5",
+            "name": "verify",
+            "type": 1,
+            "options": [{"name": "video", "type": 11, "value": attachment["id"]}],
+            "resolved": {"attachments": {attachment["id"]: attachment}},
+        },
+    )
+    verdict = await contents(answer, "erified")
+    assert verdict[-1].startswith("Verified"), verdict
+    optin = await contents(fake.slash(ERIN, "optin", {}), "OK")
+    assert "can now put your face" in optin[-1]

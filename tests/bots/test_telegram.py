@@ -96,7 +96,7 @@ async def frames_of(call: Call, tmp: Path) -> list[RGBImage]:
 async def test_commands_are_registered(fake: FakeTelegram, bot: subprocess.Popen[str]) -> None:
     (registered,) = fake.sent("setMyCommands")
     names = [c["command"] for c in registered.params["commands"]]
-    assert {"clip", "meme", "faces", "forget", "optin", "optout", "help"} <= set(names)
+    assert {"clip", "meme", "faces", "forget", "optin", "optout", "verify", "help"} <= set(names)
 
 
 async def test_dm_selfie_enrols_and_previews(
@@ -404,3 +404,54 @@ async def test_a_failed_status_edit_does_not_stop_the_result(
     assert fake.sent("editMessageText:400")  # progress was tried, and refused
     (animation,) = [c for c in mine(fake.calls) if c.method == "sendAnimation"]
     assert len(await frames_of(animation, tmp_path)) == 30
+
+
+DAVE = {"id": 504, "is_bot": False, "first_name": "Dave"}
+
+
+async def test_verify_with_a_round_video_then_optin(
+    fake: FakeTelegram, bot: subprocess.Popen[str], astronaut: RGBImage, tmp_path: Path
+) -> None:
+    from core.faces.analyzer import DlibAnalyzer
+    from core.faces.liveness import INSTRUCTIONS
+
+    from ..core.faces.synthetic_head import astronaut_head, write_challenge
+
+    async def say_(text: str) -> str:
+        message = fake.message(private(DAVE), DAVE, text=text)
+        fake.push({"message": message})
+        answered = replies_to(message["message_id"], "sendMessage")
+        await fake.wait_for(answered, what=f"the answer to {text}")
+        return str(answered(fake.calls)[-1].params["text"])
+
+    selfie = fake.message(private(DAVE), DAVE, photo=jpeg(astronaut))
+    fake.push({"message": selfie})
+    await fake.wait_for(
+        lambda calls: any(
+            c.params.get("reply_markup")
+            for c in replies_to(selfie["message_id"], "sendMessage")(calls)
+        ),
+        what="Dave's enrolment",
+    )
+    assert "/verify" in await say_("/optin")
+    asked = await say_("/verify")
+    assert "round video message" in asked
+    (challenge,) = [kind for kind, words in INSTRUCTIONS.items() if words in asked]
+
+    answer = write_challenge(tmp_path / "note.mp4", astronaut_head(DlibAnalyzer()), challenge)
+    note = fake.message(private(DAVE), DAVE, video_note=answer.read_bytes())
+    fake.push({"message": note})
+    verdict = replies_to(note["message_id"], "sendMessage", "editMessageText")
+
+    def verdict_given(calls: list[Call]) -> bool:
+        return any("erified" in str(c.params.get("text")) for c in verdict(calls))
+
+    await fake.wait_for(verdict_given, what="the verdict on Dave's video note")
+    texts = [str(c.params.get("text")) for c in verdict(fake.calls)]
+    assert texts[-1].startswith("Verified"), texts
+    assert "can now put your face" in await say_("/optin")
+    # A video in a group is somebody's video, not an answer: no reply, no check.
+    posted = fake.message(GROUP, DAVE, video=answer.read_bytes())
+    fake.push({"message": posted})
+    await asyncio.sleep(1.5)
+    assert not replies_to(posted["message_id"], "sendMessage")(fake.calls)

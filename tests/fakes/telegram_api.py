@@ -1,10 +1,11 @@
 """A local stand-in for Telegram's Bot API, for driving the real python-telegram-bot.
 
 It implements the methods FaceCast uses (getMe, deleteWebhook, getUpdates with long polling
-and offsets, getFile and file downloads, sendMessage, editMessageText, deleteMessage,
-sendChatAction, sendAnimation/sendVideo/sendDocument as multipart, answerCallbackQuery,
-setMyCommands), records every call, and can answer any method with a 429 and a
-``retry_after`` on request. Tests queue updates (``push``) and assert on ``calls``.
+and offsets, getFile and file downloads of photos, documents, videos and round video notes,
+sendMessage, editMessageText, deleteMessage, sendChatAction, sendAnimation/sendVideo/
+sendDocument as multipart, answerCallbackQuery, setMyCommands), records every call, and can
+answer any method with a 429 and a ``retry_after`` on request. Tests queue updates
+(``push``) and assert on ``calls``.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ class FakeTelegram:
         reply_to: dict[str, Any] | None = None,
         thread: int | None = None,
         file_size: int | None = None,
+        video_note: bytes | None = None,  # a round video message (square MP4)
+        video: bytes | None = None,
     ) -> dict[str, Any]:
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),
@@ -122,6 +125,26 @@ class FakeTelegram:
                 "file_name": name,
                 "mime_type": mime,
                 "file_size": file_size or len(data),
+            }
+        if video_note is not None:
+            file_id = self.add_file(video_note, "note.mp4")
+            message["video_note"] = {
+                "file_id": file_id,
+                "file_unique_id": file_id + "u",
+                "length": 384,
+                "duration": 3,
+                "file_size": file_size or len(video_note),
+            }
+        if video is not None:
+            file_id = self.add_file(video, "video.mp4")
+            message["video"] = {
+                "file_id": file_id,
+                "file_unique_id": file_id + "u",
+                "width": 384,
+                "height": 384,
+                "duration": 3,
+                "mime_type": "video/mp4",
+                "file_size": file_size or len(video),
             }
         if reply_to is not None:
             message["reply_to_message"] = reply_to
