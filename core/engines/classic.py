@@ -124,6 +124,7 @@ class ClassicSwapper:
         lip_tint: float = 0.5,
         brow_tint: float = 0.7,
         creases: float = 1.0,
+        keep_lines: bool = True,
         crease_scale: float = 0.15,
     ) -> None:
         self.feather = feather  # blend ramp width, as a share of the eye distance
@@ -140,6 +141,9 @@ class ClassicSwapper:
         # selfie's smile lines do not freeze into every frame, the clip's come and go with
         # its expression. ``creases`` is how much (0 keeps the selfie's; 1 the clip's).
         self.creases = creases
+        # Thin lines around the clip's eyes stay in front: glasses' frames (light metal ones
+        # pass for skin at the colour analysis' scale, and were painted over).
+        self.keep_lines = keep_lines
         self.crease_scale = crease_scale
 
     def swap(
@@ -171,7 +175,10 @@ class ClassicSwapper:
         corrected, source_like, target_like, stats, target_lab = self._match_colour(
             profile, warped, region, local, unit, covered, sequence
         )
-        alpha = self._alpha(local, shape, unit, covered, source_like, target_like)[:, :, None]
+        alpha = self._alpha(local, shape, unit, covered, source_like, target_like)
+        if self.keep_lines:
+            alpha *= 1.0 - _thin_lines(target_lab[:, :, 0], local, unit)
+        alpha = alpha[:, :, None]
         clip_face = self._tint_kept(
             profile, region, target_lab, local, stats[1], target_like, sequence
         )
@@ -447,6 +454,35 @@ def _widen_dark(likeness: FloatImage, points: Points, unit: float) -> FloatImage
         own = np.maximum(own, np.asarray(grown, np.uint8))
     widened = np.minimum(likeness, 1.0 - thin)
     return np.where(own > 127, likeness, widened).astype(np.float32)
+
+
+def _thin_lines(lightness: FloatImage, points: Points, unit: float) -> FloatImage:
+    """Thin bright or dark lines around the eyes (glasses' frames, light metal ones too),
+    1 where there is one: kept in front of the new face."""
+    shape = lightness.shape[:2]
+    size = max(3, 2 * round(unit * 0.03) + 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    bright = cv2.morphologyEx(lightness, cv2.MORPH_TOPHAT, kernel)
+    dark = cv2.morphologyEx(lightness, cv2.MORPH_BLACKHAT, kernel)
+    # above the skin's own fine detail (pores, freckles: a few L units at this scale)
+    lines = np.clip((np.maximum(bright, dark) - 9.0) / 6.0, 0.0, 1.0)
+    rows = np.arange(shape[0], dtype=np.float32)[:, None]
+    eyes_y = float(points[36:48, 1].mean())
+    top = float(points[17:27, 1].min()) - 0.1 * unit
+    zone = (rows > top) & (rows < eyes_y + 0.6 * unit)
+    own = np.zeros(shape, np.uint8)
+    for part, grow in ((RIGHT_EYE, 0.08), (LEFT_EYE, 0.08)):
+        own = np.maximum(
+            own, cv2.dilate(fill(shape, _hull(points[part])), disc(max(1, round(unit * grow))))
+        )
+    for brow in (points[17:22], points[22:27]):
+        cv2.polylines(
+            own, [np.round(brow).astype(np.int32)], False, 255, max(2, round(unit * 0.12))
+        )
+    lines = np.where(zone & (own < 128), lines, 0.0).astype(np.float32)
+    # the line's whole width, anti-aliased edges included
+    widened = np.asarray(cv2.dilate(lines, np.ones((3, 3), np.uint8)), np.float32)
+    return blur(widened, 0.5)
 
 
 def _hull(points: Points) -> Points:

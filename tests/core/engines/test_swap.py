@@ -56,11 +56,11 @@ def test_swap_moves_identity_towards_the_source(
     assert result.embedding is not None
     before = identity_distance(target.embedding, source)
     after = identity_distance(result.embedding, source)
-    # A hard source (a 112 px greyscale crop) while the clip keeps its own eyes, mouth,
-    # brows and, where smiles fold the skin, its own fine detail, by design: still a move
-    # towards him (0.04 here; the devset's colour selfies: 0.11 median, see
-    # benchmarks/quality_bench.py).
-    assert after < before - 0.03, (before, after)
+    # A hard source (a 112 px greyscale crop) on a small target face (44 px between the
+    # eyes) that keeps its own eyes, mouth, brows, the fine detail where smiles fold the
+    # skin and the thin lines around its eyes, by design: still a move towards him (0.027
+    # here; the devset's colour selfies: 0.11 median, see benchmarks/quality_bench.py).
+    assert after < before - 0.02, (before, after)
 
 
 def test_a_colour_selfie_moves_identity_further(
@@ -237,3 +237,29 @@ def test_the_selfies_smile_lines_do_not_freeze_into_the_clip(
     pasted = fold_contrast(ClassicSwapper(creases=0.0))
     assert pasted > 15  # the folds show
     assert fold_contrast(ClassicSwapper()) < 0.6 * pasted
+
+
+def test_the_clips_light_glasses_frames_stay_in_front(
+    hanks_profile: FaceProfile, analyzer: DlibAnalyzer, astronaut: RGBImage
+) -> None:
+    """Thin silver frames pass for skin in colour; they are still the clip's, not the
+    selfie's, so the swap keeps them (testers saw them painted over)."""
+    points = _only_face(analyzer, astronaut).landmarks
+    wearing = astronaut.copy()
+    frames = np.zeros(astronaut.shape[:2], np.uint8)
+    for eye in (slice(36, 42), slice(42, 48)):
+        width = float(np.ptp(points[eye][:, 0]))
+        centre = np.round(points[eye].mean(axis=0)).astype(int).tolist()
+        cv2.ellipse(frames, centre, (round(width * 0.85), round(width * 0.6)), 0, 0, 360, 255, 2)
+    bridge = [np.round(points[i]).astype(int).tolist() for i in (39, 42)]
+    cv2.line(frames, bridge[0], bridge[1], 255, 2)
+    wearing[frames > 0] = (238, 236, 230)  # light metal, 2 px: a real frame at this size
+    ring = frames > 0
+
+    def changed(swapper: ClassicSwapper) -> float:
+        result = swapper.swap(hanks_profile, wearing, points)
+        return float(np.abs(result[ring].astype(int) - wearing[ring].astype(int)).mean())
+
+    painted = changed(ClassicSwapper(keep_lines=False))
+    assert painted > 25  # faded into the new face
+    assert changed(ClassicSwapper()) < 0.6 * painted  # 38 -> 18 measured

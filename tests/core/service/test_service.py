@@ -455,7 +455,7 @@ async def test_big_images_decode_off_the_loop_and_pixels_are_rationed(bot: Servi
     stall, (damaged,) = await _longest_stall(bot, Request(ALICE, DM, image=huge[:-2000]))
     took = time.monotonic() - started
     assert "damaged or incomplete" in damaged.text  # type: ignore[union-attr]
-    assert took > 0.3  # a real decode...
+    assert took > 0.15  # a real decode (0.23-0.5 s on the 2-core CI machines)...
     assert stall < took / 3, (stall, took)  # ...that the loop did not wait for
     # A second one at once is over this user's pixel budget; someone else's is not.
     started = time.monotonic()
