@@ -118,6 +118,7 @@ def usage(data_dir: Path, table: str = "usage") -> int:
 async def test_a_user_without_a_face_gets_the_selfie_button(
     fake: FakeTelegram, bot: subprocess.Popen[str]
 ) -> None:
+    before = len(uploads(fake))
     update = fake.inline_query(ERIN, "deal-with-it hello")
     fake.push(update)
     answered = await answer(fake, update)
@@ -126,7 +127,7 @@ async def test_a_user_without_a_face_gets_the_selfie_button(
     assert button["text"] == "Send me a selfie first"
     assert button["start_parameter"] == "selfie"  # opens the bot's DM with /start selfie
     assert answered.params["is_personal"] is True
-    assert not uploads(fake)
+    assert len(uploads(fake)) == before  # nothing was rendered
 
 
 async def test_an_inline_query_offers_a_fresh_meme_with_its_caption(
@@ -232,3 +233,88 @@ async def test_a_chosen_result_is_recorded_and_counts_against_the_quota(
     fake.push(again)
     assert (await answer(fake, again)).params["button"]["start_parameter"] == "selfie"
     assert usage(data_dir) == counted
+
+
+FRANK = {"id": 606, "is_bot": False, "first_name": "Frank"}
+GRACE = {"id": 607, "is_bot": False, "first_name": "Grace"}
+
+
+async def test_without_a_cache_chat_renders_go_through_the_users_dm(
+    fake: FakeTelegram,
+    bot: subprocess.Popen[str],
+    astronaut: RGBImage,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """No FACECAST_TELEGRAM_CACHE_CHAT: the upload goes to the user's DM and is deleted
+    there at once; a user who blocked the bot is told to open a chat first. (A second bot,
+    on a webhook, so that it does not share the module bot's getUpdates.)"""
+    import aiohttp
+
+    port = fake.port  # type: ignore[attr-defined]
+    web_port = free_port()
+    env = {
+        "FACECAST_DATA_DIR": str(tmp_path_factory.mktemp("telegram-inline-dm")),
+        "FACECAST_TELEGRAM_TOKEN": TOKEN,
+        "FACECAST_TELEGRAM_BASE_URL": f"http://127.0.0.1:{port}/bot",
+        "FACECAST_TELEGRAM_BASE_FILE_URL": f"http://127.0.0.1:{port}/file/bot",
+        "FACECAST_TELEGRAM_WEBHOOK_URL": f"http://127.0.0.1:{web_port}",
+        "FACECAST_WORKERS": "1",
+    }
+    before = len(fake.sent("setWebhook"))
+    process = start_serve(env, web_port)
+    try:
+        await fake.wait_for(
+            lambda calls: len([c for c in calls if c.method == "setWebhook"]) > before,
+            what="the webhook registration",
+        )
+        hook = fake.sent("setWebhook")[-1]
+        assert {"inline_query", "chosen_inline_result"} <= set(hook.params["allowed_updates"])
+        headers = {"X-Telegram-Bot-Api-Secret-Token": hook.params["secret_token"]}
+        url = f"http://127.0.0.1:{web_port}/telegram/webhook"
+        update_ids = iter(range(990_001, 990_100))
+        async with aiohttp.ClientSession() as client:
+            for _ in range(100):  # the web server listens once startup is done
+                try:
+                    async with client.get(f"http://127.0.0.1:{web_port}/healthz") as health:
+                        if health.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+
+            async def deliver(update: dict[str, object]) -> None:
+                body = {"update_id": next(update_ids), **update}
+                async with client.post(url, json=body, headers=headers) as response:
+                    assert response.status == 200
+
+            for user in (FRANK, GRACE):
+                selfie = fake.message(private(user), user, photo=jpeg(astronaut))
+                await deliver({"message": selfie})
+                mine = replies_to(selfie["message_id"], "sendMessage")
+                await fake.wait_for(
+                    lambda calls, mine=mine: any(c.params.get("reply_markup") for c in mine(calls)),
+                    what="the enrolment",
+                )
+            query = fake.inline_query(FRANK, "spin it works")
+            await deliver(query)
+            answered = await answer(fake, query)
+            (upload,) = [  # in his own DM, silently...
+                c
+                for c in fake.sent("sendAnimation")
+                if c.params.get("chat_id") == FRANK["id"] and c.params.get("disable_notification")
+            ]
+            offered = answered.params["results"][0]["mpeg4_file_id"]
+            assert offered == upload.result["animation"]["file_id"]
+            deleted = {"chat_id": FRANK["id"], "message_id": upload.result["message_id"]}
+            assert any(c.params == deleted for c in fake.sent("deleteMessage"))  # ...not kept
+
+            fake.blocked.add(GRACE["id"])
+            try:
+                query = fake.inline_query(GRACE, "spin it works")
+                await deliver(query)
+                answered = await answer(fake, query)
+            finally:
+                fake.blocked.discard(GRACE["id"])
+            assert answered.params["button"]["text"].startswith("Open a chat with me first")
+            assert answered.params["results"][0]["caption"].endswith("(AI-made)")  # her preview
+    finally:
+        await stop_serve(process)

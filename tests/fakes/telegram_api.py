@@ -57,6 +57,7 @@ class FakeTelegram:
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (path, data)
         self.too_many: dict[str, int] = {}  # method -> answer 429 this many times
         self.failing: dict[str, int] = {}  # method -> answer 400 this many times
+        self.blocked: set[int] = set()  # users who blocked the bot (or never pressed Start)
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
         self._file_ids = itertools.count(1)
@@ -250,6 +251,16 @@ class FakeTelegram:
             )
         if method == "getUpdates":
             return await self._get_updates(params)
+        if method.startswith("send") and params.get("chat_id") in self.blocked:
+            self._record(Call(method + ":403", params, files))
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error_code": 403,
+                    "description": "Forbidden: bot was blocked by the user",
+                },
+                status=403,
+            )
         call = Call(method, params, files)
         handler = getattr(self, f"_{method}", None)
         call.result = handler(params, files) if handler else True
