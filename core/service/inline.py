@@ -8,8 +8,9 @@ chat are kept the same way (:meth:`keep_sent`), so an empty query lists the user
 memes and clips (:meth:`recent`). Only renders of the user's own face are offered: a
 friend's consent covers their groups, not every chat the user is in.
 
-Previews made while the user types have their own budget; a result the user picks
-(:meth:`chosen`) counts against the daily quota like any render.
+Previews made while the user types have their own budget (and take a job slot like any
+render); a result the user picks (:meth:`chosen`) counts against the daily quota like any
+render.
 """
 
 from __future__ import annotations
@@ -23,16 +24,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from core.errors import ClipNotFound, FaceCastError
+from core.errors import ClipNotFound, FaceCastError, QuotaExceeded
+from core.jobs.base import RunnerBusy
 from core.render.captions import check_caption
 from core.render.tasks import RenderOrder, RenderResult, render_order
 from core.service.conversation import PREVIEW_TEMPLATE, Service
 from core.service.messages import Media, Person
-from core.service.policy import UsageLimits
+from core.service.policy import Gate, Ticket, UsageLimits
 from core.storage.store import SentFile
 
 PREVIEW = "preview"  # the usage kind of renders made while typing
 RECENT = 12  # renders an inline answer lists besides a fresh one
+
+
+class PreviewLimits(UsageLimits):
+    """The previews' own budget: their uses are counted apart from renders."""
+
+    async def reserve(self, user_id: int, kind: str = PREVIEW) -> Ticket:
+        return await super().reserve(user_id, kind)
 
 
 class NoFaceYet(FaceCastError):
@@ -73,8 +82,19 @@ class InlineMemes:
         self.service = service
         self.store = service.store
         settings = service.settings
-        self.previews = UsageLimits(
-            service.store, settings.inline_previews_per_minute, settings.inline_previews_per_day
+        self.previews = PreviewLimits(
+            service.store,
+            settings.inline_previews_per_minute,
+            settings.inline_previews_per_day,
+            service.state,
+        )
+        # The same queue and per-user job slots as chat renders, the previews' own budget.
+        self.gate = Gate(
+            service.state,
+            self.previews,
+            lambda: service.runner.queue_length,
+            settings.max_queue,
+            settings.max_jobs_per_user,
         )
         self._background: set[asyncio.Task[None]] = set()
 
@@ -90,7 +110,8 @@ class InlineMemes:
         """The user's renders the platform holds, newest first. Raises :class:`NoFaceYet`,
         or the quota's refusal when the user may send nothing more (a choice counts)."""
         user_id, _ = await self._user_with_face(person)
-        await self.service.limits.check(user_id)
+        limits = self.service.limits
+        await limits.refund(await limits.reserve(user_id))  # a look, not a use
         return await self.store.recent_sent_files(user_id, limit)
 
     async def ask(self, person: Person, query: str) -> InlineMeme:
@@ -119,50 +140,59 @@ class InlineMemes:
     async def render(self, meme: InlineMeme, max_bytes: int | None = None) -> Media:
         """Render ``meme`` as an MP4 now (counted as a preview, not as a render)."""
         service, store = self.service, self.store
-        await self.previews.check(meme.user_id, PREVIEW)
-        profile = await store.active_profile(meme.user_id)
-        if profile is None:
-            raise NoFaceYet()
-        account = await store.account_of(meme.user_id)
-        output = store.user_folder(account) / f"meme-{meme.template}-{uuid.uuid4().hex[:12]}.mp4"
-        order = RenderOrder(
-            kind="meme",
-            target=meme.template,
-            profile=profile.to_bytes(),
-            output=str(output),
-            config=service.render_config,
-            top=meme.top,
-            bottom=meme.bottom,
-            max_bytes=min(service.settings.output_max_bytes, max_bytes or 1 << 62),
-        )
-        started = time.monotonic()
-        await store.record_output(meme.user_id, meme.user_id, output)
-        job = await service.runner.submit(account, render_order, order)
-        await self.previews.record(meme.user_id, PREVIEW)
+        admission = await self.gate.admit(meme.user_id)
         try:
-            async for event in job.events():
-                if event.kind == "failed":
-                    service.metrics.renders.labels("meme", "failed").inc()
-                    output.unlink(missing_ok=True)
-                    raise FaceCastError(event.message)
-                if event.kind == "done":
-                    result: RenderResult = event.result
-                    service.metrics.renders.labels("meme", "done").inc()
-                    service.metrics.render_seconds.labels("meme").observe(
-                        time.monotonic() - started
-                    )
-                    return Media(
-                        Path(result.path),
-                        "mp4",
-                        f"{meme.title} (AI-made)",
-                        result.width,
-                        result.height,
-                    )
-        except asyncio.CancelledError:
-            # A newer query superseded this one: its render still ends in a worker.
-            self._later(self._discard(job.finished, output))
-            raise
-        raise FaceCastError()  # a job always ends with "done" or "failed"
+            profile = await store.active_profile(meme.user_id)
+            if profile is None:
+                raise NoFaceYet()
+            account = await store.account_of(meme.user_id)
+            name = f"meme-{meme.template}-{uuid.uuid4().hex[:12]}.mp4"
+            output = store.user_folder(account) / name
+            order = RenderOrder(
+                kind="meme",
+                target=meme.template,
+                profile=await asyncio.to_thread(profile.to_bytes),  # compression: off the loop
+                output=str(output),
+                config=service.render_config,
+                top=meme.top,
+                bottom=meme.bottom,
+                max_bytes=min(service.settings.output_max_bytes, max_bytes or 1 << 62),
+            )
+            started = time.monotonic()
+            await store.record_output(meme.user_id, meme.user_id, output)
+            try:
+                job = await service.runner.submit(account, render_order, order)
+            except RunnerBusy:
+                await self.gate.refused_busy()
+                raise
+            await admission.confirm()
+            try:
+                async for event in job.events():
+                    if event.kind == "failed":
+                        service.metrics.renders.labels("meme", "failed").inc()
+                        output.unlink(missing_ok=True)
+                        raise FaceCastError(event.message)
+                    if event.kind == "done":
+                        result: RenderResult = event.result
+                        service.metrics.renders.labels("meme", "done").inc()
+                        service.metrics.render_seconds.labels("meme").observe(
+                            time.monotonic() - started
+                        )
+                        return Media(
+                            Path(result.path),
+                            "mp4",
+                            f"{meme.title} (AI-made)",
+                            result.width,
+                            result.height,
+                            has_audio=result.has_audio,
+                        )
+            except asyncio.CancelledError:
+                # A newer query superseded this one: its render still ends in a worker.
+                self._later(self._discard(job.finished, output))
+                raise
+            raise FaceCastError()  # a job always ends with "done" or "failed"
+        finally:
+            await admission.release()
 
     def _later(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -218,7 +248,10 @@ class InlineMemes:
         user_id = await self.store.find_user(person.platform, person.id)
         if user_id is None or not await self.store.touch_sent_file(user_id, file):
             return False
-        await self.service.limits.record(user_id)
+        limits = self.service.limits
+        # Sent all the same (Telegram does not ask): at the limit, there is nothing to add.
+        with contextlib.suppress(QuotaExceeded):
+            await limits.confirm(await limits.reserve(user_id))
         self.service.metrics.messages.labels("inline").inc()
         return True
 
