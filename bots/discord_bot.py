@@ -13,6 +13,14 @@ ephemeral. A selfie sent to the bot in a DM enrols too.
 
 Commands are synced to ``FACECAST_DISCORD_GUILD_IDS`` on start (instant, for development)
 and globally only when ``FACECAST_DISCORD_SYNC_GLOBAL`` is set, not on every start.
+
+FaceCast is a user-installable app too: every command may be installed to a server or to a
+user's account (installation contexts guild and user) and used in servers, the bot's DM and
+group DMs (interaction contexts guild, bot DM, private channel). Used from a user install,
+the bot may not be in that server or DM at all: ``guild_id`` may be absent and the channel
+unreadable, so nothing here fetches a channel or its messages; every answer goes through
+the interaction's own response and follow-ups, within its upload limit. Consent is the same
+everywhere: "Meme this" on someone who did not opt in uses the requester's face.
 """
 
 from __future__ import annotations
@@ -54,6 +62,10 @@ VIDEO_SUFFIXES = {"video/webm": ".webm", "video/quicktime": ".mov", "video/x-mat
 # Edits of a deferred response count against Discord's rate limit: at most one this often
 # (the latest progress is shown once the time is up, unless the result came first).
 PROGRESS_EVERY = 1.5
+# Where the commands may be installed (a server, a user's account) and used (servers, the
+# bot's DM, group DMs): a user install brings them to any chat the user is in.
+INSTALLS = app_commands.AppInstallationType(guild=True, user=True)
+CONTEXTS = app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True)
 
 
 def _choices_text(choices: Choices) -> str:
@@ -80,7 +92,9 @@ class DiscordBot:
         intents.guilds = True
         intents.dm_messages = True
         self.client = discord.Client(intents=intents)
-        self.tree = app_commands.CommandTree(self.client)
+        self.tree = app_commands.CommandTree(
+            self.client, allowed_contexts=CONTEXTS, allowed_installs=INSTALLS
+        )
         self._task: asyncio.Task[None] | None = None
         self._register()
         self.client.setup_hook = self._setup_hook  # type: ignore[method-assign]
@@ -222,9 +236,11 @@ class DiscordBot:
         reply_to: Quoted | None = None,
     ) -> Request:
         channel_id = str(interaction.channel_id or interaction.user.id)
+        # A server, or a group DM (where a user install may bring the commands).
+        is_group = interaction.guild_id is not None or bool(interaction.context.private_channel)
         return Request(
             sender=_person(interaction.user),
-            chat=Chat(channel_id, is_group=interaction.guild_id is not None),
+            chat=Chat(channel_id, is_group=is_group),
             text=text,
             image=image,
             reply_to=reply_to,

@@ -142,6 +142,17 @@ class Settings(BaseSettings):
         default=None, description="Public https URL of this server; unset: long polling."
     )
     telegram_poll_timeout: float = Field(default=10.0, ge=0)
+    telegram_cache_chat: str | None = Field(
+        default=None,
+        description=(
+            "Chat (id or @channel) the bot uploads inline renders to for a file id (each "
+            "upload is deleted at once); unset: the user's own DM."
+        ),
+    )
+    # Inline mode renders a meme while the user types: previews have their own budget (a
+    # chosen result counts against daily_quota like any render).
+    inline_previews_per_minute: int = Field(default=12, ge=1)
+    inline_previews_per_day: int = Field(default=300, ge=1)
 
     # Discord (discord.py). The API base and gateway URL point it at a local fake in tests.
     discord_token: SecretStr | None = None

@@ -4,9 +4,10 @@ Users are known only by a keyed hash of their platform and account id; a face is
 the enrolled profile (texture, landmarks, embedding), always encrypted (keys from
 ``FACECAST_SECRET_KEY`` or a generated key file, see :mod:`core.storage.crypto`), and expires
 after ``FACECAST_RETENTION_DAYS``; consent to be memed by others, usage (for quotas, kept a
-day), which rendered file shows whom, which faces were verified live and the one open
-liveness challenge are the only other records. Rendered files expire
-after ``FACECAST_OUTPUT_TTL_HOURS``. ``forget`` removes all of it at once: the user's rows,
+day), which rendered file shows whom, which faces were verified live, the one open
+liveness challenge, and which renders a chat platform already holds (its file id, for inline
+answers) are the only other records. Rendered files and those file ids expire after
+``FACECAST_OUTPUT_TTL_HOURS``. ``forget`` removes all of it at once: the user's rows,
 their rendered files, and other people's renders of their face.
 
 SQLAlchemy 2 async: SQLite in the data folder by default, PostgreSQL by URL. The schema is
@@ -149,6 +150,26 @@ class PendingChallenge:
     expires_at: datetime
 
 
+class SentFileRow(Base):
+    """A render of its owner's own face that a chat platform holds as a file id, so an
+    inline answer can offer it again without another upload. Looked up by a keyed hash
+    (of the template, caption and face), never by the caption itself, which is sealed."""
+
+    __tablename__ = "sent_files"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    media: Mapped[str] = mapped_column(String(16))  # "animation", "video" or "document"
+    file_id: Mapped[str] = mapped_column(String(256))
+    title: Mapped[str] = mapped_column(String(200))  # the template's or clip's title
+    caption: Mapped[str] = mapped_column(String(300))  # what the file was sent with
+    words: Mapped[bytes] = mapped_column(LargeBinary)  # the user's caption, sealed
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 # Usage older than the longest quota window is of no use to anyone.
 USAGE_KEPT = timedelta(days=1)
 
@@ -157,6 +178,19 @@ def _delete_output(path: Path) -> None:
     """A render and the MP4 it may have become (a GIF too big to send)."""
     for candidate in (path, path.with_suffix(".mp4")):
         candidate.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SentFile:
+    """A render a chat platform holds (see :class:`SentFileRow`), as the adapter uses it."""
+
+    id: int
+    media: str
+    file_id: str
+    title: str
+    caption: str
+    words: str
+    used_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +313,7 @@ class Store:
         ttl = timedelta(hours=self.settings.output_ttl_hours)
         async with self._session() as session, session.begin():
             await session.execute(delete(OutputRow).where(OutputRow.created_at <= _now() - ttl))
+            await session.execute(delete(SentFileRow).where(SentFileRow.created_at <= _now() - ttl))
         oldest = time.time() - ttl.total_seconds()
         removed = 0
         root = self.settings.outputs_dir
@@ -293,6 +328,96 @@ class Store:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only when empty
         return removed
+
+    async def output_people(self, path: Path) -> tuple[int, int] | None:
+        """Whom the render at ``path`` was made for and whose face it shows, if it is one."""
+        # A GIF that could not fit was recorded as .gif and came back as .mp4.
+        candidates = {str(path), str(path.with_suffix(".gif")), str(path.with_suffix(".mp4"))}
+        async with self._session() as session:
+            row = (
+                await session.execute(
+                    select(OutputRow.user_id, OutputRow.subject_id)
+                    .where(OutputRow.path.in_(candidates))
+                    .limit(1)
+                )
+            ).first()
+        return (int(row.user_id), int(row.subject_id)) if row is not None else None
+
+    # -- renders a chat platform holds -----------------------------------------------------
+
+    def keyed(self, *parts: str) -> str:
+        """A keyed hash of ``parts``: looks things up without storing them."""
+        message = "\x1f".join(parts).encode()
+        return hmac.new(self._pepper, message, hashlib.sha256).hexdigest()[:40]
+
+    def _sent(self, row: SentFileRow) -> SentFile:
+        words = self._sealer.open(row.words).decode() if row.words else ""
+        return SentFile(
+            row.id, row.media, row.file_id, row.title, row.caption, words, _aware(row.used_at)
+        )
+
+    async def keep_sent_file(
+        self,
+        user_id: int,
+        key: str,
+        *,
+        media: str,
+        file_id: str,
+        title: str,
+        caption: str,
+        words: str = "",
+    ) -> SentFile:
+        """Remember (or replace) the file id a platform gave one of ``user_id``'s renders."""
+        now = _now()
+        async with self._session() as session, session.begin():
+            await session.execute(
+                delete(SentFileRow).where(SentFileRow.user_id == user_id, SentFileRow.key == key)
+            )
+            row = SentFileRow(
+                user_id=user_id,
+                key=key,
+                media=media,
+                file_id=file_id,
+                title=title[:200],
+                caption=caption[:300],
+                words=self._sealer.seal(words.encode()) if words else b"",
+                created_at=now,
+                used_at=now,
+            )
+            session.add(row)
+            await session.flush()
+            return self._sent(row)
+
+    async def sent_file(self, user_id: int, *, key: str = "", file: int = 0) -> SentFile | None:
+        """One of ``user_id``'s sent files, by key or by id."""
+        condition = SentFileRow.key == key if key else SentFileRow.id == file
+        async with self._session() as session:
+            row = await session.scalar(
+                select(SentFileRow).where(SentFileRow.user_id == user_id, condition)
+            )
+            return self._sent(row) if row is not None else None
+
+    async def recent_sent_files(self, user_id: int, limit: int) -> list[SentFile]:
+        """``user_id``'s sent files, the most recently made or used first."""
+        async with self._session() as session:
+            rows = await session.scalars(
+                select(SentFileRow)
+                .where(SentFileRow.user_id == user_id)
+                .order_by(SentFileRow.used_at.desc(), SentFileRow.id.desc())
+                .limit(limit)
+            )
+            return [self._sent(row) for row in rows]
+
+    async def touch_sent_file(self, user_id: int, file: int) -> bool:
+        """Mark a sent file as just used (it moves to the top); False if there is none."""
+        async with self._session() as session, session.begin():
+            row = await session.scalar(
+                select(SentFileRow).where(SentFileRow.user_id == user_id, SentFileRow.id == file)
+            )
+            if row is None:
+                return False
+            row.used_at = _now()
+            return True
 
     async def account_of(self, user_id: int) -> str:
         async with self._session() as session:
@@ -490,7 +615,7 @@ class Store:
                     (OutputRow.user_id == user_id) | (OutputRow.subject_id == user_id)
                 )
             )
-            for table in (FaceRow, ConsentRow, UsageRow, ChallengeRow):
+            for table in (FaceRow, ConsentRow, UsageRow, ChallengeRow, SentFileRow):
                 await session.execute(delete(table).where(table.user_id == user_id))
             await session.execute(delete(UserRow).where(UserRow.id == user_id))
         shutil.rmtree(self.user_folder(account), ignore_errors=True)
@@ -512,4 +637,4 @@ class Store:
                 row.expires_at = _now() - timedelta(seconds=1)
 
 
-__all__ = ["GROUP_MEMES", "USAGE_KEPT", "FaceEntry", "PendingChallenge", "Store"]
+__all__ = ["GROUP_MEMES", "USAGE_KEPT", "FaceEntry", "PendingChallenge", "SentFile", "Store"]

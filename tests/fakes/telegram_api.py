@@ -3,9 +3,11 @@
 It implements the methods FaceCast uses (getMe, deleteWebhook, getUpdates with long polling
 and offsets, getFile and file downloads of photos, documents, videos and round video notes,
 sendMessage, editMessageText, deleteMessage, sendChatAction, sendAnimation/sendVideo/
-sendDocument as multipart, answerCallbackQuery, setMyCommands), records every call, and can
-answer any method with a 429 and a ``retry_after`` on request. Tests queue updates
-(``push``) and assert on ``calls``.
+sendDocument as multipart, answerCallbackQuery, answerInlineQuery, setMyCommands), records
+every call with what it answered, and can answer any method with a 429 and a
+``retry_after`` on request. Tests queue updates (``push``: messages, callback queries,
+inline queries and chosen inline results, made with :meth:`FakeTelegram.message`,
+:meth:`inline_query` and :meth:`chosen_inline_result`) and assert on ``calls``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ BOT_USER = {
     "username": "FaceCastTestBot",
     "can_join_groups": True,
     "can_read_all_group_messages": False,
-    "supports_inline_queries": False,
+    "supports_inline_queries": True,
 }
 
 
@@ -36,6 +38,7 @@ class Call:
     method: str
     params: dict[str, Any]
     files: dict[str, bytes] = field(default_factory=dict)
+    result: Any = None  # what the fake answered
 
 
 def _value(raw: str) -> Any:
@@ -54,9 +57,11 @@ class FakeTelegram:
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (path, data)
         self.too_many: dict[str, int] = {}  # method -> answer 429 this many times
         self.failing: dict[str, int] = {}  # method -> answer 400 this many times
+        self.blocked: set[int] = set()  # users who blocked the bot (or never pressed Start)
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
         self._file_ids = itertools.count(1)
+        self._inline_ids = itertools.count(1)
         self._new_update = asyncio.Event()
         self._new_call = asyncio.Event()
         self.app = web.Application(client_max_size=100 * 1024 * 1024)
@@ -153,6 +158,43 @@ class FakeTelegram:
             message["is_topic_message"] = True
         return message
 
+    def inline_query(
+        self, sender: dict[str, Any], query: str, chat_type: str = "sender"
+    ) -> dict[str, Any]:
+        """An inline query (``@Bot query`` typed in any chat), ready to ``push``."""
+        return {
+            "inline_query": {
+                "id": f"iq-{next(self._inline_ids)}",
+                "from": sender,
+                "query": query,
+                "offset": "",
+                "chat_type": chat_type,
+            }
+        }
+
+    def chosen_inline_result(
+        self, sender: dict[str, Any], result_id: str, query: str = ""
+    ) -> dict[str, Any]:
+        """The user picked an inline result (sent when inline feedback is on), ready to
+        ``push``."""
+        return {
+            "chosen_inline_result": {
+                "result_id": result_id,
+                "from": sender,
+                "query": query,
+                "inline_message_id": f"im-{next(self._inline_ids)}",
+            }
+        }
+
+    def answers_to(self, update: dict[str, Any]) -> list[Call]:
+        """The answerInlineQuery calls for an inline query update."""
+        query_id = update["inline_query"]["id"]
+        return [
+            c
+            for c in self.calls
+            if c.method == "answerInlineQuery" and c.params.get("inline_query_id") == query_id
+        ]
+
     def sent(self, *methods: str) -> list[Call]:
         return [call for call in self.calls if call.method in methods]
 
@@ -209,10 +251,21 @@ class FakeTelegram:
             )
         if method == "getUpdates":
             return await self._get_updates(params)
-        self._record(Call(method, params, files))
+        if method.startswith("send") and params.get("chat_id") in self.blocked:
+            self._record(Call(method + ":403", params, files))
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error_code": 403,
+                    "description": "Forbidden: bot was blocked by the user",
+                },
+                status=403,
+            )
+        call = Call(method, params, files)
         handler = getattr(self, f"_{method}", None)
-        result = handler(params, files) if handler else True
-        return web.json_response({"ok": True, "result": result})
+        call.result = handler(params, files) if handler else True
+        self._record(call)
+        return web.json_response({"ok": True, "result": call.result})
 
     def _record(self, call: Call) -> None:
         self.calls.append(call)
@@ -249,11 +302,16 @@ class FakeTelegram:
         }
 
     def _sent_message(self, params: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        chat_id = int(params["chat_id"])
+        chat: dict[str, Any]
+        if str(params["chat_id"]).startswith("@"):  # a public channel by its username
+            chat = {"id": -1009000000001, "type": "channel", "username": params["chat_id"][1:]}
+        else:
+            chat_id = int(params["chat_id"])
+            chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),
             "date": int(time.time()),
-            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
+            "chat": chat,
             "from": BOT_USER,
             **extra,
         }
