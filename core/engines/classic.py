@@ -9,6 +9,7 @@ milliseconds per face.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -273,7 +274,14 @@ class ClassicSwapper:
             source_light = blur(out_small[:, :, channel] * weight, sigma) / norm
             out[:, :, channel] += grow(np.clip(target_light - source_light, -limit, limit))
         if self.creases > 0:  # where the target is skin (not a hand or glasses' frame)
-            creases = self._creases(out[:, :, 0], target_lab[:, :, 0], local, unit)
+            sigma = max(0.6, unit_small * self.crease_scale)
+
+            def smooth(lightness: FloatImage) -> FloatImage:  # measured small, like the rest
+                small_l = shrink(np.ascontiguousarray(lightness))
+                flat = cv2.GaussianBlur(small_l, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+                return grow(np.asarray(flat, np.float32))
+
+            creases = self._creases(out[:, :, 0], target_lab[:, :, 0], local, unit, smooth)
             out[:, :, 0] += creases * grow(target_like)
         out[:, :, 0] = np.clip(out[:, :, 0], 0.0, 100.0)
         soften = max(0.5, unit_small * self.feather * 0.5)
@@ -287,7 +295,12 @@ class ClassicSwapper:
         )
 
     def _creases(
-        self, source: FloatImage, target: FloatImage, local: Points, unit: float
+        self,
+        source: FloatImage,
+        target: FloatImage,
+        local: Points,
+        unit: float,
+        smooth: Callable[[FloatImage], FloatImage],
     ) -> FloatImage:
         """What moves the lightness ``source`` towards ``target``'s fine detail in the zones
         where expressions crease the skin (eyes and lips themselves excluded)."""
@@ -310,13 +323,8 @@ class ClassicSwapper:
             np.maximum(fill(shape, _hull(local[RIGHT_EYE])), fill(shape, _hull(local[LEFT_EYE]))),
         )
         weight = blur(zone, max(0.5, unit * 0.08)) * (1.0 - blur(own, max(0.5, unit * 0.03)))
-        sigma = max(0.6, unit * self.crease_scale)
-
-        def detail(lightness: FloatImage) -> FloatImage:
-            smooth = cv2.GaussianBlur(lightness, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-            return lightness - np.asarray(smooth)
-
-        return (detail(target) - detail(source)) * weight * self.creases
+        detail = (target - smooth(target)) - (source - smooth(source))
+        return np.asarray(detail * weight * self.creases, np.float32)
 
     def _alpha(
         self,
