@@ -137,10 +137,11 @@ class ClassicSwapper:
         self.keep_brows = keep_brows
         self.lip_tint = lip_tint  # how far kept lips / brows move to the selfie's colour
         self.brow_tint = brow_tint
-        # Where a smile or a squint folds the skin (nose to mouth corners, crow's feet, under
-        # the eyes), the detail finer than ``crease_scale`` (same unit) is the clip's: the
-        # selfie's smile lines do not freeze into every frame, the clip's come and go with
-        # its expression. ``creases`` is how much (0 keeps the selfie's; 1 the clip's).
+        # Where a smile, a squint or raised brows fold the skin (nose to mouth corners, crow's
+        # feet, under the eyes, the forehead), the detail finer than ``crease_scale`` (same
+        # unit) is the clip's: the selfie's smile lines and forehead wrinkles do not freeze
+        # into every frame, the clip's come and go with its expression. ``creases`` is how
+        # much (0 keeps the selfie's; 1 the clip's).
         self.creases = creases
         # Thin lines around the clip's eyes stay in front: glasses' frames (light metal ones
         # pass for skin at the colour analysis' scale, and were painted over).
@@ -318,6 +319,9 @@ class ClassicSwapper:
             box = [[0.08, -0.2], [0.35, -0.2], [0.35, 0.25], [0.08, 0.25]]
             feet = corner + unit * np.array(box, np.float32) * np.array([side, 1.0], np.float32)
             zone = np.maximum(zone, fill(shape, feet))  # crow's feet
+        if len(local) >= 78:  # the forehead, above the brows: where raised brows fold it
+            above = local[BROWS] - np.array([0.0, 0.12 * unit], np.float32)
+            zone = np.maximum(zone, fill(shape, np.vstack([above, local[68:78][::-1]])))
         own = np.maximum(
             cv2.dilate(fill(shape, _hull(local[OUTER_LIPS])), disc(max(1, round(unit * 0.03)))),
             np.maximum(fill(shape, _hull(local[RIGHT_EYE])), fill(shape, _hull(local[LEFT_EYE]))),
