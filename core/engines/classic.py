@@ -267,13 +267,20 @@ class ClassicSwapper:
         # skin-coloured, while keeping its finer colour detail (lips, blush).
         weight = target_like * covered_small
         channels = (0,) if grey else (0, 1, 2)  # a grey selfie's chroma is the target's
-        for channel in channels:
-            scale, limit = (self.shading, 20.0) if channel == 0 else (self.tint, 25.0)
-            sigma = max(1.0, unit_small * scale)
+        # (one blur of the weighted difference per scale: the blur is linear)
+        gap = (target_small - out_small) * weight[:, :, None]
+        for part, reach, limit in (
+            (slice(0, 1), self.shading, 20.0),
+            (slice(1, 3), self.tint, 25.0),
+        ):
+            if part.start not in channels:
+                continue
+            sigma = max(1.0, unit_small * reach)
             norm = np.maximum(blur(weight, sigma), 1e-3)
-            target_light = blur(target_small[:, :, channel] * weight, sigma) / norm
-            source_light = blur(out_small[:, :, channel] * weight, sigma) / norm
-            out[:, :, channel] += grow(np.clip(target_light - source_light, -limit, limit))
+            blurred = blur(np.ascontiguousarray(gap[:, :, part]), sigma)
+            light = blurred.reshape(*blurred.shape[:2], -1) / norm[:, :, None]
+            change = grow(np.clip(light, -limit, limit).astype(np.float32))
+            out[:, :, part] += change.reshape(*change.shape[:2], -1)
         if self.creases > 0:  # where the target is skin (not a hand or glasses' frame)
             sigma = max(0.6, unit_small * self.crease_scale)
 
