@@ -35,6 +35,7 @@ bench: setup
 	cd benchmarks && ../$(BIN)/python swap_bench.py
 	cd benchmarks && ../$(BIN)/python render_bench.py
 	cd benchmarks && ../$(BIN)/python meme_bench.py
+	cd benchmarks && ../$(BIN)/python cli_bench.py
 
 # Rebuild the bundled clip packs from the public-domain examples (a developer task: the
 # packs are committed). Each is made by the product's own `facecast clips add`.
