@@ -148,13 +148,14 @@ class DiscordBot:
         @app_commands.describe(image="A photo of just you, facing the camera")
         async def face(interaction: discord.Interaction, image: discord.Attachment) -> None:
             await interaction.response.defer(thinking=True)
-            if (image.content_type or "").split(";")[0] not in IMAGE_TYPES:
-                await self._answer(interaction, say(Text("That isn't a picture.", error=True)))
-                return
-            if image.size > service.settings.max_upload_bytes:
-                limit = service.settings.max_upload_bytes / 1e6
-                too_big = Text(f"That file is too big; send a photo under {limit:.0f} MB.", True)
-                await self._answer(interaction, say(too_big))
+            if await self._refused(
+                interaction,
+                image,
+                (image.content_type or "").split(";")[0] in IMAGE_TYPES,
+                "That isn't a picture.",
+                service.settings.max_upload_bytes,
+                "That file is too big; send a photo under {limit:.0f} MB.",
+            ):
                 return
             data = await image.read()
             await self._run(interaction, self._request(interaction, image=data))
@@ -200,13 +201,14 @@ class DiscordBot:
                 await self._run(interaction, self._request(interaction, "/verify"))
                 return
             kind = (video.content_type or "").split(";")[0]
-            if not kind.startswith("video/"):
-                await self._answer(interaction, say(Text("That isn't a video.", error=True)))
-                return
-            if video.size > service.settings.verify_max_video_bytes:
-                limit = service.settings.verify_max_video_bytes / 1e6
-                too_big = Text(f"That video is too big; 3 seconds (under {limit:.0f} MB) do.", True)
-                await self._answer(interaction, say(too_big))
+            if await self._refused(
+                interaction,
+                video,
+                kind.startswith("video/"),
+                "That isn't a video.",
+                service.settings.verify_max_video_bytes,
+                "That video is too big; 3 seconds (under {limit:.0f} MB) do.",
+            ):
                 return
             answer = replace(
                 self._request(interaction),
@@ -246,6 +248,26 @@ class DiscordBot:
             reply_to=reply_to,
             max_bytes=interaction.filesize_limit,
         )
+
+    async def _refused(
+        self,
+        interaction: discord.Interaction,
+        attachment: discord.Attachment,
+        right_kind: bool,
+        wrong_kind: str,
+        max_bytes: int,
+        too_big: str,
+    ) -> bool:
+        """Whether ``attachment`` is refused, having said why: ``wrong_kind`` unless it is of
+        the ``right_kind``, else ``too_big`` (its ``{limit}`` in MB) when over ``max_bytes``."""
+        if not right_kind:
+            await self._answer(interaction, say(Text(wrong_kind, error=True)))
+            return True
+        if attachment.size > max_bytes:
+            too_big = too_big.format(limit=max_bytes / 1e6)
+            await self._answer(interaction, say(Text(too_big, error=True)))
+            return True
+        return False
 
     async def _run(self, interaction: discord.Interaction, request: Request) -> None:
         await self._answer(interaction, self.service.handle(request))

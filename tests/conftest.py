@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -18,6 +20,10 @@ from core.faces.analyzer import DlibAnalyzer, Face
 from core.faces.profile import FaceProfile, enroll
 from core.media.images import RGBImage, load_image
 from core.media.video import encode
+
+if TYPE_CHECKING:
+    from core.service.conversation import Service
+    from core.service.state import SharedState
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -183,6 +189,29 @@ async def store_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
         admin = await asyncpg.connect(POSTGRES_ADMIN)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def running_service(
+    settings: Settings,
+    analyzer: DlibAnalyzer,
+    *,
+    workers: int = 1,
+    max_queue: int = 20,
+    state: SharedState | None = None,
+) -> AsyncIterator[Service]:
+    """A service as `facecast serve` builds it: its own store connection and local pool."""
+    from core.jobs.local import LocalJobRunner
+    from core.service.conversation import Service
+    from core.storage.store import Store
+
+    store = await Store.open(settings)
+    runner = LocalJobRunner(workers=workers, max_queue=max_queue)
+    try:
+        yield Service(settings, store, runner, analyzer, state=state)
+    finally:
+        await runner.close()
+        await store.close()
 
 
 def jpeg(image: RGBImage, quality: int = 92) -> bytes:

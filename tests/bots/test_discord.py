@@ -14,15 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 import pytest_asyncio
-from aiohttp import web
 from skimage.data import astronaut as data_astronaut
 
 from bots.base import GENERIC_ERROR
 from core.media.images import RGBImage
 from core.media.video import read_video
 
-from ..conftest import CLIP_TONE_AT, audio_of, free_port, jpeg, start_serve, stop_serve
+from ..conftest import CLIP_TONE_AT, audio_of, jpeg
 from ..fakes.discord_api import APP_ID, GUILD_ID, Call, FakeDiscord
+from .conftest import attachment_command, fake_discord, serving_discord
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 # Unexpected errors tests cause on purpose: each is logged once, with its traceback.
@@ -52,38 +52,23 @@ CAROL = {
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def fake() -> AsyncIterator[FakeDiscord]:
-    api = FakeDiscord()
-    runner = web.AppRunner(api.app)
-    await runner.setup()
-    api.port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", api.port).start()
-    yield api
-    await runner.cleanup()
+    async with fake_discord() as api:
+        yield api
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def bot(fake: FakeDiscord, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Path]:
     """`facecast serve` with Discord; its data folder."""
     data = tmp_path_factory.mktemp("discord-data")
-    env = {
-        "FACECAST_DATA_DIR": str(data),
-        "FACECAST_DISCORD_TOKEN": "discord-test-token",
-        "FACECAST_DISCORD_API_BASE": fake.url("/api/v10"),
-        "FACECAST_DISCORD_GATEWAY_URL": f"ws://127.0.0.1:{fake.port}/gateway",
-        "FACECAST_DISCORD_GUILD_IDS": json.dumps([int(GUILD_ID)]),
-        "FACECAST_WORKERS": "2",
-    }
-    process = start_serve(env, free_port())
-    try:
-        await asyncio.wait_for(fake.identified.wait(), 60)
-        await fake.wait_for(
-            lambda calls: any(c.method == "PUT" and "/commands" in c.path for c in calls),
-            what="the command sync",
-        )
-        await asyncio.sleep(0.5)
+    async with serving_discord(
+        fake,
+        data,
+        {"FACECAST_DISCORD_GUILD_IDS": json.dumps([int(GUILD_ID)])},
+        lambda calls: any(c.method == "PUT" and "/commands" in c.path for c in calls),
+        what="the command sync",
+        caused=CAUSED,
+    ):
         yield data
-    finally:
-        await stop_serve(process, caused=CAUSED)
 
 
 def to(interaction: dict[str, Any]):  # type: ignore[no-untyped-def]
@@ -128,16 +113,7 @@ def frames(data: bytes, tmp: Path, name: str) -> list[RGBImage]:
 
 async def enrol(fake: FakeDiscord, user: dict[str, Any], picture: RGBImage) -> dict[str, Any]:
     attachment = fake.add_attachment(jpeg(picture), "me.jpg", "image/jpeg")
-    interaction = fake.interaction(
-        user,
-        {
-            "id": "1",
-            "name": "face",
-            "type": 1,
-            "options": [{"name": "image", "type": 11, "value": attachment["id"]}],
-            "resolved": {"attachments": {attachment["id"]: attachment}},
-        },
-    )
+    interaction = fake.interaction(user, attachment_command("face", "image", attachment))
     await posted_file(fake, interaction, "the enrolment preview")
     return interaction
 
@@ -384,16 +360,7 @@ async def test_verify_shows_the_challenge_then_checks_the_attached_video(
 
     video = write_challenge(tmp_path / "me.mp4", astronaut_head(DlibAnalyzer()), challenge)
     attachment = fake.add_attachment(video.read_bytes(), "me.mp4", "video/mp4")
-    answer = fake.interaction(
-        ERIN,
-        {
-            "id": "5",
-            "name": "verify",
-            "type": 1,
-            "options": [{"name": "video", "type": 11, "value": attachment["id"]}],
-            "resolved": {"attachments": {attachment["id"]: attachment}},
-        },
-    )
+    answer = fake.interaction(ERIN, attachment_command("verify", "video", attachment, "5"))
     verdict = await contents(answer, "erified")
     assert verdict[-1].startswith("Verified"), verdict
     optin = await contents(fake.slash(ERIN, "optin", {}), "OK")

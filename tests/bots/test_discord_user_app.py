@@ -4,7 +4,6 @@ bot is not in."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from core.media.images import RGBImage
 
-from ..conftest import free_port, jpeg, start_serve, stop_serve
+from ..conftest import jpeg
 from ..fakes.discord_api import (
     APP_ID,
     BOT_DM_CONTEXT,
@@ -28,6 +26,7 @@ from ..fakes.discord_api import (
     Call,
     FakeDiscord,
 )
+from .conftest import attachment_command, fake_discord, serving_discord
 from .test_discord import ALICE, BOB, CAROL, followups, frames, posted_file
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -36,13 +35,8 @@ GLOBAL = f"/applications/{APP_ID}/commands"
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def fake() -> AsyncIterator[FakeDiscord]:
-    api = FakeDiscord()
-    runner = web.AppRunner(api.app)
-    await runner.setup()
-    api.port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", api.port).start()
-    yield api
-    await runner.cleanup()
+    async with fake_discord() as api:
+        yield api
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -50,37 +44,21 @@ async def bot(fake: FakeDiscord, tmp_path_factory: pytest.TempPathFactory) -> As
     """`facecast serve` with Discord, syncing its commands globally (user installs see only
     global commands); its data folder."""
     data = tmp_path_factory.mktemp("discord-user-app")
-    env = {
-        "FACECAST_DATA_DIR": str(data),
-        "FACECAST_DISCORD_TOKEN": "discord-test-token",
-        "FACECAST_DISCORD_API_BASE": fake.url("/api/v10"),
-        "FACECAST_DISCORD_GATEWAY_URL": f"ws://127.0.0.1:{fake.port}/gateway",
-        "FACECAST_DISCORD_SYNC_GLOBAL": "true",
-        "FACECAST_WORKERS": "2",
-    }
-    process = start_serve(env, free_port())
-    try:
-        await asyncio.wait_for(fake.identified.wait(), 60)
-        await fake.wait_for(lambda calls: fake.calls_to("PUT", GLOBAL), what="the global sync")
-        await asyncio.sleep(0.5)
+    async with serving_discord(
+        fake,
+        data,
+        {"FACECAST_DISCORD_SYNC_GLOBAL": "true"},
+        lambda calls: fake.calls_to("PUT", GLOBAL),
+        what="the global sync",
+    ):
         yield data
-    finally:
-        await stop_serve(process)
 
 
 async def enrol_in_dm(fake: FakeDiscord, user: dict[str, Any], picture: RGBImage) -> None:
     """/face in the bot's DM, FaceCast installed to the user's account only."""
     attachment = fake.add_attachment(jpeg(picture), "me.jpg", "image/jpeg")
     interaction = fake.user_app_interaction(
-        user,
-        {
-            "id": "1",
-            "name": "face",
-            "type": 1,
-            "options": [{"name": "image", "type": 11, "value": attachment["id"]}],
-            "resolved": {"attachments": {attachment["id"]: attachment}},
-        },
-        where="dm",
+        user, attachment_command("face", "image", attachment), where="dm"
     )
     assert interaction["context"] == BOT_DM_CONTEXT
     assert "guild_id" not in interaction

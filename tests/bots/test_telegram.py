@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from bots.base import GENERIC_ERROR
 from core.media.images import RGBImage
 from core.media.video import probe_video, read_video
 
-from ..conftest import CLIP_TONE_AT, audio_of, free_port, jpeg, start_serve, stop_serve
+from ..conftest import CLIP_TONE_AT, audio_of, jpeg
 from ..fakes.telegram_api import Call, FakeTelegram
+from .conftest import fake_telegram, serving_telegram, serving_telegram_webhook
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 # Unexpected errors tests cause on purpose: each is logged once, with its traceback.
@@ -37,14 +37,8 @@ def private(user: dict[str, object]) -> dict[str, object]:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def fake() -> AsyncIterator[FakeTelegram]:
-    api = FakeTelegram(TOKEN)
-    runner = web.AppRunner(api.app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    api.port = port  # type: ignore[attr-defined]
-    yield api
-    await runner.cleanup()
+    async with fake_telegram(TOKEN) as api:
+        yield api
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -54,25 +48,8 @@ async def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def bot(fake: FakeTelegram, data_dir: Path) -> AsyncIterator[subprocess.Popen[str]]:
-    port = fake.port  # type: ignore[attr-defined]
-    env = {
-        "FACECAST_DATA_DIR": str(data_dir),
-        "FACECAST_TELEGRAM_TOKEN": TOKEN,
-        "FACECAST_TELEGRAM_BASE_URL": f"http://127.0.0.1:{port}/bot",
-        "FACECAST_TELEGRAM_BASE_FILE_URL": f"http://127.0.0.1:{port}/file/bot",
-        "FACECAST_TELEGRAM_POLL_TIMEOUT": "1",
-        "FACECAST_WORKERS": "2",
-    }
-    process = start_serve(env, free_port())
-    try:
-        await fake.wait_for(
-            lambda calls: any(c.method == "setMyCommands" for c in calls),
-            timeout=60,
-            what="the bot to register its commands",
-        )
+    async with serving_telegram(fake, data_dir, caused=CAUSED) as process:
         yield process
-    finally:
-        await stop_serve(process, caused=CAUSED)
 
 
 def replies_to(message_id: int, *methods: str):  # type: ignore[no-untyped-def]
@@ -313,36 +290,13 @@ async def test_webhook_mode(fake: FakeTelegram, tmp_path_factory: pytest.TempPat
     """With a webhook URL the bot registers it and takes updates on FaceCast's web server."""
     import aiohttp
 
-    port = fake.port  # type: ignore[attr-defined]
-    web_port = free_port()
-    env = {
-        "FACECAST_DATA_DIR": str(tmp_path_factory.mktemp("telegram-webhook")),
-        "FACECAST_TELEGRAM_TOKEN": TOKEN,
-        "FACECAST_TELEGRAM_BASE_URL": f"http://127.0.0.1:{port}/bot",
-        "FACECAST_TELEGRAM_BASE_FILE_URL": f"http://127.0.0.1:{port}/file/bot",
-        "FACECAST_TELEGRAM_WEBHOOK_URL": f"http://127.0.0.1:{web_port}",
-        "FACECAST_WORKERS": "1",
-    }
-    before = len(fake.sent("setWebhook"))
-    process = start_serve(env, web_port)
-    try:
-        await fake.wait_for(
-            lambda calls: len([c for c in calls if c.method == "setWebhook"]) > before,
-            what="the webhook registration",
-        )
-        hook = fake.sent("setWebhook")[-1]
+    data_dir = tmp_path_factory.mktemp("telegram-webhook")
+    async with serving_telegram_webhook(fake, data_dir) as (web_port, hook):
         assert hook.params["url"] == f"http://127.0.0.1:{web_port}/telegram/webhook"
         secret = hook.params["secret_token"]
         ask = fake.message(private(BOB), BOB, text="/help")
         update = {"update_id": 999_001, "message": ask}
         async with aiohttp.ClientSession() as client:
-            for _ in range(100):  # the web server listens once startup is done
-                try:
-                    async with client.get(f"http://127.0.0.1:{web_port}/healthz") as health:
-                        if health.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
             url = f"http://127.0.0.1:{web_port}/telegram/webhook"
             async with client.post(url, json=update) as forged:
                 assert forged.status == 403  # no secret: not from Telegram
@@ -360,8 +314,6 @@ async def test_webhook_mode(fake: FakeTelegram, tmp_path_factory: pytest.TempPat
         await fake.wait_for(replies_to(ask["message_id"], "sendMessage"), what="the answer")
         (answer,) = replies_to(ask["message_id"], "sendMessage")(fake.calls)
         assert "/forget" in answer.params["text"]
-    finally:
-        await stop_serve(process)
 
 
 CAROL = {"id": 503, "is_bot": False, "first_name": "Carol"}

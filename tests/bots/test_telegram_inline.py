@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from core.media.images import RGBImage
 from core.media.video import read_video
 
-from ..conftest import free_port, jpeg, start_serve, stop_serve
+from ..conftest import jpeg
 from ..fakes.telegram_api import Call, FakeTelegram
+from .conftest import fake_telegram, serving_telegram, serving_telegram_webhook
 from .test_telegram import private, replies_to
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -34,14 +34,8 @@ CAPTION = "when the build | finally passes"
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def fake() -> AsyncIterator[FakeTelegram]:
-    api = FakeTelegram(TOKEN)
-    runner = web.AppRunner(api.app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    api.port = port  # type: ignore[attr-defined]
-    yield api
-    await runner.cleanup()
+    async with fake_telegram(TOKEN) as api:
+        yield api
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -51,27 +45,12 @@ async def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def bot(fake: FakeTelegram, data_dir: Path) -> AsyncIterator[subprocess.Popen[str]]:
-    port = fake.port  # type: ignore[attr-defined]
-    env = {
-        "FACECAST_DATA_DIR": str(data_dir),
-        "FACECAST_TELEGRAM_TOKEN": TOKEN,
-        "FACECAST_TELEGRAM_BASE_URL": f"http://127.0.0.1:{port}/bot",
-        "FACECAST_TELEGRAM_BASE_FILE_URL": f"http://127.0.0.1:{port}/file/bot",
-        "FACECAST_TELEGRAM_POLL_TIMEOUT": "1",
+    settings = {
         "FACECAST_TELEGRAM_CACHE_CHAT": str(CACHE_CHAT),
         "FACECAST_DAILY_QUOTA": str(QUOTA),
-        "FACECAST_WORKERS": "2",
     }
-    process = start_serve(env, free_port())
-    try:
-        await fake.wait_for(
-            lambda calls: any(c.method == "setMyCommands" for c in calls),
-            timeout=60,
-            what="the bot to register its commands",
-        )
+    async with serving_telegram(fake, data_dir, settings) as process:
         yield process
-    finally:
-        await stop_serve(process)
 
 
 async def enrol(fake: FakeTelegram, user: dict[str, object], picture: RGBImage) -> Call:
@@ -250,36 +229,13 @@ async def test_without_a_cache_chat_renders_go_through_the_users_dm(
     on a webhook, so that it does not share the module bot's getUpdates.)"""
     import aiohttp
 
-    port = fake.port  # type: ignore[attr-defined]
-    web_port = free_port()
-    env = {
-        "FACECAST_DATA_DIR": str(tmp_path_factory.mktemp("telegram-inline-dm")),
-        "FACECAST_TELEGRAM_TOKEN": TOKEN,
-        "FACECAST_TELEGRAM_BASE_URL": f"http://127.0.0.1:{port}/bot",
-        "FACECAST_TELEGRAM_BASE_FILE_URL": f"http://127.0.0.1:{port}/file/bot",
-        "FACECAST_TELEGRAM_WEBHOOK_URL": f"http://127.0.0.1:{web_port}",
-        "FACECAST_WORKERS": "1",
-    }
-    before = len(fake.sent("setWebhook"))
-    process = start_serve(env, web_port)
-    try:
-        await fake.wait_for(
-            lambda calls: len([c for c in calls if c.method == "setWebhook"]) > before,
-            what="the webhook registration",
-        )
-        hook = fake.sent("setWebhook")[-1]
+    data_dir = tmp_path_factory.mktemp("telegram-inline-dm")
+    async with serving_telegram_webhook(fake, data_dir) as (web_port, hook):
         assert {"inline_query", "chosen_inline_result"} <= set(hook.params["allowed_updates"])
         headers = {"X-Telegram-Bot-Api-Secret-Token": hook.params["secret_token"]}
         url = f"http://127.0.0.1:{web_port}/telegram/webhook"
         update_ids = iter(range(990_001, 990_100))
         async with aiohttp.ClientSession() as client:
-            for _ in range(100):  # the web server listens once startup is done
-                try:
-                    async with client.get(f"http://127.0.0.1:{web_port}/healthz") as health:
-                        if health.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
 
             async def deliver(update: dict[str, object]) -> None:
                 body = {"update_id": next(update_ids), **update}
@@ -316,5 +272,3 @@ async def test_without_a_cache_chat_renders_go_through_the_users_dm(
                 fake.blocked.discard(GRACE["id"])
             assert answered.params["button"]["text"].startswith("Open a chat with me first")
             assert answered.params["results"][0]["caption"].endswith("(AI-made)")  # her preview
-    finally:
-        await stop_serve(process)

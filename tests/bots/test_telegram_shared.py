@@ -10,21 +10,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from pydantic import SecretStr
 from telegram import Update
 
 from bots.telegram_bot import TelegramBot
 from core.config import Settings
 from core.faces.analyzer import DlibAnalyzer
-from core.jobs.local import LocalJobRunner
-from core.service.conversation import Service
 from core.service.state import LocalState, RedisState, SharedState
-from core.storage.store import Store
 
-from ..conftest import REPO, free_port
+from ..conftest import REPO, running_service
 from ..fakes.telegram_api import Call, FakeTelegram
 from ..redis_state import redis_prefix, redis_state
+from .conftest import fake_telegram
 
 TOKEN = "654321:SHARED-TEST-TOKEN"
 CAROL = {"id": 601, "is_bot": False, "first_name": "Carol"}
@@ -33,14 +30,8 @@ CHAT = {"id": 601, "type": "private", "first_name": "Carol"}
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeTelegram]:
-    api = FakeTelegram(TOKEN)
-    runner = web.AppRunner(api.app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    api.port = port  # type: ignore[attr-defined]
-    yield api
-    await runner.cleanup()
+    async with fake_telegram(TOKEN) as api:
+        yield api
 
 
 @contextlib.asynccontextmanager
@@ -57,16 +48,13 @@ async def front_end(
         telegram_base_file_url=f"http://127.0.0.1:{port}/file/bot",
         telegram_webhook_url="https://front.example",
     )
-    store = await Store.open(settings)
-    runner = LocalJobRunner(workers=1, max_queue=2)
-    bot = TelegramBot(Service(settings, store, runner, analyzer, state=state), settings)
-    await bot.start()
-    try:
-        yield bot
-    finally:
-        await bot.stop()
-        await runner.close()
-        await store.close()
+    async with running_service(settings, analyzer, workers=1, max_queue=2, state=state) as app:
+        bot = TelegramBot(app, settings)
+        await bot.start()
+        try:
+            yield bot
+        finally:
+            await bot.stop()
 
 
 async def answers_to_one_update_seen_by_both(

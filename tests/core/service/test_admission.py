@@ -4,10 +4,8 @@ burst cannot take every place, and "busy" comes at once, before any face is read
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,13 +16,12 @@ from core.config import Settings
 from core.faces.analyzer import DlibAnalyzer
 from core.faces.profile import FaceProfile
 from core.jobs.base import runner_stats
-from core.jobs.local import LocalJobRunner
 from core.service.conversation import Service
 from core.service.messages import Chat, Media, Person, Progress, Reply, Request, Text
-from core.service.state import TRY_AGAIN, RedisState, SharedState
-from core.storage.store import Store
+from core.service.state import TRY_AGAIN, RedisState
 
 from ...conftest import REPO
+from ...conftest import running_service as front_end
 from ...redis_state import redis_prefix, redis_state
 from ..jobs import job_tasks
 
@@ -35,25 +32,6 @@ DM = Chat("dm")
 
 def _settings(tmp_path: Path, **changes: object) -> Settings:
     return Settings(data_dir=tmp_path / "data", bundled_clips_dir=REPO / "clips", **changes)
-
-
-@contextlib.asynccontextmanager
-async def front_end(
-    settings: Settings,
-    analyzer: DlibAnalyzer,
-    *,
-    workers: int = 1,
-    max_queue: int = 20,
-    state: SharedState | None = None,
-) -> AsyncIterator[Service]:
-    """A service as `facecast serve` builds it: its own store connection and local pool."""
-    store = await Store.open(settings)
-    runner = LocalJobRunner(workers=workers, max_queue=max_queue)
-    try:
-        yield Service(settings, store, runner, analyzer, state=state)
-    finally:
-        await runner.close()
-        await store.close()
 
 
 async def enrolled(service: Service, person: Person, profile: FaceProfile) -> int:

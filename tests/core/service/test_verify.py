@@ -37,6 +37,7 @@ from ..faces.synthetic_head import (
     write_challenge,
     write_video,
 )
+from .test_service import talk
 
 ALICE = Person("telegram", "2001", "Alice")
 DM = Chat("dm")
@@ -66,10 +67,6 @@ async def bot(
     yield service
     await runner.close()
     await store.close()
-
-
-async def talk(bot: Service, request: Request) -> list[Reply]:
-    return [reply async for reply in bot.handle(request)]
 
 
 async def challenge(bot: Service) -> VerifyChallenge:
