@@ -77,6 +77,7 @@ COMMANDS = [
     ("optin", "Let people in groups meme you"),
     ("optout", "Stop people memeing you"),
     ("forget", "Delete everything about you"),
+    ("check", "Reply to a picture or video: did I make it?"),
 ]
 _SEEN_UPDATES = 10_000
 
@@ -183,6 +184,9 @@ class TelegramBot:
         message = update.message
         if message is None or message.from_user is None or not self._first_time(update):
             return
+        if _is_check(message.text or message.caption or ""):
+            await self._check(message)
+            return
         image_file: PhotoSize | Document | None = None
         if message.photo:
             image_file = message.photo[-1]  # the largest size Telegram made
@@ -210,6 +214,31 @@ class TelegramBot:
             image=image,
             reply_to=_quoted(message.reply_to_message),
             prefer=None if text.split()[-1:] == ["gif"] else "mp4",
+        )
+        await self._send(message, self.service.handle(request))
+
+    async def _check(self, message: Message) -> None:
+        """``/check`` with a picture or video attached, or as a reply to one."""
+        media, name = None, ""
+        for source in (message, message.reply_to_message):
+            found = _attachment(source) if source is not None else None
+            if found is None:
+                continue
+            attachment, name = found
+            if (attachment.file_size or 0) > DOWNLOAD_LIMIT:
+                too_big = Text("That file is too big for me to download (over 20 MB).", error=True)
+                await self._send(message, say(too_big))
+                return
+            downloaded = await attachment.get_file()
+            media = bytes(await downloaded.download_as_bytearray())
+            break
+        assert message.from_user is not None
+        request = Request(
+            sender=_person(message.from_user),
+            chat=Chat(str(message.chat.id), is_group=message.chat.type != ChatType.PRIVATE),
+            text="/check",
+            media=media,
+            media_name=name,
         )
         await self._send(message, self.service.handle(request))
 
@@ -319,6 +348,26 @@ def _quoted(message: Message | None) -> Quoted | None:
     if message is None or message.from_user is None:
         return None
     return Quoted(_person(message.from_user), message.text or message.caption or "")
+
+
+def _is_check(text: str) -> bool:
+    words = text.split()
+    return bool(words) and words[0].split("@", 1)[0].lower() == "/check"
+
+
+def _attachment(message: Message) -> tuple[Any, str] | None:
+    """The picture or video a message carries, and a file name that tells its format."""
+    if message.photo:
+        return message.photo[-1], "photo.jpg"
+    for media, default in (
+        (message.document, "file"),
+        (message.animation, "animation.mp4"),
+        (message.video, "video.mp4"),
+        (message.video_note, "video.mp4"),
+    ):
+        if media is not None:
+            return media, getattr(media, "file_name", None) or default
+    return None
 
 
 def _keyboard(choices: Choices) -> InlineKeyboardMarkup:

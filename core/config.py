@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     # GIFs aim at this many bytes per second of animation (0: only output_max_bytes).
     gif_bytes_per_second: int = Field(default=1_000_000, ge=0)
 
+    # Content Credentials (C2PA): the operator's signing certificate chain (PEM, signing
+    # certificate first) and its private key; unset: a local authority is generated.
+    c2pa_cert: Path | None = Field(
+        default=None, description="C2PA signing certificate chain (PEM); default generated."
+    )
+    c2pa_key: Path | None = Field(default=None, description="The C2PA signing key (PEM).")
+
     # Telegram (python-telegram-bot). The base URLs point it at a local Bot API server.
     telegram_token: SecretStr | None = None
     telegram_base_url: str | None = None

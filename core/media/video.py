@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -43,6 +43,8 @@ _MIN_SHRINK_SIDE = 96  # below this a shrink lowers the frame rate instead
 # and 24 fps a 480 px one is 5-7 MB). FACECAST_GIF_BYTES_PER_SECOND overrides it.
 GIF_BYTES_PER_SECOND = 1_000_000
 MIN_GIF_FPS = 12.0  # a GIF's frame rate is never lowered below this
+# Kept free in a byte budget for the C2PA manifest a signed output carries.
+SIGNATURE_ROOM = 48 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,6 +423,7 @@ def encode(
     note: str = AI_NOTE,
     max_attempts: int = 6,
     gif_bytes_per_second: float | None = GIF_BYTES_PER_SECOND,
+    sign: Callable[[Path], None] | None = None,
 ) -> EncodedVideo:
     """Write ``frames`` as MP4 or GIF (by suffix), shrinking until it fits ``max_bytes``.
 
@@ -430,7 +433,8 @@ def encode(
     (a soft budget: the best it reaches is kept) and first climbs a ladder of fewer colours,
     still pixels held and half the frame rate (never under 12 fps), then shrinks the picture
     (see :func:`_encode_gif`). The output is written next to ``path`` and moved into place
-    only when it fits, so a failure leaves nothing half-written.
+    only when it fits, so a failure leaves nothing half-written. ``sign`` embeds Content
+    Credentials into it before then (:data:`SIGNATURE_ROOM` is kept free for them).
     """
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
@@ -438,6 +442,8 @@ def encode(
     if fps <= 0:
         raise ValueError("fps must be positive")
     write = _write_mp4 if suffix == ".mp4" else _write_gif
+    if sign is not None and max_bytes is not None:
+        max_bytes = max(1, max_bytes - SIGNATURE_ROOM)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="facecast-encode-", dir=path.parent) as work:
         spool = _FrameSpool(Path(work))
@@ -453,8 +459,10 @@ def encode(
         if suffix == ".gif":
             soft = (gif_bytes_per_second or 0) * spool.count / fps or None
             made = _encode_gif(spool, attempt, fps, note, max_bytes, soft, max_attempts)
+            if sign is not None:
+                sign(attempt)
             attempt.replace(path)
-            return replace(made, path=path)
+            return replace(made, path=path, size_bytes=path.stat().st_size)
         scale, step = 1.0, 1
         written = 0
         for _ in range(max_attempts):
@@ -463,6 +471,9 @@ def encode(
             count = write(spool.frames(step), attempt, size, rate, note)
             written = attempt.stat().st_size
             if max_bytes is None or written <= max_bytes:
+                if sign is not None:
+                    sign(attempt)
+                    written = attempt.stat().st_size
                 attempt.replace(path)
                 return EncodedVideo(path, written, size[0], size[1], rate, count)
             if max_bytes <= 0:
@@ -483,6 +494,7 @@ def encode(
 __all__ = [
     "GIF_BYTES_PER_SECOND",
     "MIN_GIF_FPS",
+    "SIGNATURE_ROOM",
     "VIDEO_SUFFIXES",
     "EncodedVideo",
     "VideoInfo",

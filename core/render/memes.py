@@ -22,7 +22,9 @@ from core.errors import ClipNotFound
 from core.faces.profile import FaceProfile
 from core.media.images import RGBImage
 from core.media.overlay import Box, Overlay, add_ai_label
+from core.media.provenance import Marks
 from core.media.video import EncodedVideo, encode
+from core.media.watermark import Watermarker
 from core.packs.library import (
     ID_PATTERN,
     Clip,
@@ -87,10 +89,14 @@ class MemeLibrary(PackLibrary[MemeTemplate]):
         return load_template(folder, bundled=bundled, data=data)
 
 
-def _effect_frames(template: MemeTemplate, profile: FaceProfile) -> Iterator[RGBImage]:
+def _effect_frames(
+    template: MemeTemplate, profile: FaceProfile, watermark: Watermarker | None = None
+) -> Iterator[RGBImage]:
     m = template.manifest
     assert m.effect is not None
     scene = Scene.from_profile(profile, m.size)
+    if watermark is not None:  # marked once: every effect moves the mark with the face
+        scene = Scene(watermark.embed(scene.image, scene.landmarks), scene.landmarks)
     count = max(1, round(m.duration * m.fps))
     effect = EFFECTS[m.effect]
     for index in range(count):
@@ -134,6 +140,7 @@ def render_meme(
     fonts: FontSet | None = None,
     label: bool = True,
     progress: Progress | None = None,
+    watermark: Watermarker | None = None,
 ) -> Iterator[RGBImage]:
     """The meme's frames: the effect or the face-swapped clip, captioned and labelled.
 
@@ -149,10 +156,10 @@ def render_meme(
         clip = _template_clip(template, settings)
         step = _clip_step(template, clip)
         frames: Iterator[RGBImage] = render_clip(
-            profile, clip, swapper, size=m.size, label=False, step=step
+            profile, clip, swapper, size=m.size, label=False, step=step, watermark=watermark
         )
     else:
-        frames = _effect_frames(template, profile)
+        frames = _effect_frames(template, profile, watermark)
     texts = [
         (m.top if top is None else top, m.top_box),
         (m.bottom if bottom is None else bottom, m.bottom_box),
@@ -191,15 +198,33 @@ def render_meme_to_file(
     max_bytes: int | None = None,
     progress: Progress | None = None,
     gif_budget: bool = True,
+    marks: Marks | None = None,
 ) -> EncodedVideo:
     """Render and encode; a GIF also aims at ``settings.gif_bytes_per_second`` unless
-    ``gif_budget`` is false (an explicit ``max_bytes`` is then the only limit)."""
+    ``gif_budget`` is false (an explicit ``max_bytes`` is then the only limit). ``marks``
+    watermarks the face and signs the file."""
+    watermark = marks.watermarker() if marks is not None else None
     frames = render_meme(
-        profile, template, settings, swapper, top=top, bottom=bottom, progress=progress
+        profile,
+        template,
+        settings,
+        swapper,
+        top=top,
+        bottom=bottom,
+        progress=progress,
+        watermark=watermark,
     )
     _, fps = meme_timing(template, settings)
     per_second = settings.gif_bytes_per_second or None if gif_budget else None
-    return encode(frames, output, fps=fps, max_bytes=max_bytes, gif_bytes_per_second=per_second)
+    sign = marks.sign if marks is not None else None
+    return encode(
+        frames,
+        output,
+        fps=fps,
+        max_bytes=max_bytes,
+        gif_bytes_per_second=per_second,
+        sign=sign,
+    )
 
 
 __all__ = [

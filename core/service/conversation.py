@@ -31,6 +31,7 @@ from core.render.memes import MemeLibrary
 from core.render.tasks import RenderConfig, RenderOrder, RenderResult, render_order
 from core.service.messages import Choice, Choices, Media, Person, Progress, Reply, Request, Text
 from core.service.policy import PixelBudget, ProtectedFaces, UsageLimits, protected_threshold
+from core.service.provenance import check_bytes, load_marks
 from core.storage.store import GROUP_MEMES, Store
 
 PREVIEW_TEMPLATE = "deal-with-it"
@@ -38,7 +39,7 @@ PREVIEW_TEMPLATE = "deal-with-it"
 # per typed command would grow /metrics without bound, and not every string encodes).
 COMMANDS = frozenset(
     ("/start", "/help", "/clip", "/meme", "/faces", "/face", "/forget", "/optin", "/optout")
-)
+) | {"/check"}
 # "/face N": N in ASCII digits ("²" and "①" are digits to str.isdigit, not to int), short.
 FACE_NUMBER = re.compile(r"[0-9]{1,3}")
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ Send a selfie to start (one face, facing the camera, in good light). Then:
 /faces - your saved faces; /face N - use face N
 /optin, /optout - allow or stop others memeing you in groups
 /forget - delete everything I have about you, now
+/check - as a reply to a picture or video: did this FaceCast make it?
 Everything I make is labelled as AI-made."""
 # Lines of HELP that only make sense in a group chat (the web chat is one person alone).
 GROUP_ONLY = ("(as a reply to someone's message", "/optin, /optout")
@@ -102,7 +104,8 @@ class Service:
         self.clips = ClipLibrary(settings)
         self.memes = MemeLibrary(settings)
         self.metrics.watch_queue(lambda: runner.queue_length)
-        self.render_config = RenderConfig.of(settings)
+        self.marks = load_marks(settings)
+        self.render_config = RenderConfig.of(settings, marks=self.marks)
 
     async def housekeeping(self, every: float = 600.0) -> None:
         """Delete expired faces, outputs and usage now and then, while the service runs."""
@@ -150,6 +153,8 @@ class Service:
                 yield await self._forget(request)
             elif command in ("/optin", "/optout"):
                 yield await self._consent(request, command == "/optin")
+            elif command == "/check":
+                yield await self._check(request)
             elif command:
                 shown = command if len(command) <= 32 and command.isprintable() else "that command"
                 yield Text(f"I don't know {shown}. Send /help to see what I can do.")
@@ -331,6 +336,25 @@ class Service:
                 path = Path(result.path)  # a GIF that could not fit comes back as MP4
                 made: Literal["mp4", "gif"] = "gif" if path.suffix == ".gif" else "mp4"
                 yield Media(path, made, f"{title} (AI-made)", result.width, result.height)
+
+    # -- provenance ------------------------------------------------------------------------
+
+    async def _check(self, request: Request) -> Reply:
+        """Whether this deployment made the picture or video in ``request.media``."""
+        if request.media is None:
+            return Text(
+                "Reply /check to a picture or video (or send one with /check as its caption) "
+                "and I'll tell you whether this FaceCast made it."
+            )
+        report = await asyncio.to_thread(
+            check_bytes,
+            request.media,
+            request.media_name,
+            self.marks,
+            self.analyzer,
+            max_bytes=self.settings.max_upload_bytes,
+        )
+        return Text(report.describe())
 
     # -- faces, consent, forgetting ------------------------------------------------------------
 
