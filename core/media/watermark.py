@@ -22,7 +22,6 @@ import datetime
 import functools
 import hashlib
 import hmac
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -42,9 +41,7 @@ _CELL = 8  # grid pixels per cell
 _SIDE = CELLS * _CELL
 EYE_SPAN = 0.34  # eye centres this share of the grid apart...
 EYE_HEIGHT = 0.36  # ...at this height
-STEP = float(
-    os.environ.get("WM_STEP", "14")
-)  # the lattice step of each cell's mean, in luma levels (changes: at most half)
+STEP = 18.0  # the lattice step of a cell's mean, in luma levels (a change: at most half)
 PASSES = 2  # embedding passes: the second corrects what rounding and warping moved
 THRESHOLD = 6.0  # a score above this is ours (unmarked: ~N(0, 1) per placement and day)
 
@@ -82,7 +79,7 @@ class WatermarkKey:
 
     def pattern(self, day: int) -> NDArray[np.float64]:
         """The +-1 pattern over the face cells for ``day``."""
-        return _patterns(self.key, day, day + 1)[0]
+        return np.asarray(_patterns(self.key, day, day + 1)[0], dtype=np.float64)
 
     def patterns(self, last_day: int) -> NDArray[np.float64]:
         """Patterns of every day from the epoch to ``last_day``, one per row."""
@@ -269,8 +266,10 @@ def _placed(
     """``base`` (frame -> grid) followed by a small shift, zoom and turn about the grid's
     centre."""
     dx, dy, zoom, degrees = move
-    turn = cv2.getRotationMatrix2D((_SIDE / 2.0, _SIDE / 2.0), degrees, zoom)
-    turn[:, 2] += (dx, dy)
+    turn = np.asarray(
+        cv2.getRotationMatrix2D((_SIDE / 2.0, _SIDE / 2.0), degrees, zoom), dtype=np.float64
+    )
+    turn[:, 2] += np.array([dx, dy])
     return np.asarray(turn @ np.vstack([base, [0.0, 0.0, 1.0]]), dtype=np.float64)
 
 

@@ -101,9 +101,7 @@ def render_to_file(
     """Render and encode to ``output`` (.mp4 or .gif) within ``max_bytes``; ``marks``
     watermarks the faces and signs the file."""
     watermark = marks.watermarker() if marks is not None else None
-    frames = render_clip(
-        profile, clip, swapper, size=size, progress=progress, watermark=watermark
-    )
+    frames = render_clip(profile, clip, swapper, size=size, progress=progress, watermark=watermark)
     sign = marks.sign if marks is not None else None
     return encode(frames, output, fps=clip.manifest.fps, max_bytes=max_bytes, sign=sign)
 

@@ -146,9 +146,7 @@ def clip_to_file(
     ``settings.gif_bytes_per_second`` unless ``gif_budget`` is false. ``marks`` watermarks
     the faces and signs the file."""
     watermark = marks.watermarker() if marks is not None else None
-    frames = render_clip(
-        profile, clip, swapper, size=size, progress=progress, watermark=watermark
-    )
+    frames = render_clip(profile, clip, swapper, size=size, progress=progress, watermark=watermark)
     per_second = settings.gif_bytes_per_second or None if gif_budget else None
     return encode(
         frames,

@@ -141,10 +141,10 @@ def check_file(
         manifest = ManifestCheck(present=False)
     readings: list[Reading | None] = []
     for frame in _frames(path, max_bytes):
-        faces = [face.landmarks[:68] for face in analyzer.detect(frame)]
-        readings.append(read_faces(frame, faces, marks.watermark))
-    faces, marked, day = summarise(readings)
-    return FileCheck(manifest, len(readings), faces, marked, day)
+        found = [face.landmarks[:68] for face in analyzer.detect(frame)]
+        readings.append(read_faces(frame, found, marks.watermark))
+    with_face, marked, day = summarise(readings)
+    return FileCheck(manifest, len(readings), with_face, marked, day)
 
 
 def check_bytes(

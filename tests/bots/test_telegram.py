@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import sqlite3
 import subprocess
 from collections.abc import AsyncIterator
@@ -14,8 +15,11 @@ import pytest_asyncio
 from aiohttp import web
 
 from bots.base import GENERIC_ERROR
-from core.media.images import RGBImage
+from core.config import Settings
+from core.faces.analyzer import DlibAnalyzer
+from core.media.images import RGBImage, save_image
 from core.media.video import read_video
+from core.service.provenance import load_marks
 
 from ..conftest import free_port, jpeg, start_serve, stop_serve
 from ..fakes.telegram_api import Call, FakeTelegram
@@ -368,3 +372,42 @@ async def test_a_failed_status_edit_does_not_stop_the_result(
     assert fake.sent("editMessageText:400")  # progress was tried, and refused
     (animation,) = [c for c in mine(fake.calls) if c.method == "sendAnimation"]
     assert len(await frames_of(animation, tmp_path)) == 30
+
+
+DAVE = {"id": 504, "is_bot": False, "first_name": "Dave"}
+
+
+async def test_check_as_a_reply_says_whether_this_deployment_made_it(
+    fake: FakeTelegram,
+    bot: subprocess.Popen[str],
+    data_dir: Path,
+    astronaut: RGBImage,
+    analyzer: DlibAnalyzer,
+    tmp_path: Path,
+) -> None:
+    """Reply /check to a picture: ours (marked and signed with the server's own marks),
+    then somebody else's photo."""
+    marks = load_marks(Settings(data_dir=data_dir))  # what the serving bot made on start
+    face = analyzer.detect(astronaut)[0]
+    ours = tmp_path / "ours.png"
+    save_image(marks.watermarker().embed(astronaut, face.landmarks[:68]), ours, sign=marks.sign)
+    answers = []
+    for data, name in ((ours.read_bytes(), "ours.png"), (jpeg(astronaut), "photo.jpg")):
+        shared = fake.message(private(DAVE), BOB, document=(data, name, "image/png"))
+        ask = fake.message(private(DAVE), DAVE, text="/check", reply_to=shared)
+        fake.push({"message": ask})
+        answered = replies_to(ask["message_id"], "sendMessage")
+        await fake.wait_for(answered, timeout=60, what="the /check answer")
+        answers.append(answered(fake.calls)[-1].params["text"])
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    assert answers[0].startswith(f"Made by this FaceCast deployment on {today}")
+    assert "present and valid, signed by this FaceCast deployment" in answers[0]
+    assert answers[1].startswith("Not made by this FaceCast deployment")
+    assert "Alice" not in "".join(answers)
+    assert "Bob" not in "".join(answers)
+    # Without anything to check: how to use it.
+    bare = fake.message(private(DAVE), DAVE, text="/check")
+    fake.push({"message": bare})
+    hint = replies_to(bare["message_id"], "sendMessage")
+    await fake.wait_for(hint, what="the /check hint")
+    assert "Reply /check to a picture or video" in hint(fake.calls)[-1].params["text"]
