@@ -103,13 +103,18 @@ def main() -> None:
     for name, values in times.items():
         table.add_row(name, f"{statistics.median(values):.3f} s", f"{min(values):.3f} s")
     console.print(table)
-    before = statistics.median(times["total MP4, before (no marks)"])
-    after = statistics.median(times["total MP4, after (watermark + C2PA)"])
-    verdict = "within" if after <= before * 1.15 else "OVER"
-    console.print(
-        f"marks add {100 * (after / before - 1):+.1f} % to the MP4 total "
-        f"(ratio {after / before:.3f}; target <= 1.15: {verdict})"
+    plain, marked = (
+        times["total MP4, before (no marks)"],
+        times["total MP4, after (watermark + C2PA)"],
     )
+    # On a shared machine the fastest runs are the least disturbed: both ratios are shown.
+    for what, pick in (("medians", statistics.median), ("fastest runs", min)):
+        before, after = pick(plain), pick(marked)
+        verdict = "within" if after <= before * 1.15 else "OVER"
+        console.print(
+            f"{what}: marks add {100 * (after / before - 1):+.1f} % to the MP4 total "
+            f"(ratio {after / before:.3f}; target <= 1.15: {verdict})"
+        )
 
 
 if __name__ == "__main__":

@@ -195,13 +195,21 @@ class Watermarker:
         scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
         if not np.isfinite(scale) or scale <= 0 or _SIDE / scale < 32:
             return frame  # a face under ~32 px: nothing survives at that size anyway
-        marked = frame
+        box = _box(matrix, frame.shape[0], frame.shape[1])
+        if box is None:
+            return frame
+        x0, y0, x1, y1 = box
+        local = matrix.copy()  # the face's box pixels -> grid
+        local[:, 2] += matrix[:, :2] @ np.array([x0, y0], np.float64)
+        region = frame[y0:y1, x0:x1]
         for _ in range(PASSES):  # the second pass corrects what rounding and warping moved
-            marked = self._pass(marked, matrix)
-        return marked
+            region = self._pass(region, local)
+        result = frame.copy()
+        result[y0:y1, x0:x1] = region
+        return result
 
-    def _pass(self, frame: RGBImage, matrix: NDArray[np.float64]) -> RGBImage:
-        cells = _cells(_source(luma(frame), matrix), matrix)
+    def _pass(self, region: RGBImage, matrix: NDArray[np.float64]) -> RGBImage:
+        cells = _cells(_source(luma(region), matrix), matrix)
         # Quantisation index modulation: move each cell's mean to the nearest point of its
         # keyed lattice for its bit (Chen & Wornell 2001), blind to the face underneath.
         offset = self._dither + self._half
@@ -211,13 +219,21 @@ class Watermarker:
         change = np.zeros((CELLS, CELLS))
         change[MASK] = wanted - values
         undraw = _undraw()
-        grid = undraw @ change @ undraw.T
-        return _add_grid(frame, grid, matrix)
+        # Drawn smoothly into the face, luma only: the same change in R, G and B.
+        delta = cv2.warpAffine(
+            _draw(undraw @ change @ undraw.T),
+            matrix,
+            (region.shape[1], region.shape[0]),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0.0,
+        )
+        marked = region.astype(np.float32) + delta[:, :, None] + np.float32(0.5)
+        return np.asarray(np.clip(marked, 0, 255), dtype=np.uint8)
 
 
-def _add_grid(frame: RGBImage, grid: NDArray[np.float64], matrix: NDArray[np.float64]) -> RGBImage:
-    """Draw the cell grid into the frame (luma only) where the face lies."""
-    height, width = frame.shape[:2]
+def _box(matrix: NDArray[np.float64], height: int, width: int) -> tuple[int, int, int, int] | None:
+    """The part of the frame the grid covers (x0, y0, x1, y1), or None when it is outside."""
     inverse = cv2.invertAffineTransform(matrix)
     corners = np.array([[0, 0, 1], [_SIDE, 0, 1], [0, _SIDE, 1], [_SIDE, _SIDE, 1]], np.float64)
     placed = corners @ inverse.T
@@ -225,23 +241,7 @@ def _add_grid(frame: RGBImage, grid: NDArray[np.float64], matrix: NDArray[np.flo
     y0 = max(0, int(np.floor(placed[:, 1].min())))
     x1 = min(width, int(np.ceil(placed[:, 0].max())) + 1)
     y1 = min(height, int(np.ceil(placed[:, 1].max())) + 1)
-    if x1 <= x0 or y1 <= y0:
-        return frame
-    shifted = matrix.copy()
-    shifted[:, 2] += matrix[:, :2] @ np.array([x0, y0], np.float64)  # ROI pixel -> canonical
-    delta = cv2.warpAffine(
-        _draw(grid),
-        shifted,
-        (x1 - x0, y1 - y0),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0.0,
-    )
-    result = frame.copy()
-    roi = result[y0:y1, x0:x1].astype(np.float32)
-    roi += delta[:, :, None]
-    result[y0:y1, x0:x1] = np.clip(roi + 0.5, 0, 255).astype(np.uint8)
-    return result
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
 @dataclass(frozen=True, slots=True)
