@@ -36,7 +36,7 @@ FOLDER = "c2pa"  # in the data dir: the generated authority and signing certific
 CHAIN_FILE, KEY_FILE, ANCHOR_FILE = "signer-chain.pem", "signer.key", "authority.pem"
 # What a signature adds to a file (manifest, certificate chain, signature), kept free in
 # a size budget so that the signed file still fits it.
-SIGNATURE_ROOM = 48 * 1024
+SIGNATURE_ROOM = 16 * 1024
 
 
 class ProvenanceUnavailable(FaceCastError):
@@ -183,6 +183,22 @@ class Marks:
         """Embed a signed C2PA manifest into ``path`` (MP4, GIF, PNG or JPEG), in place."""
         sign_file(path, self.cert, self.key)
 
+    def check_signing(self) -> None:
+        """Raise :class:`ProvenanceUnavailable` now, not at the first render, when the
+        signing certificate or key cannot be used."""
+        from PIL import Image
+
+        with tempfile.TemporaryDirectory(prefix="facecast-c2pa-") as folder:
+            probe = Path(folder) / "probe.png"
+            Image.new("RGB", (8, 8)).save(probe)
+            sign_file(probe, self.cert, self.key)
+            check = check_manifest(probe, None)
+        if not check.valid:
+            raise ProvenanceUnavailable(
+                "The C2PA signing key does not sign for its certificate "
+                f"({check.problem or 'the signature does not validate'})."
+            )
+
     def trust_anchor(self) -> bytes:
         """The certificate authority outputs of this deployment are signed under."""
         if self.anchor is not None:
@@ -204,6 +220,13 @@ def _signer(cert: str, key: str, stamp: tuple[float, float]) -> Any:
         return c2pa.Signer.from_info(info)
     except c2pa.C2paError as exc:
         raise ProvenanceUnavailable(f"The C2PA signing certificate was refused: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=1)
+def _builder_context() -> Any:
+    """No thumbnail in the manifest: it would be a second copy of someone's face (and
+    hundreds of kilobytes)."""
+    return _c2pa().Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
 
 
 def manifest_definition(title: str) -> dict[str, Any]:
@@ -235,17 +258,27 @@ def sign_file(path: Path, cert: str, key: str) -> None:
     if mime is None:
         raise ProvenanceUnavailable(f"C2PA signing of {path.suffix or 'that'} files isn't set up.")
     c2pa = _c2pa()
-    stamps = tuple(Path(p).stat().st_mtime for p in (cert, key))
+    try:  # a replaced certificate (a new modification time) gets a new signer
+        stamps = tuple(Path(p).stat().st_mtime for p in (cert, key))
+    except OSError as exc:
+        raise ProvenanceUnavailable(
+            f"I can't read the C2PA signing certificate or key: {exc.strerror or exc}."
+        ) from exc
     signer = _signer(cert, key, (stamps[0], stamps[1]))
     descriptor, temporary = tempfile.mkstemp(suffix=path.suffix, dir=path.parent)
     os.close(descriptor)
     try:
         with (
-            c2pa.Builder(manifest_definition(f"FaceCast output{path.suffix.lower()}")) as builder,
+            c2pa.Builder(
+                manifest_definition(f"FaceCast output{path.suffix.lower()}"), _builder_context()
+            ) as builder,
             path.open("rb") as source,
             Path(temporary).open("w+b") as target,
         ):
             builder.sign(signer, mime, source, target)
+    except c2pa.C2paError as exc:
+        raise ProvenanceUnavailable(f"C2PA signing failed: {str(exc).splitlines()[0]}") from exc
+    else:
         Path(temporary).chmod(path.stat().st_mode & 0o777)
         Path(temporary).replace(path)
     finally:

@@ -44,7 +44,7 @@ _MIN_SHRINK_SIDE = 96  # below this a shrink lowers the frame rate instead
 GIF_BYTES_PER_SECOND = 1_000_000
 MIN_GIF_FPS = 12.0  # a GIF's frame rate is never lowered below this
 # Kept free in a byte budget for the C2PA manifest a signed output carries.
-SIGNATURE_ROOM = 48 * 1024
+SIGNATURE_ROOM = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)

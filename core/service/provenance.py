@@ -58,7 +58,9 @@ def load_marks(settings: Settings, keys: Keys | None = None) -> Marks:
         for path in (cert, key):
             if not path.is_file():
                 raise ProvenanceUnavailable(f"The C2PA file {path} does not exist.")
-        return Marks(watermark_key, str(cert), str(key))
+        marks = Marks(watermark_key, str(cert), str(key))
+        marks.check_signing()  # a certificate C2PA refuses stops the start, not each render
+        return marks
     folder = private_dir(settings.resolved_data_dir / FOLDER)
     generate_identity(folder)
     return Marks(

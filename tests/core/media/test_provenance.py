@@ -17,6 +17,7 @@ from core.media.images import RGBImage, load_image, save_image
 from core.media.provenance import (
     SOURCE_TYPE,
     Marks,
+    ProvenanceUnavailable,
     check_manifest,
     generate_identity,
     sign_file,
@@ -89,6 +90,8 @@ def test_every_output_kind_carries_a_valid_c2pa_manifest(
     labels = {assertion["label"].split(".v")[0] for assertion in manifest["assertions"]}
     assert labels <= {"c2pa.actions", "c2pa.hash.data", "c2pa.hash.bmff", "c2pa.hash.boxes"}
     assert "author" not in json.dumps(manifest).lower()
+    assert "thumbnail" not in json.dumps(manifest).lower()  # no second copy of the face
+    assert len(json.dumps(store)) < 8_000
     check = check_manifest(path, marks.trust_anchor())
     assert (check.present, check.valid, check.ours, check.synthetic) == (True, True, True, True)
 
@@ -140,3 +143,28 @@ def test_files_without_our_signature_are_not_ours(
     assert ours.ours
     assert ours.watermarked
     assert "Made by this FaceCast deployment on" in ours.describe()
+
+
+def test_the_operators_certificate_signs_when_configured(
+    tmp_path: Path, astronaut: RGBImage
+) -> None:
+    authority = tmp_path / "operator-ca"
+    generate_identity(authority, organisation="Example Operator")
+    chain, key = authority / "signer-chain.pem", authority / "signer.key"
+    settings = Settings(data_dir=tmp_path / "data", c2pa_cert=chain, c2pa_key=key)
+    marks = load_marks(settings)
+    assert (marks.cert, marks.key) == (str(chain), str(key))
+    assert not (tmp_path / "data" / "c2pa").exists()  # nothing generated
+    picture = tmp_path / "signed.jpg"
+    save_image(astronaut, picture, sign=marks.sign)
+    check = check_manifest(picture, marks.trust_anchor())
+    assert (check.valid, check.ours) == (True, True)
+    # Half a configuration, or a key that is not the certificate's, stops at once.
+    with pytest.raises(ProvenanceUnavailable, match="both"):
+        load_marks(Settings(data_dir=tmp_path / "data", c2pa_cert=chain))
+    other = tmp_path / "other"
+    generate_identity(other)
+    with pytest.raises(ProvenanceUnavailable):
+        load_marks(
+            Settings(data_dir=tmp_path / "d2", c2pa_cert=chain, c2pa_key=other / "signer.key")
+        )
