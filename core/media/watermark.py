@@ -2,19 +2,21 @@
 
 The method is dither-modulated QIM (Chen & Wornell 2001) on the mean luma of face cells,
 the low-frequency block coefficients that DWT-DCT marks (as in ``invisible-watermark``)
-also quantise: each face is mapped by a similarity transform (eye centres level, a fixed
-distance apart) onto a 16 x 16 grid of cells covering it, and each cell's mean is moved to
-the nearest point of a keyed lattice (step :data:`STEP`) that encodes one bit of a keyed
-pseudo-random pattern, one pattern per day. The payload is the deployment (through the key,
-derived from its secret) and the day. The change is drawn smoothly, a few luma levels.
+also quantise: each face is mapped by a similarity transform (least squares from its inner
+51 landmarks to an average face) onto a 16 x 16 grid of cells covering it, and each cell's
+mean is moved to the nearest point of a keyed lattice (step :data:`STEP`) that encodes one
+bit of a keyed pseudo-random pattern, one pattern per day. The payload is the deployment
+(through the key, derived from its secret) and the day. The change is drawn smoothly: at
+most half a step, in luma only.
 
 Reading needs no original: find the face (the analyzer's 68 landmarks), map it onto the same
-grid, and score every cell's mean against the lattice, signed by each day's pattern. Because
-the grid follows the face, a crop or rescale does not move it, and cells several pixels wide
-keep their means through H.264 at CRF 32, JPEG at quality 70, a GIF palette or a half-size
-rescale. Unmarked faces score like noise (near N(0, 1)); a score over :data:`THRESHOLD` for
-one day is a find, repetition over ~140 cells being the error correction.
-"""
+grid, and score every cell's mean against its lattice, signed by each day's pattern; small
+shifts, zooms and turns around the landmarks' placement are tried, since landmarks found on
+a re-encoded picture are a pixel or so off. Because the grid follows the face, a crop or
+rescale does not move it, and cells several pixels wide keep their means through H.264 at
+CRF 32, JPEG at quality 70, a GIF palette or a half-size rescale. Unmarked faces score like
+noise (N(0, 1) per placement and day); a score over :data:`THRESHOLD` is a find, the ~140
+cells voting together being the error correction."""
 
 from __future__ import annotations
 
