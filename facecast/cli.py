@@ -544,7 +544,7 @@ def verify(
             raise BadMedia(f"There is no file {file}.")
         settings = _settings(None)
         report = check_file(file, _marks(settings), make_analyzer(settings))
-        out.print(report.describe(), highlight=False, soft_wrap=True)
+        out.print(escape(report.describe()), highlight=False, soft_wrap=True)
         if not report.ours:
             raise typer.Exit(1)
 
