@@ -31,7 +31,7 @@ from core.render.memes import MemeLibrary
 from core.render.tasks import RenderConfig, RenderOrder, RenderResult, render_order
 from core.service.messages import Choice, Choices, Media, Person, Progress, Reply, Request, Text
 from core.service.policy import PixelBudget, ProtectedFaces, UsageLimits, protected_threshold
-from core.service.provenance import check_bytes, load_marks
+from core.service.provenance import check_bytes, check_file, load_marks
 from core.storage.store import GROUP_MEMES, Store
 
 PREVIEW_TEMPLATE = "deal-with-it"
@@ -340,12 +340,17 @@ class Service:
     # -- provenance ------------------------------------------------------------------------
 
     async def _check(self, request: Request) -> Reply:
-        """Whether this deployment made the picture or video in ``request.media``."""
+        """Whether this deployment made the picture or video in ``request.media``; without
+        one, the newest result made for the sender (the web chat's "the last media")."""
         if request.media is None:
-            return Text(
-                "Reply /check to a picture or video (or send one with /check as its caption) "
-                "and I'll tell you whether this FaceCast made it."
-            )
+            latest = await self._latest_output(request)
+            if latest is None:
+                return Text(
+                    "Reply /check to a picture or video (or send one with /check as its "
+                    "caption) and I'll tell you whether this FaceCast made it."
+                )
+            report = await asyncio.to_thread(check_file, latest, self.marks, self.analyzer)
+            return Text(f"Your latest result ({latest.suffix[1:].upper()}):\n{report.describe()}")
         report = await asyncio.to_thread(
             check_bytes,
             request.media,
@@ -355,6 +360,14 @@ class Service:
             max_bytes=self.settings.max_upload_bytes,
         )
         return Text(report.describe())
+
+    async def _latest_output(self, request: Request) -> Path | None:
+        user_id = await self.store.find_user(request.sender.platform, request.sender.id)
+        if user_id is None:
+            return None
+        folder = self.store.user_folder(await self.store.account_of(user_id))
+        made = [p for p in folder.glob("*") if p.suffix in (".mp4", ".gif") and p.is_file()]
+        return max(made, key=lambda p: p.stat().st_mtime, default=None)
 
     # -- faces, consent, forgetting ------------------------------------------------------------
 
