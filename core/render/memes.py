@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from core.config import Settings
 from core.engines.base import Swapper
 from core.errors import ClipNotFound
+from core.faces.landmarks import transform_points
 from core.faces.profile import FaceProfile
 from core.media.images import RGBImage
 from core.media.overlay import Box, Overlay, add_ai_label
@@ -36,7 +37,7 @@ from core.packs.library import (
 )
 from core.render.captions import BOTTOM, TOP, CaptionBox, FontSet, check_caption, render_caption
 from core.render.clip import Progress, render_clip
-from core.render.effects import EFFECTS, Scene
+from core.render.effects import EFFECTS, FACE_MOTION, Scene
 
 
 class MemeManifest(BaseModel):
@@ -95,12 +96,14 @@ def _effect_frames(
     m = template.manifest
     assert m.effect is not None
     scene = Scene.from_profile(profile, m.size)
-    if watermark is not None:  # marked once: every effect moves the mark with the face
-        scene = Scene(watermark.embed(scene.image, scene.landmarks), scene.landmarks)
     count = max(1, round(m.duration * m.fps))
-    effect = EFFECTS[m.effect]
+    effect, motion = EFFECTS[m.effect], FACE_MOTION[m.effect]
     for index in range(count):
-        yield effect(scene, index / count)
+        frame = effect(scene, index / count)
+        if watermark is not None:  # drawn after the effect, where it put the face
+            face = transform_points(scene.landmarks, motion(scene, index / count))
+            frame = watermark.embed(frame, face)
+        yield frame
 
 
 def _clip_step(template: MemeTemplate, clip: Clip) -> int:
