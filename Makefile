@@ -13,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,telegram,discord,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,telegram,discord,postgres,scale]'
 	$(BIN)/python -m pip install --quiet --no-deps 'insightface>=0.7.3,<3'
 	touch $(STAMP)
 
@@ -35,6 +35,7 @@ bench: setup
 	cd benchmarks && ../$(BIN)/python swap_bench.py
 	cd benchmarks && ../$(BIN)/python render_bench.py
 	cd benchmarks && ../$(BIN)/python meme_bench.py
+	cd benchmarks && ../$(BIN)/python cli_bench.py
 
 # Rebuild the bundled clip packs from the public-domain examples (a developer task: the
 # packs are committed). Each is made by the product's own `facecast clips add`.

@@ -1,7 +1,8 @@
 """Discord adapter (discord.py 2, app commands) over :class:`core.service.conversation.Service`.
 
 Slash commands: ``/face`` (an attachment: enrol), ``/clip`` and ``/meme`` (with autocomplete),
-``/faces``, ``/forget``, ``/optin``, ``/optout``, ``/help``; a message context menu "Meme
+``/faces``, ``/forget``, ``/verify`` (without a video: the challenge; with ``video:``
+the answer), ``/optin``, ``/optout``, ``/help``; a message context menu "Meme
 this" (the message's text as the caption, its author's face if they opted in). Every
 command defers at once (Discord allows 3 seconds), shows progress by editing the deferred
 response, and posts the result as a follow-up file in the same channel or thread, shrunk
@@ -12,6 +13,14 @@ ephemeral. A selfie sent to the bot in a DM enrols too.
 
 Commands are synced to ``FACECAST_DISCORD_GUILD_IDS`` on start (instant, for development)
 and globally only when ``FACECAST_DISCORD_SYNC_GLOBAL`` is set, not on every start.
+
+FaceCast is a user-installable app too: every command may be installed to a server or to a
+user's account (installation contexts guild and user) and used in servers, the bot's DM and
+group DMs (interaction contexts guild, bot DM, private channel). Used from a user install,
+the bot may not be in that server or DM at all: ``guild_id`` may be absent and the channel
+unreadable, so nothing here fetches a channel or its messages; every answer goes through
+the interaction's own response and follow-ups, within its upload limit. Consent is the same
+everywhere: "Meme this" on someone who did not opt in uses the requester's face.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any, Literal
 
 import aiohttp
@@ -49,9 +59,14 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp")
+VIDEO_SUFFIXES = {"video/webm": ".webm", "video/quicktime": ".mov", "video/x-matroska": ".mkv"}
 # Edits of a deferred response count against Discord's rate limit: at most one this often
 # (the latest progress is shown once the time is up, unless the result came first).
 PROGRESS_EVERY = 1.5
+# Where the commands may be installed (a server, a user's account) and used (servers, the
+# bot's DM, group DMs): a user install brings them to any chat the user is in.
+INSTALLS = app_commands.AppInstallationType(guild=True, user=True)
+CONTEXTS = app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True)
 
 
 def _choices_text(choices: Choices) -> str:
@@ -78,7 +93,9 @@ class DiscordBot:
         intents.guilds = True
         intents.dm_messages = True
         self.client = discord.Client(intents=intents)
-        self.tree = app_commands.CommandTree(self.client)
+        self.tree = app_commands.CommandTree(
+            self.client, allowed_contexts=CONTEXTS, allowed_installs=INSTALLS
+        )
         self._task: asyncio.Task[None] | None = None
         self._register()
         self.client.setup_hook = self._setup_hook  # type: ignore[method-assign]
@@ -174,6 +191,31 @@ class DiscordBot:
 
             tree.command(name=name, description=description)(command)
 
+        @tree.command(name="verify", description="Prove your face is yours: a 3-second video.")
+        @app_commands.describe(video="Your video answering the challenge (run /verify first)")
+        async def verify(
+            interaction: discord.Interaction, video: discord.Attachment | None = None
+        ) -> None:
+            await interaction.response.defer(thinking=True, ephemeral=True)
+            if video is None:  # step one: the challenge
+                await self._run(interaction, self._request(interaction, "/verify"))
+                return
+            kind = (video.content_type or "").split(";")[0]
+            if not kind.startswith("video/"):
+                await self._answer(interaction, say(Text("That isn't a video.", error=True)))
+                return
+            if video.size > service.settings.verify_max_video_bytes:
+                limit = service.settings.verify_max_video_bytes / 1e6
+                too_big = Text(f"That video is too big; 3 seconds (under {limit:.0f} MB) do.", True)
+                await self._answer(interaction, say(too_big))
+                return
+            answer = replace(
+                self._request(interaction),
+                video=await video.read(),
+                video_suffix=VIDEO_SUFFIXES.get(kind, ".mp4"),
+            )
+            await self._run(interaction, answer)
+
         simple("faces", "Your saved faces.")
         simple("forget", "Delete everything I have about you, now.")
         simple("optin", "Let people in your servers meme your face.")
@@ -223,9 +265,11 @@ class DiscordBot:
         reply_to: Quoted | None = None,
     ) -> Request:
         channel_id = str(interaction.channel_id or interaction.user.id)
+        # A server, or a group DM (where a user install may bring the commands).
+        is_group = interaction.guild_id is not None or bool(interaction.context.private_channel)
         return Request(
             sender=_person(interaction.user),
-            chat=Chat(channel_id, is_group=interaction.guild_id is not None),
+            chat=Chat(channel_id, is_group=is_group),
             text=text,
             image=image,
             reply_to=reply_to,
@@ -248,21 +292,34 @@ class DiscordBot:
     # -- DMs -----------------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
-        """A selfie sent in a DM enrols its sender."""
+        """A selfie sent in a DM enrols its sender; a video answers their /verify challenge."""
         if message.author.bot or message.guild is not None:
             return
         images = [
             a for a in message.attachments if (a.content_type or "").split(";")[0] in IMAGE_TYPES
         ]
-        if not images:
+        videos = [a for a in message.attachments if (a.content_type or "").startswith("video/")]
+        if videos and not images:  # the answer to a /verify challenge
+            kind = (videos[0].content_type or "").split(";")[0]
+            if videos[0].size > self.service.settings.verify_max_video_bytes:
+                await message.reply("That video is too big: 3 seconds are enough.")
+                return
+            request = Request(
+                sender=_person(message.author),
+                chat=Chat(str(message.channel.id)),
+                video=await videos[0].read(),
+                video_suffix=VIDEO_SUFFIXES.get(kind, ".mp4"),
+            )
+        elif not images:
             if message.attachments:
                 await message.reply("That isn't a picture: send me a photo.")
             return
-        request = Request(
-            sender=_person(message.author),
-            chat=Chat(str(message.channel.id)),
-            image=await images[0].read(),
-        )
+        else:
+            request = Request(
+                sender=_person(message.author),
+                chat=Chat(str(message.channel.id)),
+                image=await images[0].read(),
+            )
         try:
             await deliver(
                 self.service.handle(request), _DMReplier(message), f"discord DM {message.id}"

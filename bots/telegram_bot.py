@@ -6,7 +6,17 @@ never harvested. Commands are the service's; ``/clip`` answers with an inline ke
 buttons render. Every answer goes to the same chat, as a reply to the triggering message,
 in the same forum topic. While a render runs, one status message shows the queue position
 and progress (edited, not repeated) and "sending video" stays visible; the result replaces
-the status message as an MP4 animation, which Telegram loops like a GIF.
+the status message as an MP4 animation, which Telegram loops like a GIF (a clip with sound
+as a video, which Telegram plays with its sound).
+
+Inline mode (``@Bot`` in any chat; BotFather's /setinline): an empty query lists the
+user's recent renders, ``@Bot TEMPLATE top | bottom`` renders that meme once the user stops
+typing for a moment (a newer query from the same user supersedes an older one) and offers
+it first. Results are file ids: a render is uploaded once, to
+``FACECAST_TELEGRAM_CACHE_CHAT`` or the user's own DM (the message deleted at once), and
+its file id kept per user, template, caption and face; renders sent in chats are kept too.
+A user without a face gets a "Send me a selfie first" button that opens the bot's DM. A
+chosen result (BotFather's /setinlinefeedback) counts against the daily quota.
 
 Long polling by default; a webhook on FaceCast's own aiohttp server when
 ``FACECAST_TELEGRAM_WEBHOOK_URL`` is set. The same update delivered twice is handled once.
@@ -15,41 +25,55 @@ Telegram's flood limits are respected through PTB's rate limiter, which waits ou
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import secrets
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal
 
 from aiohttp import web
 from telegram import (
     Bot,
     BotCommand,
+    ChosenInlineResult,
     Document,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InlineQuery,
+    InlineQueryResult,
+    InlineQueryResultCachedDocument,
+    InlineQueryResultCachedMpeg4Gif,
+    InlineQueryResultCachedVideo,
+    InlineQueryResultsButton,
     Message,
     PhotoSize,
     ReplyParameters,
     Update,
+    Video,
+    VideoNote,
 )
 from telegram.constants import ChatAction, ChatType
-from telegram.error import TelegramError
+from telegram.error import Forbidden, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
+    ChosenInlineResultHandler,
     ContextTypes,
+    InlineQueryHandler,
     MessageHandler,
     filters,
 )
 
 from bots.base import Replier, deliver, say
 from core.config import Settings
+from core.errors import FaceCastError
 from core.service.conversation import Service
+from core.service.inline import InlineMeme, InlineMemes, NoFaceYet
 from core.service.messages import (
     Chat,
     Choices,
@@ -61,6 +85,8 @@ from core.service.messages import (
     Request,
     Text,
 )
+from core.service.state import StateUnavailable
+from core.storage.store import SentFile
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +100,22 @@ COMMANDS = [
     ("meme", "Make a meme: /meme ID top | bottom"),
     ("faces", "Your saved faces"),
     ("face", "Use face N: /face 2"),
+    ("verify", "Prove it's you with a 3-second video"),
     ("optin", "Let people in groups meme you"),
     ("optout", "Stop people memeing you"),
     ("forget", "Delete everything about you"),
     ("check", "Reply to a picture or video: did I make it?"),
 ]
-_SEEN_UPDATES = 10_000
+_UPDATE_TTL = 24 * 3600.0  # Telegram keeps an unconfirmed update for 24 hours
+UPDATES = ["message", "callback_query", "inline_query", "chosen_inline_result"]
+# Inline mode: wait this long for the user's next keystroke before rendering; answer within
+# this long of the query (Telegram drops answers to queries older than about 10 s), with
+# what there is if the render is not done (it goes on, and the same query finds it next
+# time); let Telegram's clients reuse an answer this long (they are personal and change).
+INLINE_DEBOUNCE = 0.6
+INLINE_DEADLINE = 7.0
+INLINE_CACHE_SECONDS = 5
+UPLOAD_LIMIT = 50 * 1024 * 1024  # what a bot may upload
 
 
 class TelegramBot:
@@ -110,7 +146,12 @@ class TelegramBot:
             MessageHandler(filters.ALL & ~filters.UpdateType.EDITED, self._on_message)
         )
         self.application.add_handler(CallbackQueryHandler(self._on_button))
-        self._seen: OrderedDict[int, None] = OrderedDict()
+        self.application.add_handler(InlineQueryHandler(self._on_inline_query))
+        self.application.add_handler(ChosenInlineResultHandler(self._on_chosen))
+        self.inline = InlineMemes(service)
+        self._typing: dict[int, asyncio.Task[None]] = {}  # user id: their latest inline query
+        # user id: the key of the meme being rendered for their inline query, and its task
+        self._rendering: dict[int, tuple[str, asyncio.Task[SentFile]]] = {}
         self._webhook_secret = secrets.token_urlsafe(24)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -124,17 +165,19 @@ class TelegramBot:
             await app.bot.set_webhook(
                 self.settings.telegram_webhook_url.rstrip("/") + WEBHOOK_PATH,
                 secret_token=self._webhook_secret,
-                allowed_updates=["message", "callback_query"],
+                allowed_updates=UPDATES,
             )
         else:
             assert app.updater is not None
             await app.updater.start_polling(
                 timeout=int(self.settings.telegram_poll_timeout),
-                allowed_updates=["message", "callback_query"],
+                allowed_updates=UPDATES,
             )
         log.info("telegram bot @%s is running", app.bot.username)
 
     async def stop(self) -> None:
+        for task in [*self._typing.values(), *(t for _, t in self._rendering.values())]:
+            task.cancel()
         app = self.application
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
@@ -163,14 +206,14 @@ class TelegramBot:
 
     # -- updates ---------------------------------------------------------------------------
 
-    def _first_time(self, update: Update) -> bool:
-        """False for an update already handled (Telegram may deliver one twice)."""
-        if update.update_id in self._seen:
-            return False
-        self._seen[update.update_id] = None
-        while len(self._seen) > _SEEN_UPDATES:
-            self._seen.popitem(last=False)
-        return True
+    async def _first_time(self, update: Update) -> bool:
+        """False for an update already handled, here or by another front-end sharing the
+        service's state (Telegram may deliver one twice, or to a second front-end)."""
+        key = f"telegram:update:{self.application.bot.id}:{update.update_id}"
+        try:
+            return await self.service.state.first_time(key, _UPDATE_TTL)
+        except StateUnavailable:  # answering twice beats not answering (logged where it failed)
+            return True
 
     def _addressed(self, message: Message) -> bool:
         """In a group, a message is for the bot only with a command or a mention."""
@@ -182,10 +225,16 @@ class TelegramBot:
 
     async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message
-        if message is None or message.from_user is None or not self._first_time(update):
+        if message is None or message.from_user is None or not await self._first_time(update):
             return
         if _is_check(message.text or message.caption or ""):
-            await self._check(message)
+            await self._check(message)  # before videos: a video captioned /check is checked
+            return
+        video_file = _video_of(message)
+        if video_file is not None:
+            # Videos in groups are people's own; a /verify answer comes in a private chat.
+            if message.chat.type == ChatType.PRIVATE:
+                await self._on_video(message, video_file)
             return
         image_file: PhotoSize | Document | None = None
         if message.photo:
@@ -242,9 +291,27 @@ class TelegramBot:
         )
         await self._send(message, self.service.handle(request))
 
+    async def _on_video(self, message: Message, video: VideoNote | Video | Document) -> None:
+        """A round video message or a short video: the answer to a /verify challenge."""
+        assert message.from_user is not None
+        if (video.file_size or 0) > DOWNLOAD_LIMIT:
+            too_big = Text("That video is too big for me to download (over 20 MB).", error=True)
+            await self._send(message, say(too_big))
+            return
+        downloaded = await video.get_file()
+        data = bytes(await downloaded.download_as_bytearray())
+        mime = getattr(video, "mime_type", None) or "video/mp4"
+        request = Request(
+            sender=_person(message.from_user),
+            chat=Chat(str(message.chat.id)),
+            video=data,
+            video_suffix=".webm" if "webm" in mime else ".mov" if "quicktime" in mime else ".mp4",
+        )
+        await self._send(message, self.service.handle(request))
+
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
-        if query is None or not self._first_time(update):
+        if query is None or not await self._first_time(update):
             return
         await query.answer()
         origin = query.message
@@ -258,24 +325,187 @@ class TelegramBot:
         )
         await self._send(origin, self.service.handle(request))
 
+    # -- inline mode -----------------------------------------------------------------------
+
+    async def _on_inline_query(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.inline_query
+        if query is None or not await self._first_time(update):
+            return
+        user = query.from_user.id
+        stale = self._typing.get(user)
+        if stale is not None:
+            stale.cancel()  # the user typed on: that answer is no longer wanted
+        task = asyncio.create_task(self._answer_inline(query, time.monotonic()))
+        self._typing[user] = task
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we are stopping, not superseded
+        except TelegramError as exc:
+            log.warning("could not answer inline query %s: %s", query.id, exc)
+        finally:
+            if self._typing.get(user) is task:
+                del self._typing[user]
+
+    async def _answer_inline(self, query: InlineQuery, started: float) -> None:
+        person = _person(query.from_user)
+        text = query.query.strip()
+        button: InlineQueryResultsButton | None = None
+        results: list[InlineQueryResult] = []
+        try:
+            if text:
+                await asyncio.sleep(INLINE_DEBOUNCE)  # cancelled if the user types on
+            recent = await self.inline.recent(person)
+            if text:
+                try:
+                    meme = await self.inline.ask(person, text)
+                    remaining = INLINE_DEADLINE - (time.monotonic() - started)
+                    fresh = await self._fresh(meme, person, remaining)
+                except FaceCastError as exc:
+                    fresh = None
+                    button = InlineQueryResultsButton(
+                        text=_button_text(exc.message), start_parameter="help"
+                    )
+                if fresh is not None:
+                    recent = [fresh, *(r for r in recent if r.id != fresh.id)]
+                elif button is None:
+                    button = InlineQueryResultsButton(
+                        text="Still rendering: type on, or try again", start_parameter="help"
+                    )
+            results = [_inline_result(file) for file in recent]
+        except NoFaceYet:
+            results = []
+            button = InlineQueryResultsButton(
+                text="Send me a selfie first", start_parameter="selfie"
+            )
+        except FaceCastError as exc:
+            button = InlineQueryResultsButton(
+                text=_button_text(exc.message), start_parameter="help"
+            )
+        await self.application.bot.answer_inline_query(
+            query.id,
+            results[:50],  # Telegram's maximum per answer
+            cache_time=INLINE_CACHE_SECONDS,
+            is_personal=True,
+            button=button,
+        )
+
+    async def _fresh(self, meme: InlineMeme, person: Person, within: float) -> SentFile | None:
+        """The meme's file as the platform holds it: kept, or rendered and uploaded now;
+        None if that takes longer than ``within`` seconds (it goes on, for next time)."""
+        kept = await self.inline.cached(meme)
+        if kept is not None:
+            return kept
+        user = int(person.id)
+        running = self._rendering.get(user)
+        if running is not None and running[0] != meme.key:
+            running[1].cancel()  # a query the user has typed past
+            running = None
+        if running is None:
+            task = asyncio.create_task(self._render_and_upload(meme, person))
+            running = self._rendering[user] = (meme.key, task)
+
+            def finished(done: asyncio.Task[SentFile]) -> None:
+                if self._rendering.get(user, (None, None))[1] is done:
+                    del self._rendering[user]
+                if not done.cancelled() and done.exception() is not None:
+                    log.warning("an inline render failed: %s", done.exception())
+
+            task.add_done_callback(finished)
+        try:
+            # Shielded: a slow render goes on and is kept for the query's next asking.
+            return await asyncio.wait_for(asyncio.shield(running[1]), max(within, 0.1))
+        except TimeoutError:
+            return None
+
+    async def _render_and_upload(self, meme: InlineMeme, person: Person) -> SentFile:
+        media = await self.inline.render(meme, UPLOAD_LIMIT)
+        kind, file_id = await self._upload(media, person)
+        return await self.inline.keep(meme, kind, file_id)
+
+    async def _upload(
+        self, media: Media, person: Person
+    ) -> tuple[Literal["animation", "video", "document"], str]:
+        """Upload a render where it gets a file id: the operator's cache chat, or the user's
+        DM; the message is deleted at once (the file id outlives it), so no chat keeps a
+        copy that /forget could not reach."""
+        bot = self.application.bot
+        target: int | str = self.settings.telegram_cache_chat or int(person.id)
+        try:
+            with media.path.open("rb") as video:
+                shape: dict[str, Any] = {
+                    "chat_id": target,
+                    "caption": media.caption,
+                    "width": media.width or None,
+                    "height": media.height or None,
+                    "filename": media.path.name,
+                    "disable_notification": True,
+                }
+                if media.has_audio:  # a meme with its sound: a video, as in chats
+                    sent = await bot.send_video(video=video, supports_streaming=True, **shape)
+                else:
+                    sent = await bot.send_animation(animation=video, **shape)
+        except Forbidden as exc:
+            raise FaceCastError("Open a chat with me first (press Start there)") from exc
+        except TelegramError as exc:
+            log.warning("could not upload an inline render: %s", exc)
+            raise FaceCastError("I couldn't upload that just now: try again") from exc
+        held = _held_file(sent)
+        if held is None:
+            raise FaceCastError()
+        with contextlib.suppress(TelegramError):
+            await sent.delete()
+        return held
+
+    async def _on_chosen(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        chosen: ChosenInlineResult | None = update.chosen_inline_result
+        if chosen is None or not await self._first_time(update):
+            return
+        result_id = chosen.result_id
+        if not (result_id.startswith("f") and result_id[1:].isdigit()):
+            return
+        counted = await self.inline.chosen(_person(chosen.from_user), int(result_id[1:]))
+        log.info("inline result %s chosen%s", result_id, "" if counted else " (not counted)")
+
+    def _keeper(self, trigger: Message) -> Keeper | None:
+        """Keeps the file ids of renders sent to ``trigger``'s sender, for inline mode."""
+        if trigger.from_user is None:
+            return None
+        person = _person(trigger.from_user)
+
+        async def keep(reply: Media, sent: Message) -> None:
+            held = _held_file(sent)
+            if held is not None:
+                try:
+                    await self.inline.keep_sent(person, reply, *held)
+                except Exception:  # the render was delivered: this is only a convenience
+                    log.exception("could not keep the file id of a render")
+
+        return keep
+
     # -- replies -------------------------------------------------------------------------------
 
     async def _send(self, trigger: Message, replies: AsyncIterator[Reply]) -> None:
         """Post the service's replies as answers to ``trigger`` in its chat and topic."""
         try:
-            await deliver(
-                replies, _ChatReplier(self.application.bot, trigger), f"chat {trigger.chat.id}"
-            )
+            replier = _ChatReplier(self.application.bot, trigger, self._keeper(trigger))
+            await deliver(replies, replier, f"chat {trigger.chat.id}")
         except TelegramError:
             log.exception("could not answer in chat %s", trigger.chat.id)
+
+
+Keeper = Callable[[Media, Message], Awaitable[None]]
 
 
 class _ChatReplier(Replier):
     """Replies to one message, in its chat and forum topic; one status message shows
     progress (edited in place, "sending video" kept visible) and gives way to the result."""
 
-    def __init__(self, bot: Bot, trigger: Message) -> None:
+    def __init__(self, bot: Bot, trigger: Message, keep: Keeper | None = None) -> None:
         self.bot = bot
+        self.keep = keep
         self.chat_id = trigger.chat.id
         self.where: dict[str, Any] = {
             "chat_id": trigger.chat.id,
@@ -313,11 +543,21 @@ class _ChatReplier(Replier):
                 log.warning("could not delete a status message: %s", exc)
         with reply.path.open("rb") as video:
             if reply.kind == "gif":  # asked for as a file: Telegram would
-                await self.bot.send_document(  # turn an animation into MP4
+                sent = await self.bot.send_document(  # turn an animation into MP4
                     document=video, caption=reply.caption, **self.where
                 )
+            elif reply.has_audio:  # an animation would be played muted, its sound dropped
+                sent = await self.bot.send_video(
+                    video=video,
+                    caption=reply.caption,
+                    width=reply.width or None,
+                    height=reply.height or None,
+                    supports_streaming=True,
+                    filename=reply.path.name,
+                    **self.where,
+                )
             else:
-                await self.bot.send_animation(
+                sent = await self.bot.send_animation(
                     animation=video,
                     caption=reply.caption,
                     width=reply.width or None,
@@ -325,6 +565,8 @@ class _ChatReplier(Replier):
                     filename=reply.path.name,
                     **self.where,
                 )
+        if self.keep is not None:
+            await self.keep(reply, sent)
 
     async def choices(self, reply: Choices) -> None:
         await self.bot.send_message(text=reply.text, reply_markup=_keyboard(reply), **self.where)
@@ -338,6 +580,17 @@ class _ChatReplier(Replier):
             except TelegramError as exc:
                 log.warning("could not edit a status message: %s", exc)
         await self.bot.send_message(text=reply.text, **self.where)
+
+
+def _video_of(message: Message) -> VideoNote | Video | Document | None:
+    """The video a message carries: a round video note, a video, or one sent as a file."""
+    if message.video_note:
+        return message.video_note
+    if message.video:
+        return message.video
+    if message.document and (message.document.mime_type or "").startswith("video/"):
+        return message.document
+    return None
 
 
 def _person(user: Any) -> Person:
@@ -368,6 +621,42 @@ def _attachment(message: Message) -> tuple[Any, str] | None:
         if media is not None:
             return media, getattr(media, "file_name", None) or default
     return None
+
+
+def _held_file(
+    message: Message,
+) -> tuple[Literal["animation", "video", "document"], str] | None:
+    """How Telegram holds the file a message carries, and its file id."""
+    if message.animation is not None:
+        return "animation", message.animation.file_id
+    if message.video is not None:
+        return "video", message.video.file_id
+    if message.document is not None:
+        return "document", message.document.file_id
+    return None
+
+
+def _inline_result(file: SentFile) -> InlineQueryResult:
+    """A render the user may send anywhere, as the file Telegram holds, labelled as in chats."""
+    result_id = f"f{file.id}"
+    title = f"{file.title}: {file.words}" if file.words else file.title
+    if file.media == "video":
+        return InlineQueryResultCachedVideo(
+            result_id, file.file_id, title[:200], caption=file.caption
+        )
+    if file.media == "document":
+        return InlineQueryResultCachedDocument(
+            result_id, title[:200], file.file_id, caption=file.caption
+        )
+    return InlineQueryResultCachedMpeg4Gif(
+        result_id, file.file_id, title=title[:200], caption=file.caption
+    )
+
+
+def _button_text(message: str) -> str:
+    """A refusal, short enough for the button above inline results."""
+    first = message.split(": ")[0].split(". ")[0].rstrip(".!")
+    return first if len(first) <= 60 else first[:59] + "…"
 
 
 def _keyboard(choices: Choices) -> InlineKeyboardMarkup:

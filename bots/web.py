@@ -30,8 +30,20 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from bots.base import safe
 from core.config import Settings
+from core.jobs.base import runner_stats
 from core.service.conversation import Service
-from core.service.messages import Chat, Choices, Person, Progress, Reply, Request, Text
+from core.service.messages import (
+    Chat,
+    Choices,
+    Person,
+    Progress,
+    Reply,
+    Request,
+    Text,
+    VerifyChallenge,
+)
+from core.service.policy import BUSY_REFUSALS
+from core.service.state import StateUnavailable
 from core.storage.crypto import Keys
 
 log = logging.getLogger(__name__)
@@ -147,6 +159,16 @@ def remember(request: web.Request, response: web.StreamResponse) -> None:
 
 
 def reply_json(reply: Reply) -> dict[str, Any]:
+    if isinstance(reply, VerifyChallenge):  # the page opens the camera and records
+        return {
+            "type": "verify",
+            "text": reply.text,
+            "challenge": reply.challenge,
+            "instruction": reply.instruction,
+            "nonce": reply.nonce,
+            "seconds": reply.seconds,
+            "expires_in": reply.expires_in,
+        }
     if isinstance(reply, Text):
         return {"type": "text", "text": reply.text, "error": reply.error}
     if isinstance(reply, Choices):
@@ -167,6 +189,7 @@ def reply_json(reply: Reply) -> dict[str, Any]:
         "type": "media",
         "url": f"/media/{reply.path.parent.name}/{reply.path.name}",
         "kind": reply.kind,
+        "audio": reply.has_audio,
         "caption": reply.caption,
         "width": reply.width,
         "height": reply.height,
@@ -178,6 +201,27 @@ def _request(user: str, text: str = "", image: bytes | None = None) -> Request:
         # A file sent with /check is to be checked (did we make it?), not enrolled.
         return Request(Person(PLATFORM, user), Chat(user), text="/check", media=image)
     return Request(Person(PLATFORM, user), Chat(user), text=text, image=image)
+
+
+# Containers a browser's MediaRecorder writes (Chromium and Firefox: WebM, Safari: MP4).
+VIDEO_SUFFIXES = frozenset((".webm", ".mp4", ".mov", ".mkv"))
+
+
+def _video_request(user: str, payload: dict[str, Any]) -> Request | None:
+    """A /verify answer: {"video": "<base64>", "nonce": ..., "suffix": ".webm"}; None when
+    the video does not decode from base64."""
+    video = _decode_image(str(payload["video"]))
+    if not video:
+        return None
+    suffix = str(payload.get("suffix", ".webm")).lower()
+    nonce = payload.get("nonce")
+    return Request(
+        Person(PLATFORM, user),
+        Chat(user),
+        video=video,
+        video_suffix=suffix if suffix in VIDEO_SUFFIXES else ".webm",
+        nonce=str(nonce)[:64] if nonce else None,
+    )
 
 
 async def _answer(app: web.Application, request: Request) -> AsyncIterator[dict[str, Any]]:
@@ -217,13 +261,45 @@ async def favicon(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
 
 
+async def _operator_figures(service: Service) -> dict[str, Any]:
+    """The runner's figures (queue depth, workers alive, job latency) and the shared
+    state's (jobs in flight and busy answers on every front-end)."""
+    stats = await runner_stats(service.runner)
+    figures: dict[str, Any] = {
+        "status": "ok",
+        "queue": stats.queued,
+        "running": stats.running,
+        "workers": stats.workers,
+        "workers_alive": stats.workers_alive,
+        "latency_p50": stats.latency_p50,
+        "latency_p95": stats.latency_p95,
+        "jobs_finished": stats.finished,
+        "shared_state": "redis" if service.state.shared else "local",
+    }
+    try:
+        figures["in_flight"] = await service.gate.in_flight()
+        figures["busy_refusals"] = await service.state.count(BUSY_REFUSALS)
+    except StateUnavailable:  # Redis down: say so (logged where it failed), no traceback
+        figures.update(status="degraded", shared_state="unreachable")
+    return figures
+
+
 async def healthz(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
-    return web.json_response({"status": "ok", "queue": service.runner.queue_length})
+    figures = await _operator_figures(request.app[SERVICE])
+    return web.json_response(figures, status=200 if figures["status"] == "ok" else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[SERVICE].metrics.exposition()
+    service = request.app[SERVICE]
+    figures = await _operator_figures(service)
+    service.metrics.show_runner(
+        figures["running"],
+        figures["workers_alive"],
+        {"0.5": figures["latency_p50"], "0.95": figures["latency_p95"]},
+        figures.get("in_flight", 0),
+        figures.get("busy_refusals", 0),
+    )
+    body = service.metrics.exposition()
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
@@ -339,6 +415,12 @@ async def message(request: web.Request) -> web.Response:
         text, image = await _form_body(request)
     else:
         body = await _json_body(request)
+        if body.get("video"):
+            answer = _video_request(request[USER], body)
+            if answer is None:
+                return web.json_response({"replies": [_oops("That upload was damaged.")]})
+            replies = [r async for r in _answer(request.app, answer)]
+            return web.json_response({"replies": replies})
         text = str(body.get("text", ""))
         if body.get("image"):
             image = _decode_image(str(body["image"]))
@@ -366,6 +448,8 @@ def _ws_request(frame: WSMessage, user: str, settings: Settings) -> Request | di
         payload = None
     if not isinstance(payload, dict):
         return _oops("I didn't understand that.")
+    if payload.get("video"):
+        return _video_request(user, payload) or _oops("That upload was damaged.")
     image = _decode_image(str(payload["image"])) if payload.get("image") else None
     if payload.get("image") and not image:
         return _oops("That upload was damaged.")

@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     renders_per_minute: int = Field(default=6, ge=1)
     workers: int = Field(default=2, ge=1, le=64)
     max_queue: int = Field(default=20, ge=0)
+    # Fairness: renders one person may have waiting or running at once (a burst waits its turn).
+    max_jobs_per_user: int = Field(default=2, ge=1, le=100)
+    # Rate limits, quotas, jobs in flight and Telegram update ids shared by several front-ends.
+    state_url: SecretStr | None = Field(
+        default=None,
+        description="redis://host:6379/0 for state shared by front-ends; default: the broker's.",
+    )
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     # A web request whose body stops arriving for this long is answered 408 and dropped.
     body_idle_seconds: float = Field(default=10.0, gt=0)
@@ -120,6 +127,18 @@ class Settings(BaseSettings):
         default=None, description="C2PA signing certificate chain (PEM); default generated."
     )
     c2pa_key: Path | None = Field(default=None, description="The C2PA signing key (PEM).")
+    # Liveness ("verify it's you"): a /verify challenge is answered with a short video.
+    verify_challenge_seconds: float = Field(
+        default=180.0, gt=0, description="How long a /verify challenge may be answered."
+    )
+    verify_identity_threshold: float = Field(
+        default=0.55,
+        gt=0,
+        lt=2,
+        description="dlib identity distance a live capture must stay under.",
+    )
+    verify_turn_degrees: float = Field(default=12.0, gt=0, lt=60)
+    verify_max_video_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
 
     # Telegram (python-telegram-bot). The base URLs point it at a local Bot API server.
     telegram_token: SecretStr | None = None
@@ -129,6 +148,17 @@ class Settings(BaseSettings):
         default=None, description="Public https URL of this server; unset: long polling."
     )
     telegram_poll_timeout: float = Field(default=10.0, ge=0)
+    telegram_cache_chat: str | None = Field(
+        default=None,
+        description=(
+            "Chat (id or @channel) the bot uploads inline renders to for a file id (each "
+            "upload is deleted at once); unset: the user's own DM."
+        ),
+    )
+    # Inline mode renders a meme while the user types: previews have their own budget (a
+    # chosen result counts against daily_quota like any render).
+    inline_previews_per_minute: int = Field(default=12, ge=1)
+    inline_previews_per_day: int = Field(default=300, ge=1)
 
     # Discord (discord.py). The API base and gateway URL point it at a local fake in tests.
     discord_token: SecretStr | None = None

@@ -21,6 +21,7 @@ from core.errors import FaceCastError
 from core.jobs.local import LocalJobRunner
 from core.service.conversation import Service
 from core.service.policy import ProtectedFaces
+from core.service.state import open_state, state_url
 from core.storage.store import Store
 
 
@@ -57,6 +58,8 @@ async def build(settings: Settings) -> tuple[web.Application, Service, list[Adap
     to start and stop with it."""
     if "+asyncpg" in settings.resolved_database_url:
         require("asyncpg", "postgres", "FACECAST_DATABASE_URL names PostgreSQL (asyncpg)")
+    # Redis when several front-ends must share limits and update ids, else this process.
+    state = await open_state(state_url(settings))
     store = await Store.open(settings)
     runner = LocalJobRunner(settings.workers, settings.max_queue)
     analyzer = make_analyzer(settings)
@@ -67,6 +70,7 @@ async def build(settings: Settings) -> tuple[web.Application, Service, list[Adap
         analyzer,
         protected=ProtectedFaces.load(settings, analyzer),
         identity=make_identity(settings, analyzer),
+        state=state,
     )
     application = create_app(service)
     adapters = adapters_for(service, application)
@@ -92,6 +96,7 @@ async def build(settings: Settings) -> tuple[web.Application, Service, list[Adap
                 await task
         await runner.close()
         await store.close()
+        await state.close()
 
     application.on_startup.append(start)
     application.on_shutdown.append(drain)

@@ -299,6 +299,9 @@ def clips_add(
     source: Annotated[str | None, typer.Option(help="Where the footage comes from.")] = None,
     attribution: Annotated[str, typer.Option(help="Credit line the licence asks for.")] = "",
     replace: Annotated[bool, typer.Option(help="Overwrite a pack with the same id.")] = False,
+    audio: Annotated[
+        bool, typer.Option("--audio/--no-audio", help="Keep the video's sound (AAC, trimmed).")
+    ] = True,
 ) -> None:
     """Pre-process a video into a clip pack in the operator's clips folder."""
     from core.config import load_settings
@@ -322,6 +325,7 @@ def clips_add(
             licence=license_name,
             source=source,
             attribution=attribution,
+            audio=audio,
         )
         started = time.perf_counter()
         with _progress() as bar:
@@ -337,6 +341,7 @@ def clips_add(
         m = clip.manifest
         out.print(
             f"Added {m.id!r} to {clip.folder}: {m.frames} frames, {m.width}x{m.height}, "
+            f"{'with sound' if m.audio else 'silent'}, "
             f"face visible in {m.coverage:.0%} of frames, jitter {m.jitter_raw:.2%} -> "
             f"{m.jitter_smoothed:.2%} of the eye distance, "
             f"{m.frames / max(elapsed, 1e-6):.0f} frames/s.",
@@ -394,6 +399,7 @@ def clips_show(clip_id: Annotated[str, typer.Argument(help="The clip's id.")]) -
                 f"{m.media}: {m.width}x{m.height}, {m.fps:g} fps, {m.frames} frames, "
                 f"{m.duration:.2f}s",
             ),
+            ("sound", f"{m.audio} (AAC)" if m.audio else "none"),
             ("face visible", f"{m.coverage:.0%} of frames"),
             ("landmark jitter", f"{m.jitter_raw:.2%} raw -> {m.jitter_smoothed:.2%} smoothed"),
             ("licence", m.licence.name),

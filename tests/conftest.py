@@ -239,3 +239,97 @@ async def stop_serve(process: subprocess.Popen[str], caused: Iterable[str] = ())
     unexpected = [r for r in records if not any(cause in r for cause in caused)]
     assert "Traceback" not in "\n".join(unexpected), err
     return out
+
+
+# -- clips with sound ------------------------------------------------------------------------
+
+TONE_AT = 1.0  # the sound test video is silent until a 440 Hz tone starts here (seconds)
+FLASH_ROWS = 10  # ...and its top rows turn white at that moment, for the eye to see
+
+
+def sound_video(path: Path, astronaut: RGBImage, face: Face, *, seconds: float = 2.0) -> Path:
+    """A 12 fps video of the astronaut (a pan) with a sound track: silence, then a tone
+    from TONE_AT on, when a white bar appears at the top of the picture."""
+    from core.media.video import ffmpeg_exe
+    from core.packs.camera import animate_still
+
+    focus = (float(face.landmarks[:, 0].mean()), float(face.landmarks[:, 1].mean()))
+    frames, _ = animate_still(
+        astronaut, "pan", seconds=seconds, fps=12, size=(400, 300), focus=focus
+    )
+    marked = []
+    for index, frame in enumerate(frames):
+        if index / 12 >= TONE_AT - 1e-9:
+            frame = frame.copy()
+            frame[:FLASH_ROWS] = 255
+        marked.append(frame)
+    silent = make_video(path.with_name(path.stem + "-silent.mp4"), marked)
+    tone = f"aevalsrc=exprs='if(gte(t\\,{TONE_AT})\\,0.5*sin(2*PI*440*t)\\,0)':s=44100:d={seconds}"
+    subprocess.run(
+        [
+            *(ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(silent)),
+            *("-f", "lavfi", "-i", tone, "-c:v", "copy", "-c:a", "aac", str(path)),
+        ],
+        check=True,
+        timeout=60,
+    )
+    return path
+
+
+def audio_of(path: Path) -> tuple[float, float] | None:
+    """(when the sound first gets loud, how long the audio track lasts) in seconds from the
+    file's start, or None when the file has no audio track."""
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        duration = float(stream.duration * stream.time_base)
+        onset = None
+        for frame in container.decode(stream):
+            loud = np.flatnonzero(np.abs(frame.to_ndarray()).max(axis=0) > 0.1)
+            if loud.size and onset is None:
+                onset = float(frame.time or 0.0) + loud[0] / frame.sample_rate
+        assert onset is not None, f"{path.name} is silent"
+        return onset, duration
+
+
+CLIP_START = 0.55  # the sound clip is cut from here: its first frame is the one at 7/12 s
+CLIP_TONE_AT = TONE_AT - 7 / 12  # so the tone starts this long into the clip
+
+
+@pytest.fixture(scope="session")
+def sound_source(
+    tmp_path_factory: pytest.TempPathFactory, astronaut: RGBImage, astronaut_face: Face
+) -> Path:
+    """:func:`sound_video`, made once."""
+    return sound_video(tmp_path_factory.mktemp("sound") / "tone.mp4", astronaut, astronaut_face)
+
+
+@pytest.fixture(scope="session")
+def sound_clip_folder(
+    tmp_path_factory: pytest.TempPathFactory, analyzer: DlibAnalyzer, sound_source: Path
+) -> Path:
+    """A clip pack ``tone`` with sound, cut from :func:`sound_video` at CLIP_START. Tests
+    copy it into their own clips folder."""
+    from core.packs.build import ClipSource, build_clip
+
+    data = tmp_path_factory.mktemp("sound-clip")
+    settings = Settings(data_dir=data, bundled_clips_dir=REPO / "clips")
+    source = ClipSource(
+        sound_source, "tone", title="Tone", start=CLIP_START, max_side=320, licence="CC0-1.0"
+    )
+    return build_clip(source, settings, analyzer).folder
+
+
+def flash_at(path: Path) -> float:
+    """When the white bar of :func:`sound_video` first shows in a video (seconds from its
+    first frame, by the frame rate), for checking sound against picture."""
+    from core.media.video import probe_video, read_video
+
+    fps = probe_video(path).fps
+    for index, frame in enumerate(read_video(path)):
+        if frame[: FLASH_ROWS // 2].mean() > 235:
+            return index / fps
+    raise AssertionError(f"{path.name} never flashes")

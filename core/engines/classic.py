@@ -9,6 +9,7 @@ milliseconds per face.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -123,6 +124,9 @@ class ClassicSwapper:
         keep_brows: bool = True,
         lip_tint: float = 0.5,
         brow_tint: float = 0.7,
+        creases: float = 1.0,
+        keep_lines: bool = True,
+        crease_scale: float = 0.15,
     ) -> None:
         self.feather = feather  # blend ramp width, as a share of the eye distance
         self.max_gain = max_gain  # cap on the colour contrast change
@@ -133,6 +137,16 @@ class ClassicSwapper:
         self.keep_brows = keep_brows
         self.lip_tint = lip_tint  # how far kept lips / brows move to the selfie's colour
         self.brow_tint = brow_tint
+        # Where a smile, a squint or raised brows fold the skin (nose to mouth corners, crow's
+        # feet, under the eyes, the forehead), the detail finer than ``crease_scale`` (same
+        # unit) is the clip's: the selfie's smile lines and forehead wrinkles do not freeze
+        # into every frame, the clip's come and go with its expression. ``creases`` is how
+        # much (0 keeps the selfie's; 1 the clip's).
+        self.creases = creases
+        # Thin lines around the clip's eyes stay in front: glasses' frames (light metal ones
+        # pass for skin at the colour analysis' scale, and were painted over).
+        self.keep_lines = keep_lines
+        self.crease_scale = crease_scale
 
     def swap(
         self,
@@ -163,7 +177,10 @@ class ClassicSwapper:
         corrected, source_like, target_like, stats, target_lab = self._match_colour(
             profile, warped, region, local, unit, covered, sequence
         )
-        alpha = self._alpha(local, shape, unit, covered, source_like, target_like)[:, :, None]
+        alpha = self._alpha(local, shape, unit, covered, source_like, target_like)
+        if self.keep_lines:
+            alpha *= 1.0 - _thin_lines(target_lab[:, :, 0], local, unit)
+        alpha = alpha[:, :, None]
         clip_face = self._tint_kept(
             profile, region, target_lab, local, stats[1], target_like, sequence
         )
@@ -250,13 +267,30 @@ class ClassicSwapper:
         # skin-coloured, while keeping its finer colour detail (lips, blush).
         weight = target_like * covered_small
         channels = (0,) if grey else (0, 1, 2)  # a grey selfie's chroma is the target's
-        for channel in channels:
-            scale, limit = (self.shading, 20.0) if channel == 0 else (self.tint, 25.0)
-            sigma = max(1.0, unit_small * scale)
+        # (one blur of the weighted difference per scale: the blur is linear)
+        gap = (target_small - out_small) * weight[:, :, None]
+        for part, reach, limit in (
+            (slice(0, 1), self.shading, 20.0),
+            (slice(1, 3), self.tint, 25.0),
+        ):
+            if part.start not in channels:
+                continue
+            sigma = max(1.0, unit_small * reach)
             norm = np.maximum(blur(weight, sigma), 1e-3)
-            target_light = blur(target_small[:, :, channel] * weight, sigma) / norm
-            source_light = blur(out_small[:, :, channel] * weight, sigma) / norm
-            out[:, :, channel] += grow(np.clip(target_light - source_light, -limit, limit))
+            blurred = blur(np.ascontiguousarray(gap[:, :, part]), sigma)
+            light = blurred.reshape(*blurred.shape[:2], -1) / norm[:, :, None]
+            change = grow(np.clip(light, -limit, limit).astype(np.float32))
+            out[:, :, part] += change.reshape(*change.shape[:2], -1)
+        if self.creases > 0:  # where the target is skin (not a hand or glasses' frame)
+            sigma = max(0.6, unit_small * self.crease_scale)
+
+            def smooth(lightness: FloatImage) -> FloatImage:  # measured small, like the rest
+                small_l = shrink(np.ascontiguousarray(lightness))
+                flat = cv2.GaussianBlur(small_l, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+                return grow(np.asarray(flat, np.float32))
+
+            creases = self._creases(out[:, :, 0], target_lab[:, :, 0], local, unit, smooth)
+            out[:, :, 0] += creases * grow(target_like)
         out[:, :, 0] = np.clip(out[:, :, 0], 0.0, 100.0)
         soften = max(0.5, unit_small * self.feather * 0.5)
         return (
@@ -267,6 +301,41 @@ class ClassicSwapper:
             (src, dst),
             target_lab,
         )
+
+    def _creases(
+        self,
+        source: FloatImage,
+        target: FloatImage,
+        local: Points,
+        unit: float,
+        smooth: Callable[[FloatImage], FloatImage],
+    ) -> FloatImage:
+        """What moves the lightness ``source`` towards ``target``'s fine detail in the zones
+        where expressions crease the skin (eyes and lips themselves excluded)."""
+        shape = source.shape[:2]
+        zone = np.zeros(shape, np.uint8)
+        # nose wing, mouth corner, down the jaw and out over the cheek: the smile folds
+        for wing, corner, *jaw in ((31, 48, 5, 3, 1), (35, 54, 11, 13, 15)):
+            zone = np.maximum(zone, fill(shape, local[[wing, corner, *jaw]]))
+        for eye, outer, side in ((RIGHT_EYE, 0, -1.0), (LEFT_EYE, 3, 1.0)):
+            lids = local[eye]
+            lower = lids[[0, 5, 4, 3]] + np.array([0.0, 0.05 * unit], np.float32)
+            under = np.vstack([lower, lower[::-1] + np.array([0.0, 0.3 * unit], np.float32)])
+            zone = np.maximum(zone, fill(shape, under))  # under the eye
+            corner = lids[outer]
+            box = [[0.08, -0.2], [0.35, -0.2], [0.35, 0.25], [0.08, 0.25]]
+            feet = corner + unit * np.array(box, np.float32) * np.array([side, 1.0], np.float32)
+            zone = np.maximum(zone, fill(shape, feet))  # crow's feet
+        if len(local) >= 78:  # the forehead, above the brows: where raised brows fold it
+            above = local[BROWS] - np.array([0.0, 0.12 * unit], np.float32)
+            zone = np.maximum(zone, fill(shape, np.vstack([above, local[68:78][::-1]])))
+        own = np.maximum(
+            cv2.dilate(fill(shape, _hull(local[OUTER_LIPS])), disc(max(1, round(unit * 0.03)))),
+            np.maximum(fill(shape, _hull(local[RIGHT_EYE])), fill(shape, _hull(local[LEFT_EYE]))),
+        )
+        weight = blur(zone, max(0.5, unit * 0.08)) * (1.0 - blur(own, max(0.5, unit * 0.03)))
+        detail = (target - smooth(target)) - (source - smooth(source))
+        return np.asarray(detail * weight * self.creases, np.float32)
 
     def _alpha(
         self,
@@ -404,6 +473,35 @@ def _widen_dark(likeness: FloatImage, points: Points, unit: float) -> FloatImage
         own = np.maximum(own, np.asarray(grown, np.uint8))
     widened = np.minimum(likeness, 1.0 - thin)
     return np.where(own > 127, likeness, widened).astype(np.float32)
+
+
+def _thin_lines(lightness: FloatImage, points: Points, unit: float) -> FloatImage:
+    """Thin bright or dark lines around the eyes (glasses' frames, light metal ones too),
+    1 where there is one: kept in front of the new face."""
+    shape = lightness.shape[:2]
+    size = max(3, 2 * round(unit * 0.03) + 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    bright = cv2.morphologyEx(lightness, cv2.MORPH_TOPHAT, kernel)
+    dark = cv2.morphologyEx(lightness, cv2.MORPH_BLACKHAT, kernel)
+    # above the skin's own fine detail (pores, freckles: a few L units at this scale)
+    lines = np.clip((np.maximum(bright, dark) - 9.0) / 6.0, 0.0, 1.0)
+    rows = np.arange(shape[0], dtype=np.float32)[:, None]
+    eyes_y = float(points[36:48, 1].mean())
+    top = float(points[17:27, 1].min()) - 0.1 * unit
+    zone = (rows > top) & (rows < eyes_y + 0.6 * unit)
+    own = np.zeros(shape, np.uint8)
+    for part, grow in ((RIGHT_EYE, 0.08), (LEFT_EYE, 0.08)):
+        own = np.maximum(
+            own, cv2.dilate(fill(shape, _hull(points[part])), disc(max(1, round(unit * grow))))
+        )
+    for brow in (points[17:22], points[22:27]):
+        cv2.polylines(
+            own, [np.round(brow).astype(np.int32)], False, 255, max(2, round(unit * 0.12))
+        )
+    lines = np.where(zone & (own < 128), lines, 0.0).astype(np.float32)
+    # the line's whole width, anti-aliased edges included
+    widened = np.asarray(cv2.dilate(lines, np.ones((3, 3), np.uint8)), np.float32)
+    return blur(widened, 0.5)
 
 
 def _hull(points: Points) -> Points:

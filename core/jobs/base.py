@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from core.errors import FaceCastError
 
@@ -87,4 +88,65 @@ class JobRunner(Protocol):
     async def close(self) -> None: ...
 
 
-__all__ = ["CANCELLED", "Job", "JobEvent", "JobRunner", "RenderFailed", "RunnerBusy"]
+# -- what a runner tells operators (/healthz, /metrics) ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerStats:
+    """A runner's state for operators. A runner fills in what it knows; None: unknown."""
+
+    queued: int  # jobs waiting for a worker (a broker: its queue depth)
+    running: int  # jobs a worker is on now
+    workers: int | None = None  # how many there should be (local: the pool size)
+    workers_alive: int | None = None  # how many answer now (local: live processes)
+    latency_p50: float | None = None  # seconds from submit to end, recent jobs
+    latency_p95: float | None = None
+    finished: int = 0  # jobs ended (done or failed) since the runner started
+
+
+class Latencies:
+    """Submit-to-end times of the last ``keep`` jobs, for percentiles."""
+
+    def __init__(self, keep: int = 500) -> None:
+        self._seconds: deque[float] = deque(maxlen=keep)
+        self.count = 0
+
+    def add(self, seconds: float) -> None:
+        self._seconds.append(seconds)
+        self.count += 1
+
+    def percentile(self, share: float) -> float | None:
+        """The ``share`` (0..1) percentile, nearest rank; None before any job ended."""
+        if not self._seconds:
+            return None
+        ordered = sorted(self._seconds)
+        return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+
+
+@runtime_checkable
+class ReportsStats(Protocol):
+    """The optional part of :class:`JobRunner`: a runner that can say more than its queue
+    length (the local pool does; so should a broker's)."""
+
+    async def stats(self) -> RunnerStats: ...
+
+
+async def runner_stats(runner: JobRunner) -> RunnerStats:
+    """What ``runner`` reports, or at least its queue length."""
+    if isinstance(runner, ReportsStats):
+        return await runner.stats()
+    return RunnerStats(queued=runner.queue_length, running=0)
+
+
+__all__ = [
+    "CANCELLED",
+    "Job",
+    "JobEvent",
+    "JobRunner",
+    "Latencies",
+    "RenderFailed",
+    "ReportsStats",
+    "RunnerBusy",
+    "RunnerStats",
+    "runner_stats",
+]

@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -31,7 +32,15 @@ from typing import Any
 
 from core import progress
 from core.errors import FaceCastError
-from core.jobs.base import CANCELLED, Job, JobEvent, RenderFailed, RunnerBusy
+from core.jobs.base import (
+    CANCELLED,
+    Job,
+    JobEvent,
+    Latencies,
+    RenderFailed,
+    RunnerBusy,
+    RunnerStats,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +85,7 @@ class LocalJobRunner:
         self._ids = itertools.count(1)
         self._loop = asyncio.get_running_loop()
         self._closed = False
+        self._latencies = Latencies()
         self._reader = threading.Thread(target=self._read_progress, daemon=True)
         self._reader.start()
 
@@ -94,6 +104,18 @@ class LocalJobRunner:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    async def stats(self) -> RunnerStats:
+        processes = (getattr(self._pool, "_processes", None) or {}).values()
+        return RunnerStats(
+            queued=len(self._waiting),
+            running=len(self._running),
+            workers=self.workers,
+            workers_alive=sum(1 for process in list(processes) if process.is_alive()),
+            latency_p50=self._latencies.percentile(0.5),
+            latency_p95=self._latencies.percentile(0.95),
+            finished=self._latencies.count,
+        )
 
     async def submit(
         self, user: str, task: Callable[..., Any], *args: Any, about: Iterable[str] = ()
@@ -142,6 +164,9 @@ class LocalJobRunner:
         if pool is not self._pool:  # a job run alone: its private pool is done
             pool.shutdown(wait=False)
         error = future.exception() if not future.cancelled() else RenderFailed()
+        retried = isinstance(error, BrokenProcessPool) and job.attempts < 2 and not self._closed
+        if job.cancelled or not retried:
+            self._latencies.add(time.monotonic() - job.submitted)
         if job.cancelled:
             job.post(JobEvent("failed", message=CANCELLED))  # its output is deleted by its owner
         elif error is None:

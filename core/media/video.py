@@ -5,13 +5,13 @@ not images, damaged files, tiny images and decompression bombs with a message th
 problem, and it hands back plain 8-bit RGB whatever the source mode and EXIF orientation.
 
 Videos are decoded as a stream of RGB frames by PyAV (:func:`read_video`) and written by
-:func:`encode`: MP4 is H.264 yuv420p with faststart and no audio, what Telegram's
-sendAnimation and Discord play inline; GIF goes through ffmpeg's palettegen/paletteuse (one
-palette for the whole clip, ordered dithering that does not crawl between frames, and only
-the changed rectangle stored per frame). ``max_bytes`` shrinks the picture, then the frame
-rate, until the file fits; a GIF also aims at a budget per second of animation, reached
-with fewer colours, still pixels held, a lower frame rate (never under 12 fps) and only
-then a smaller picture.
+:func:`encode`: MP4 is H.264 yuv420p with faststart, silent (what Telegram's
+sendAnimation and Discord play inline) or with the clip's sound as AAC; GIF goes through
+ffmpeg's palettegen/paletteuse (one palette for the whole clip, ordered dithering that does
+not crawl between frames, and only the changed rectangle stored per frame). ``max_bytes``
+shrinks the picture, then the frame rate, until the file fits; a GIF also aims at a budget
+per second of animation, reached with fewer colours, still pixels held, a lower frame rate
+(never under 12 fps) and only then a smaller picture.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.errors import BadMedia
+from core.media.audio import Sound, mux_sound
 from core.media.images import AI_NOTE, RGBImage
 
 """An ``(height, width, 3)`` uint8 array in RGB order."""
@@ -85,6 +86,7 @@ class EncodedVideo:
     height: int
     fps: float
     frames: int
+    has_audio: bool = False  # an MP4 with the clip's sound
 
     @property
     def duration(self) -> float:
@@ -151,6 +153,23 @@ def read_video(
 ) -> Iterator[RGBImage]:
     """Decode frames one at a time (never the whole video), trimmed to ``[start, end)``
     seconds and scaled so the long side is at most ``max_side``, with even sides."""
+    for _, image in read_timed_video(
+        path, start=start, end=end, max_side=max_side, max_bytes=max_bytes, max_pixels=max_pixels
+    ):
+        yield image
+
+
+def read_timed_video(
+    path: Path,
+    *,
+    start: float = 0.0,
+    end: float | None = None,
+    max_side: int | None = None,
+    max_bytes: int = 200 * 1024 * 1024,
+    max_pixels: int = 4096 * 4096,
+) -> Iterator[tuple[float, RGBImage]]:
+    """:func:`read_video`'s frames with the time each is shown (on the container's clock,
+    the one :func:`core.media.audio.read_sound` cuts by)."""
     import av
 
     container = _open_video(path, max_bytes)
@@ -171,7 +190,7 @@ def read_video(
                 image = frame.to_ndarray(format="rgb24")
                 if (image.shape[1], image.shape[0]) != size:
                     image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-                yield np.ascontiguousarray(image, dtype=np.uint8)
+                yield moment, np.ascontiguousarray(image, dtype=np.uint8)
         except av.FFmpegError as exc:
             raise BadMedia(f"{path.name} is damaged: decoding stopped part way.") from exc
     finally:
@@ -220,8 +239,14 @@ def _fit_frame(frame: RGBImage, size: tuple[int, int]) -> RGBImage:
 
 
 def _write_mp4(
-    frames: Iterable[RGBImage], path: Path, size: tuple[int, int], fps: float, note: str
-) -> int:
+    frames: Iterable[RGBImage],
+    path: Path,
+    size: tuple[int, int],
+    fps: float,
+    note: str,
+    sound: Sound | None = None,
+) -> tuple[int, int]:
+    """Write the MP4; returns how many frames it has and how many bytes its sound takes."""
     import av
 
     count = 0
@@ -231,12 +256,39 @@ def _write_mp4(
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "23", "preset": "veryfast", "threads": "1"}
+        audio = _AudioQueue(out, sound)
         for frame in frames:
             picture = av.VideoFrame.from_ndarray(_fit_frame(frame, size), format="rgb24")
-            out.mux(stream.encode(picture))
+            audio.mux_video(stream.encode(picture))
             count += 1
-        out.mux(stream.encode(None))
-    return count
+        audio.mux_video(stream.encode(None))
+        audio.mux_until(math.inf)
+    return count, audio.bytes
+
+
+class _AudioQueue:
+    """A clip's sound, encoded up front and muxed in step with the video's packets (so
+    the file is interleaved however long the clip is)."""
+
+    def __init__(self, out: Any, sound: Sound | None) -> None:
+        self.out = out
+        self.packets = mux_sound(out, sound) if sound is not None else []
+        self.bytes = sum(packet.size for packet in self.packets)
+        self.next = 0
+
+    def mux_until(self, seconds: float) -> None:
+        while self.next < len(self.packets):
+            packet = self.packets[self.next]
+            if packet.pts is not None and float(packet.pts * packet.time_base) > seconds:
+                break
+            self.out.mux(packet)
+            self.next += 1
+
+    def mux_video(self, packets: list[Any]) -> None:
+        for packet in packets:
+            if self.packets and packet.pts is not None:
+                self.mux_until(float(packet.pts * packet.time_base))
+            self.out.mux(packet)
 
 
 def ffmpeg_exe() -> str:
@@ -424,6 +476,7 @@ def encode(
     max_attempts: int = 6,
     gif_bytes_per_second: float | None = GIF_BYTES_PER_SECOND,
     sign: Callable[[Path], None] | None = None,
+    sound: Sound | None = None,
 ) -> EncodedVideo:
     """Write ``frames`` as MP4 or GIF (by suffix), shrinking until it fits ``max_bytes``.
 
@@ -433,15 +486,19 @@ def encode(
     (a soft budget: the best it reaches is kept) and first climbs a ladder of fewer colours,
     still pixels held and half the frame rate (never under 12 fps), then shrinks the picture
     (see :func:`_encode_gif`). The output is written next to ``path`` and moved into place
-    only when it fits, so a failure leaves nothing half-written. ``sign`` embeds Content
-    Credentials into it before then (:data:`SIGNATURE_ROOM` is kept free for them).
+    only when it fits, so a failure leaves nothing half-written.
+
+    An MP4 carries ``sound`` (its sample 0 with the first frame), cut or padded with
+    silence to the frames' duration (a lower frame rate keeps it); only the picture shrinks,
+    and a sound that takes half of ``max_bytes`` is left out. A GIF is always silent.
+    ``sign`` embeds Content Credentials before the move (:data:`SIGNATURE_ROOM` is kept
+    free for them).
     """
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise BadMedia(f"I can write {' or '.join(VIDEO_SUFFIXES)} videos, not {suffix!r}.")
     if fps <= 0:
         raise ValueError("fps must be positive")
-    write = _write_mp4 if suffix == ".mp4" else _write_gif
     if sign is not None and max_bytes is not None:
         max_bytes = max(1, max_bytes - SIGNATURE_ROOM)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -465,20 +522,28 @@ def encode(
             return replace(made, path=path, size_bytes=path.stat().st_size)
         scale, step = 1.0, 1
         written = 0
+        # Fewer frames at a lower rate last as long: the sound is cut once, to that length.
+        fitted = sound.cut(0.0, spool.count / fps) if sound is not None else None
         for _ in range(max_attempts):
             size = even_size(round(width * scale), round(height * scale), None)
             rate = fps / step
-            count = write(spool.frames(step), attempt, size, rate, note)
+            count, sound_bytes = _write_mp4(spool.frames(step), attempt, size, rate, note, fitted)
             written = attempt.stat().st_size
             if max_bytes is None or written <= max_bytes:
                 if sign is not None:
                     sign(attempt)
                     written = attempt.stat().st_size
                 attempt.replace(path)
-                return EncodedVideo(path, written, size[0], size[1], rate, count)
+                return EncodedVideo(
+                    path, written, size[0], size[1], rate, count, has_audio=fitted is not None
+                )
             if max_bytes <= 0:
                 break
-            shrink = math.sqrt(max_bytes / written) * 0.92
+            if sound_bytes >= max_bytes * 0.5:
+                fitted = None  # the sound alone takes half the budget: the picture matters more
+                continue
+            # Only the picture shrinks: the sound's bytes stay what they are.
+            shrink = math.sqrt((max_bytes - sound_bytes) / (written - sound_bytes)) * 0.92
             if min(size) * shrink < _MIN_SHRINK_SIDE:
                 step *= 2  # fewer frames instead of a picture too small to see
                 scale = max(scale * shrink, _MIN_SHRINK_SIDE / min(width, height))
@@ -502,5 +567,6 @@ __all__ = [
     "even_size",
     "gif_command",
     "probe_video",
+    "read_timed_video",
     "read_video",
 ]

@@ -16,8 +16,9 @@ from core.errors import BadMedia, ClipRejected, NoFaceFound
 from core.faces.analyzer import Analyzer
 from core.faces.tracking import Track, TrackRecorder, TrackSettings
 from core.kinds import Motion
+from core.media.audio import read_sound, write_sound
 from core.media.images import RGBImage, load_picture
-from core.media.video import encode, even_size, probe_video, read_video
+from core.media.video import encode, even_size, probe_video, read_timed_video
 from core.packs.camera import animate_still
 from core.packs.library import (
     _TRACK_VERSION,
@@ -25,6 +26,7 @@ from core.packs.library import (
     MANIFEST,
     MEDIA,
     PICTURE_SUFFIXES,
+    SOUND,
     TRACK,
     Clip,
     ClipLicence,
@@ -61,6 +63,7 @@ class ClipSource:
     licence: str = "unknown"
     source: str | None = None
     attribution: str = ""
+    audio: bool = True  # keep the video's sound (``--no-audio``: a silent clip)
 
 
 def _is_picture(path: Path) -> bool:
@@ -69,8 +72,9 @@ def _is_picture(path: Path) -> bool:
 
 def _source_frames(
     request: ClipSource, settings: Settings, analyzer: Analyzer
-) -> tuple[Iterator[RGBImage], float, float]:
-    """The frames to track and store, their rate, and the clip's length in seconds."""
+) -> tuple[Iterator[tuple[float, RGBImage]], float, float]:
+    """The frames to track and store (each with its time in the source), their rate, and
+    the clip's length in seconds."""
     if _is_picture(request.video):
         picture = load_picture(request.video, settings)
         faces = analyzer.detect(picture)
@@ -92,7 +96,7 @@ def _source_frames(
             size=(width, height),
             focus=(float(cx), float(cy)),
         )
-        return frames, request.fps, request.seconds
+        return ((i / request.fps, f) for i, f in enumerate(frames)), request.fps, request.seconds
     if request.motion is not None:
         raise ClipRejected("--motion animates a still picture; this is a video.")
     info = probe_video(request.video, max_bytes=settings.max_video_bytes)
@@ -107,14 +111,14 @@ def _source_frames(
             f"That's {length:.1f}s of video; clips are at most {settings.max_clip_seconds:g}s. "
             "Pick a part with --start and --end."
         )
-    frames = read_video(
+    timed = read_timed_video(
         request.video,
         start=request.start,
         end=request.end,
         max_side=request.max_side,
         max_bytes=settings.max_video_bytes,
     )
-    return frames, info.fps, length
+    return timed, info.fps, length
 
 
 def build_clip(
@@ -148,10 +152,13 @@ def build_clip(
         folder = Path(work) / request.clip_id
         folder.mkdir()
         recorder = TrackRecorder(analyzer, TrackSettings(face_index=request.face))
+        first: list[float] = []  # when the first frame kept is shown in the source
 
         def tracked() -> Iterator[RGBImage]:
             # One decoding pass feeds both the tracker and the pack's media encoder.
-            for frame in decoded:
+            for moment, frame in decoded:
+                if not first:
+                    first.append(moment)
                 recorder.add(frame)
                 if progress is not None:
                     progress(recorder.frames, max(expected, recorder.frames))
@@ -175,10 +182,18 @@ def build_clip(
                 "with --start/--end, or pick another face with --face."
             )
         _write_track(folder, track)
+        audio = None
+        if request.audio and first and not _is_picture(request.video):
+            # Cut on the clock the frames were picked by: sample 0 plays with frame 0.
+            sound = read_sound(request.video, start=first[0], end=first[0] + track.frames / fps)
+            if sound is not None:
+                write_sound(sound, folder / SOUND)
+                audio = SOUND
         manifest = ClipManifest(
             id=request.clip_id,
             title=request.title or request.clip_id.replace("-", " ").replace("_", " ").title(),
             tags=request.tags,
+            audio=audio,
             fps=round(fps, 6),
             frames=track.frames,
             width=encoded.width,

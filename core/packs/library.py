@@ -1,10 +1,12 @@
 """Clip packs: a short video plus the face track computed once, ahead of any render.
 
 A pack is a folder ``<id>/`` holding ``clip.toml`` (what it is, where it came from, its
-licence), the media (H.264 MP4, at most ~480 px on the long side) and ``track.npz`` (the
-target face's smoothed landmarks and a visibility flag per frame). Packs are read from the
-bundled ``clips/`` folder and from the operator's folder; an operator pack with the same id
-wins. :func:`build_clip` writes only into the operator's folder, atomically.
+licence), the media (H.264 MP4, at most ~480 px on the long side), ``track.npz`` (the
+target face's smoothed landmarks and a visibility flag per frame) and, when the clip has
+sound, ``audio.m4a`` (AAC, cut to the clip: its first sample plays with frame 0). Packs
+are read from the bundled ``clips/`` folder and from the operator's folder; an operator
+pack with the same id wins. :func:`build_clip` writes only into the operator's folder,
+atomically.
 """
 
 from __future__ import annotations
@@ -23,17 +25,20 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.config import Settings
-from core.errors import ClipNotFound
+from core.errors import BadMedia, ClipNotFound
 from core.faces.tracking import TrackPoints
+from core.media.audio import Sound, read_sound
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "clip.toml"
 TRACK = "track.npz"
 MEDIA = "clip.mp4"
+SOUND = "audio.m4a"  # the clip's sound, cut with it (AAC); absent for a silent clip
 _TRACK_VERSION = 1
 PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
+FILE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"  # a file in the pack's own folder
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``; ``total`` is an estimate for videos."""
@@ -57,6 +62,7 @@ class ClipManifest(BaseModel):
     title: str = Field(min_length=1, max_length=80)
     tags: tuple[str, ...] = ()
     media: str = MEDIA
+    audio: str | None = Field(default=None, pattern=FILE_NAME)  # SOUND when it has sound
     fps: float = Field(gt=0, le=120)
     frames: int = Field(gt=0)
     width: int = Field(gt=0)
@@ -119,6 +125,21 @@ class Clip(PackInfo):
         if version != _TRACK_VERSION or landmarks.shape != (len(visible), 68, 2):
             raise ClipNotFound(f"The clip {self.id!r} has a face track I can't use.")
         return ClipTrack(landmarks, visible)
+
+    def load_sound(self) -> Sound | None:
+        """The clip's sound, sample 0 with frame 0; ``None`` for a silent clip."""
+        return pack_sound(self.folder, self.manifest.audio, f"The clip {self.id!r}")
+
+
+def pack_sound(folder: Path, name: str | None, what: str) -> Sound | None:
+    """The sound file ``name`` of the pack in ``folder`` (``None``: silent); a missing or
+    broken one is :class:`ClipNotFound`, saying ``what`` is damaged."""
+    if name is None:
+        return None
+    try:
+        return read_sound(folder / name)
+    except (OSError, BadMedia) as exc:
+        raise ClipNotFound(f"{what} is damaged (its sound).") from exc
 
 
 ManifestT = TypeVar("ManifestT", bound=BaseModel)
@@ -244,8 +265,10 @@ class ClipLibrary(PackLibrary[Clip]):
 
 
 __all__ = [
+    "FILE_NAME",
     "ID_PATTERN",
     "MANIFEST",
+    "SOUND",
     "Clip",
     "ClipLibrary",
     "ClipLicence",
@@ -254,5 +277,6 @@ __all__ = [
     "PackInfo",
     "PackLibrary",
     "load_clip",
+    "pack_sound",
     "read_manifest",
 ]

@@ -15,6 +15,7 @@ from core.engines.base import BatchSwapper, Swapper, SwapSequence
 from core.errors import ClipNotFound
 from core.faces.profile import FaceProfile
 from core.faces.tracking import steady
+from core.media.audio import Sound
 from core.media.images import RGBImage
 from core.media.overlay import add_ai_label
 from core.media.provenance import Marks
@@ -98,12 +99,23 @@ def render_to_file(
     progress: Progress | None = None,
     marks: Marks | None = None,
 ) -> EncodedVideo:
-    """Render and encode to ``output`` (.mp4 or .gif) within ``max_bytes``; ``marks``
-    watermarks the faces and signs the file."""
+    """Render and encode to ``output`` (.mp4 or .gif) within ``max_bytes``; an MP4 carries
+    the clip's sound. ``marks`` watermarks the faces and signs the file."""
     watermark = marks.watermarker() if marks is not None else None
     frames = render_clip(profile, clip, swapper, size=size, progress=progress, watermark=watermark)
-    sign = marks.sign if marks is not None else None
-    return encode(frames, output, fps=clip.manifest.fps, max_bytes=max_bytes, sign=sign)
+    return encode(
+        frames,
+        output,
+        fps=clip.manifest.fps,
+        max_bytes=max_bytes,
+        sound=clip_sound(clip, output),
+        sign=marks.sign if marks is not None else None,
+    )
 
 
-__all__ = ["Progress", "render_clip", "render_to_file"]
+def clip_sound(clip: Clip, output: Path) -> Sound | None:
+    """The sound an ``output`` of ``clip`` carries: the clip's, in an MP4; a GIF is silent."""
+    return clip.load_sound() if output.suffix.lower() == ".mp4" else None
+
+
+__all__ = ["Progress", "clip_sound", "render_clip", "render_to_file"]

@@ -21,22 +21,25 @@ from core.engines.base import Swapper
 from core.errors import ClipNotFound
 from core.faces.landmarks import transform_points
 from core.faces.profile import FaceProfile
+from core.media.audio import Sound
 from core.media.images import RGBImage
 from core.media.overlay import Box, Overlay, add_ai_label
 from core.media.provenance import Marks
 from core.media.video import EncodedVideo, encode
 from core.media.watermark import Watermarker
 from core.packs.library import (
+    FILE_NAME,
     ID_PATTERN,
     Clip,
     ClipLibrary,
     ClipLicence,
     PackInfo,
     PackLibrary,
+    pack_sound,
     read_manifest,
 )
 from core.render.captions import BOTTOM, TOP, CaptionBox, FontSet, check_caption, render_caption
-from core.render.clip import Progress, render_clip
+from core.render.clip import Progress, clip_sound, render_clip
 from core.render.effects import EFFECTS, FACE_MOTION, Scene
 
 
@@ -51,6 +54,8 @@ class MemeManifest(BaseModel):
     tags: tuple[str, ...] = ()
     effect: str | None = None  # an animated effect on the user's own face...
     clip: str | None = None  # ...or a clip the user's face is swapped into
+    # a sound file in the folder, for MP4s (a clip template has the clip's otherwise)
+    sound: str | None = Field(default=None, pattern=FILE_NAME)
     duration: float = Field(default=2.0, gt=0, le=10)  # for effects; clips keep their own
     fps: float = Field(default=12.0, gt=0, le=30)
     size: int = Field(default=360, ge=64, le=720)  # long side of the output
@@ -80,6 +85,19 @@ def load_template(
     folder: Path, *, bundled: bool = False, data: dict[str, Any] | None = None
 ) -> MemeTemplate:
     return MemeTemplate(read_manifest(folder, MemeManifest, data), folder, bundled)
+
+
+def meme_sound(template: MemeTemplate, settings: Settings, output: Path) -> Sound | None:
+    """What an ``output`` of ``template`` sounds like: the template's own sound or its
+    clip's, in an MP4; a GIF is silent."""
+    if output.suffix.lower() != ".mp4":
+        return None
+    if template.manifest.sound is not None:
+        what = f"The meme template {template.id!r}"
+        return pack_sound(template.folder, template.manifest.sound, what)
+    if template.manifest.clip is not None:
+        return clip_sound(_template_clip(template, settings), output)
+    return None
 
 
 class MemeLibrary(PackLibrary[MemeTemplate]):
@@ -227,6 +245,7 @@ def render_meme_to_file(
         max_bytes=max_bytes,
         gif_bytes_per_second=per_second,
         sign=sign,
+        sound=meme_sound(template, settings, output),
     )
 
 
@@ -235,6 +254,7 @@ __all__ = [
     "MemeManifest",
     "MemeTemplate",
     "load_template",
+    "meme_sound",
     "meme_timing",
     "render_meme",
     "render_meme_to_file",

@@ -20,7 +20,7 @@ from core.kinds import EngineName
 from core.media.provenance import Marks
 from core.media.video import EncodedVideo, encode
 from core.packs.library import Clip, ClipLibrary
-from core.render.clip import Progress, render_clip
+from core.render.clip import Progress, clip_sound, render_clip
 from core.render.memes import MemeLibrary, render_meme_to_file
 
 
@@ -88,6 +88,7 @@ class RenderResult:
     height: int
     size_bytes: int
     fps: float
+    has_audio: bool = False
 
     @classmethod
     def of(cls, encoded: EncodedVideo) -> RenderResult:
@@ -98,6 +99,7 @@ class RenderResult:
             encoded.height,
             encoded.size_bytes,
             encoded.fps,
+            encoded.has_audio,
         )
 
 
@@ -143,8 +145,8 @@ def clip_to_file(
     marks: Marks | None = None,
 ) -> EncodedVideo:
     """Render a clip and encode it (.mp4 or .gif) within ``max_bytes``; a GIF also aims at
-    ``settings.gif_bytes_per_second`` unless ``gif_budget`` is false. ``marks`` watermarks
-    the faces and signs the file."""
+    ``settings.gif_bytes_per_second`` unless ``gif_budget`` is false. An MP4 carries the
+    clip's sound; ``marks`` watermarks the faces and signs the file."""
     watermark = marks.watermarker() if marks is not None else None
     frames = render_clip(profile, clip, swapper, size=size, progress=progress, watermark=watermark)
     per_second = settings.gif_bytes_per_second or None if gif_budget else None
@@ -155,6 +157,7 @@ def clip_to_file(
         max_bytes=max_bytes,
         gif_bytes_per_second=per_second,
         sign=marks.sign if marks is not None else None,
+        sound=clip_sound(clip, output),
     )
 
 

@@ -9,37 +9,79 @@ to consent and quotas, lives here, so a behaviour that differs between platforms
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import re
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from core.config import Settings
 from core.errors import ClipNotFound, FaceCastError, NotAllowed
 from core.faces.analyzer import Analyzer
+from core.faces.liveness import (
+    CHALLENGES,
+    INSTRUCTIONS,
+    Challenge,
+    LivenessLimits,
+    LivenessOrder,
+    LivenessReport,
+    liveness_order,
+)
 from core.faces.profile import FaceProfile, IdentityEmbedder, enroll
-from core.jobs.base import JobRunner
+from core.jobs.base import JobRunner, RunnerBusy
 from core.media.images import image_pixels, load_picture
 from core.metrics import Metrics
 from core.packs.library import ClipLibrary
 from core.render.captions import check_caption
 from core.render.memes import MemeLibrary
 from core.render.tasks import RenderConfig, RenderOrder, RenderResult, render_order
-from core.service.messages import Choice, Choices, Media, Person, Progress, Reply, Request, Text
-from core.service.policy import PixelBudget, ProtectedFaces, UsageLimits, protected_threshold
+from core.service.messages import (
+    Choice,
+    Choices,
+    Media,
+    Person,
+    Progress,
+    Reply,
+    Request,
+    Text,
+    VerifyChallenge,
+)
+from core.service.policy import (
+    Admission,
+    Gate,
+    PixelBudget,
+    ProtectedFaces,
+    UsageLimits,
+    protected_threshold,
+)
 from core.service.provenance import check_bytes, check_file, load_marks
-from core.storage.store import GROUP_MEMES, Store
+from core.service.state import LocalState, SharedState
+from core.storage.store import GROUP_MEMES, PendingChallenge, Store
 
 PREVIEW_TEMPLATE = "deal-with-it"
 # The commands there are; each is its own metrics label, anything else is "other" (a label
 # per typed command would grow /metrics without bound, and not every string encodes).
 COMMANDS = frozenset(
-    ("/start", "/help", "/clip", "/meme", "/faces", "/face", "/forget", "/optin", "/optout")
-) | {"/check"}
+    (
+        "/start",
+        "/help",
+        "/clip",
+        "/meme",
+        "/faces",
+        "/face",
+        "/forget",
+        "/optin",
+        "/optout",
+        "/verify",
+        "/check",
+    )
+)
 # "/face N": N in ASCII digits ("²" and "①" are digits to str.isdigit, not to int), short.
 FACE_NUMBER = re.compile(r"[0-9]{1,3}")
 log = logging.getLogger(__name__)
@@ -51,6 +93,7 @@ Send a selfie to start (one face, facing the camera, in good light). Then:
 /meme TEMPLATE top | bottom - a meme of you
    (as a reply to someone's message: their words, and their face if they said /optin)
 /faces - your saved faces; /face N - use face N
+/verify - prove it's you with a 3-second video
 /optin, /optout - allow or stop others memeing you in groups
 /forget - delete everything I have about you, now
 /check - as a reply to a picture or video: did this FaceCast make it?
@@ -67,6 +110,8 @@ def help_text(platform: str, templates: list[str]) -> str:
     lines.insert(-1, "Memes: " + ", ".join(templates))
     return "\n".join(lines)
 
+
+NO_FACE_YET = "I don't have your face yet (or it expired): send me a selfie."
 
 # -- the service ------------------------------------------------------------------------------
 
@@ -91,6 +136,7 @@ class Service:
         protected: ProtectedFaces | None = None,
         metrics: Metrics | None = None,
         identity: IdentityEmbedder | None = None,
+        state: SharedState | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -99,7 +145,18 @@ class Service:
         self.identity = identity
         self.protected = protected or ProtectedFaces(threshold=protected_threshold(settings))
         self.metrics = metrics or Metrics()
-        self.limits = UsageLimits(store, settings.renders_per_minute, settings.daily_quota)
+        # Limits, job slots and counters several front-ends share (Redis), or this process's.
+        self.state = state if state is not None else LocalState()
+        self.limits = UsageLimits(
+            store, settings.renders_per_minute, settings.daily_quota, self.state
+        )
+        self.gate = Gate(
+            self.state,
+            self.limits,
+            lambda: runner.queue_length,
+            settings.max_queue,
+            settings.max_jobs_per_user,
+        )
         self.pixels = PixelBudget(settings.decode_pixels_per_second, settings.max_image_pixels)
         self.clips = ClipLibrary(settings)
         self.memes = MemeLibrary(settings)
@@ -127,13 +184,18 @@ class Service:
         command, args = _parse(request.text)
         if request.image is not None:
             label = "photo"
+        elif request.video is not None:
+            label = "video"
         elif command:
             label = command if command in COMMANDS else "other"
         else:
             label = "text"
         self.metrics.messages.labels(label).inc()
         try:
-            if request.image is not None:
+            if request.video is not None:
+                async for reply in self._check_video(request):
+                    yield reply
+            elif request.image is not None:
                 async for reply in self._enrol(request):
                     yield reply
             elif command in ("/start", "/help"):
@@ -151,6 +213,8 @@ class Service:
                 yield await self._choose_face(request, args)
             elif command == "/forget":
                 yield await self._forget(request)
+            elif command == "/verify":
+                yield await self._verify(request)
             elif command in ("/optin", "/optout"):
                 yield await self._consent(request, command == "/optin")
             elif command == "/check":
@@ -196,8 +260,14 @@ class Service:
             )
         lines.extend(profile.notes)
         yield Text("\n".join(lines))
-        async for reply in self._render(request, user_id, profile, "meme", PREVIEW_TEMPLATE):
-            yield reply
+        admission = await self.gate.admit(user_id)
+        try:
+            async for reply in self._render(
+                request, user_id, profile, "meme", PREVIEW_TEMPLATE, admission=admission
+            ):
+                yield reply
+        finally:
+            await admission.release()
         yield self._clip_menu("Now try yourself in a clip:")
 
     def _decode_and_enrol(self, image: bytes) -> FaceProfile:
@@ -211,11 +281,18 @@ class Service:
             text, tuple(Choice(clip.title, f"/clip {clip.id}") for clip in self.clips.all())
         )
 
+    async def _user_id(self, request: Request) -> int:
+        """The sender's user id, without reading their face (cheap)."""
+        user_id = await self.store.find_user(request.sender.platform, request.sender.id)
+        if user_id is None:
+            raise FaceCastError(NO_FACE_YET)
+        return user_id
+
     async def _profile_of(self, request: Request) -> tuple[int, FaceProfile]:
         user_id = await self.store.find_user(request.sender.platform, request.sender.id)
         profile = await self.store.active_profile(user_id) if user_id is not None else None
         if user_id is None or profile is None:
-            raise FaceCastError("I don't have your face yet (or it expired): send me a selfie.")
+            raise FaceCastError(NO_FACE_YET)
         return user_id, profile
 
     async def _clip(self, request: Request, args: str) -> AsyncIterator[Reply]:
@@ -226,9 +303,17 @@ class Service:
         clip = self.clips.get(words[0])
         if words[-1].lower() == "gif":  # "/clip ID gif": a GIF file instead of a video
             request = replace(request, prefer="gif")
-        user_id, profile = await self._profile_of(request)
-        async for reply in self._render(request, user_id, profile, "clip", clip.id):
-            yield reply
+        # The cheap checks (queue, jobs in flight, limits) before the face is read.
+        await self.gate.refuse_if_full()
+        admission = await self.gate.admit(await self._user_id(request))
+        try:
+            user_id, profile = await self._profile_of(request)
+            async for reply in self._render(
+                request, user_id, profile, "clip", clip.id, admission=admission
+            ):
+                yield reply
+        finally:
+            await admission.release()
 
     async def _meme(self, request: Request, args: str) -> AsyncIterator[Reply]:
         if not args and request.reply_to is None:
@@ -257,26 +342,50 @@ class Service:
             if caption:
                 check_caption(caption)
         quoted = request.reply_to
-        theirs = None
-        if quoted is not None and quoted.author.id != request.sender.id:
-            theirs = await self._consenting_profile(quoted.author)
-            if theirs is None:
-                who = quoted.author.name or "They"
-                yield Text(f"{who} hasn't opted in to being memed (/optin), so here's you instead.")
-        if theirs is not None:
-            user_id = await self.store.user(request.sender.platform, request.sender.id)
-            subject, profile = theirs
+        theirs_wanted = quoted is not None and quoted.author.id != request.sender.id
+        # The cheap checks (queue, jobs in flight, limits) before any face is read.
+        await self.gate.refuse_if_full()
+        if theirs_wanted:
+            requester = await self.store.user(request.sender.platform, request.sender.id)
         else:
-            user_id, profile = await self._profile_of(request)
-            subject = user_id
-        async for reply in self._render(
-            request, user_id, profile, "meme", template.id, top=top, bottom=bottom, subject=subject
-        ):
-            yield reply
+            requester = await self._user_id(request)
+        admission = await self.gate.admit(requester)
+        try:
+            theirs = None
+            if quoted is not None and theirs_wanted:
+                theirs = await self._consenting_profile(quoted.author)
+                if theirs is None:
+                    who = quoted.author.name or "They"
+                    yield Text(
+                        f"{who} hasn't opted in to being memed (/optin), so here's you instead."
+                    )
+            if theirs is not None:
+                user_id = requester
+                subject, profile = theirs
+            else:
+                user_id, profile = await self._profile_of(request)
+                subject = user_id
+            async for reply in self._render(
+                request,
+                user_id,
+                profile,
+                "meme",
+                template.id,
+                top=top,
+                bottom=bottom,
+                subject=subject,
+                admission=admission,
+            ):
+                yield reply
+        finally:
+            await admission.release()
 
     async def _consenting_profile(self, person: Person) -> tuple[int, FaceProfile] | None:
         their_id = await self.store.find_user(person.platform, person.id)
         if their_id is None or not await self.store.has_consent(their_id, GROUP_MEMES):
+            return None
+        face = await self.store.active_face(their_id)
+        if face is None or not face.verified:  # a newer face, not proved theirs yet
             return None
         profile = await self.store.active_profile(their_id)
         return (their_id, profile) if profile is not None else None
@@ -292,10 +401,10 @@ class Service:
         top: str | None = None,
         bottom: str | None = None,
         subject: int | None = None,
+        admission: Admission,
     ) -> AsyncIterator[Reply]:
         """Render for ``user_id`` with ``profile``, the face of ``subject`` (default: the
-        user's own)."""
-        await self.limits.check(user_id)
+        user's own), in the place ``admission`` holds (the caller releases it)."""
         fmt = request.prefer or ("mp4" if kind == "clip" else "gif")
         account = await self.store.account_of(user_id)
         subject = user_id if subject is None else subject
@@ -304,7 +413,7 @@ class Service:
         order = RenderOrder(
             kind=kind,
             target=target,
-            profile=profile.to_bytes(),
+            profile=await asyncio.to_thread(profile.to_bytes),  # compression: off the loop
             output=str(output),
             config=self.render_config,
             top=top,
@@ -313,8 +422,12 @@ class Service:
         )
         started = time.monotonic()
         await self.store.record_output(user_id, subject, output)
-        job = await self.runner.submit(account, render_order, order, about=about)
-        await self.limits.record(user_id)
+        try:
+            job = await self.runner.submit(account, render_order, order, about=about)
+        except RunnerBusy:
+            await self.gate.refused_busy()
+            raise
+        await admission.confirm()
         async for event in job.events():
             if event.kind == "queued":
                 yield Progress(job.id, f"You're number {event.position} in the queue…")
@@ -335,7 +448,14 @@ class Service:
                 )
                 path = Path(result.path)  # a GIF that could not fit comes back as MP4
                 made: Literal["mp4", "gif"] = "gif" if path.suffix == ".gif" else "mp4"
-                yield Media(path, made, f"{title} (AI-made)", result.width, result.height)
+                yield Media(
+                    path,
+                    made,
+                    f"{title} (AI-made)",
+                    result.width,
+                    result.height,
+                    has_audio=result.has_audio,
+                )
 
     # -- provenance ------------------------------------------------------------------------
 
@@ -378,7 +498,7 @@ class Service:
             return Text("You have no saved faces: send me a selfie.")
         lines = [f"Your faces ({len(entries)} of {self.settings.max_faces_per_user}):"]
         for entry in entries:
-            mark = " (in use)" if entry.active else ""
+            mark = (" (verified)" if entry.verified else "") + (" (in use)" if entry.active else "")
             lines.append(
                 f"{entry.number}. saved {entry.created_at:%Y-%m-%d}, "
                 f"kept until {entry.expires_at:%Y-%m-%d}{mark}"
@@ -410,6 +530,15 @@ class Service:
         )
 
     async def _consent(self, request: Request, granted: bool) -> Reply:
+        if granted:
+            user_id, _ = await self._profile_of(request)
+            face = await self.store.active_face(user_id)
+            if face is None or not face.verified:
+                return Text(
+                    "Before others can put your face into memes, prove it's really you: "
+                    "send /verify and answer with a 3-second video of yourself.",
+                    error=True,
+                )
         user_id = await self.store.user(request.sender.platform, request.sender.id)
         await self.store.set_consent(user_id, GROUP_MEMES, granted)
         if granted:
@@ -418,5 +547,118 @@ class Service:
             )
         return Text("OK: nobody else can meme your face any more.")
 
+    # -- verify it's you ---------------------------------------------------------------------
 
-__all__ = ["HELP", "Service", "help_text"]
+    async def _verify(self, request: Request) -> Reply:
+        """Give the user a random liveness challenge for their active face (the same one
+        again while it is open, so asking twice does not re-roll it)."""
+        user_id, _ = await self._profile_of(request)
+        face = await self.store.active_face(user_id)
+        assert face is not None
+        if face.verified:
+            return Text(f"Your face {face.number} is already verified. /optin lets groups meme it.")
+        now = datetime.now(UTC)
+        pending = await self.store.take_challenge(user_id, keep=True)
+        if pending is None or pending.face_id != face.id or pending.expires_at < now + _MARGIN:
+            kind = secrets.choice(CHALLENGES)
+            expires = now + timedelta(seconds=self.settings.verify_challenge_seconds)
+            pending = PendingChallenge(face.id, kind, secrets.token_urlsafe(12), expires)
+            await self.store.open_challenge(user_id, face.id, kind, pending.nonce, expires)
+        kind = cast(Challenge, pending.kind)
+        minutes = max(1, round((pending.expires_at - now).total_seconds() / 60))
+        how = VERIFY_HOW.get(request.sender.platform, VERIFY_HOW["web"])
+        return VerifyChallenge(
+            f"Verify it's you: film your face for 3 seconds and {INSTRUCTIONS[kind]}. "
+            f"{how} within {minutes} minute{'s' if minutes > 1 else ''}. The video is "
+            "checked and deleted, never kept.",
+            challenge=kind,
+            instruction=INSTRUCTIONS[kind],
+            nonce=pending.nonce,
+            seconds=VERIFY_SECONDS,
+            expires_in=(pending.expires_at - now).total_seconds(),
+        )
+
+    async def _check_video(self, request: Request) -> AsyncIterator[Reply]:
+        """Check a video answering the user's open challenge, in a worker; a pass marks
+        the face verified."""
+        assert request.video is not None
+        limit = self.settings.verify_max_video_bytes
+        if len(request.video) > limit:
+            raise FaceCastError(
+                f"That video is too big; 3 seconds (under {limit / 1e6:.0f} MB) do."
+            )
+        user_id = await self.store.find_user(request.sender.platform, request.sender.id)
+        pending = await self.store.take_challenge(user_id) if user_id is not None else None
+        if user_id is None or pending is None:
+            raise FaceCastError(
+                "Send /verify first: I'll tell you what to do in the video."
+                if user_id is not None
+                else "I don't have your face yet: send me a selfie, then /verify."
+            )
+        if request.nonce is not None and not hmac.compare_digest(request.nonce, pending.nonce):
+            raise FaceCastError("That video answers an older challenge: send /verify again.")
+        if pending.expires_at < datetime.now(UTC):
+            raise FaceCastError("That challenge expired: send /verify for a new one.")
+        profile = await self.store.face_profile(user_id, pending.face_id)
+        if profile is None:
+            raise FaceCastError("That face is gone: send a selfie, then /verify.")
+        await self.limits.confirm(await self.limits.reserve(user_id, "verify"))
+        order = LivenessOrder(
+            video=request.video,
+            suffix=request.video_suffix,
+            profile=profile.to_bytes(),
+            challenge=cast(Challenge, pending.kind),
+            limits=LivenessLimits(
+                identity_threshold=self.settings.verify_identity_threshold,
+                min_turn_degrees=self.settings.verify_turn_degrees,
+                max_bytes=limit,
+            ),
+        )
+        account = await self.store.account_of(user_id)
+        job = await self.runner.submit(account, liveness_order, order)
+        async for event in job.events():
+            if event.kind == "queued":
+                yield Progress(job.id, f"You're number {event.position} in the queue…")
+            elif event.kind == "progress":
+                yield Progress(job.id, "Checking your video…", event.done, event.total)
+            elif event.kind == "failed":
+                self.metrics.verifications.labels("error").inc()
+                yield Text(event.message, error=True)
+            else:
+                report: LivenessReport = event.result
+                log.info(
+                    "liveness %s: %s (identity %.2f, turns %.0f/%.0f, blinks %d, depth %.3f, "
+                    "%.1f s)",
+                    report.challenge,
+                    "passed" if report.passed else "failed",
+                    report.identity_distance,
+                    report.turn_left,
+                    report.turn_right,
+                    report.blinks,
+                    report.depth,
+                    report.seconds,
+                )
+                if report.passed and await self.store.mark_verified(pending.face_id):
+                    self.metrics.verifications.labels("passed").inc()
+                    yield Text(
+                        "Verified: it's really you. Your face is marked as verified; "
+                        "/optin now lets people in your groups meme it."
+                    )
+                else:
+                    self.metrics.verifications.labels("failed").inc()
+                    yield Text(
+                        f"Not verified: {report.reason} Send /verify to try again.", error=True
+                    )
+
+
+# How each platform's user answers a challenge (the web page records by itself).
+VERIFY_HOW = {
+    "web": "Press Record and follow the camera",
+    "telegram": "Answer in a private chat with me: a round video message (or a short video)",
+    "discord": "Send it with /verify video: (attach the video)",
+}
+VERIFY_SECONDS = 3.0
+_MARGIN = timedelta(seconds=30)  # a challenge about to expire is not handed out again
+
+
+__all__ = ["HELP", "VERIFY_HOW", "Service", "help_text"]

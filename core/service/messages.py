@@ -42,6 +42,9 @@ class Request:
     # A picture or video to /check (the one replied to, or attached), and its file name.
     media: bytes | None = None
     media_name: str = ""
+    video: bytes | None = None  # a short live capture answering /verify
+    video_suffix: str = ".mp4"  # its container, as the platform says (".webm", ".mov")
+    nonce: str | None = None  # the challenge it answers, when the platform can say
 
 
 # -- what the service answers ---------------------------------------------------------------
@@ -51,6 +54,18 @@ class Request:
 class Text:
     text: str
     error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyChallenge(Text):
+    """A /verify challenge: adapters that can open a camera (the web chat) use the fields;
+    the others show the text, which says what to film."""
+
+    challenge: str = ""  # one of core.faces.liveness.CHALLENGES
+    instruction: str = ""  # "turn your head to your left, then to your right"
+    nonce: str = ""
+    seconds: float = 3.0  # how long to record
+    expires_in: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +97,7 @@ class Media:
     caption: str
     width: int = 0
     height: int = 0
+    has_audio: bool = False  # an MP4 with sound: a video, not a silent animation
 
 
 Reply = Text | Choices | Progress | Media
@@ -98,4 +114,5 @@ __all__ = [
     "Reply",
     "Request",
     "Text",
+    "VerifyChallenge",
 ]

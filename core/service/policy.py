@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+import uuid
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -11,8 +15,10 @@ from typing import Protocol
 from core.config import Settings
 from core.errors import FaceCastError, QuotaExceeded
 from core.faces.analyzer import Analyzer, Embedding, identity_distance
+from core.jobs.base import RunnerBusy
 from core.kinds import EngineName
 from core.media.images import load_picture
+from core.service.state import SharedState, Window
 
 # -- protected identities -----------------------------------------------------------------------
 
@@ -97,34 +103,201 @@ class UsageLog(Protocol):
     async def usage_count(self, user_id: int, kind: str, since: datetime) -> int: ...
 
 
-class UsageLimits:
-    """Per-user rate limit (renders a minute) and daily quota, counted in the store so they
-    hold across restarts and processes."""
+DAY = 24 * 3600.0
+OVER_DAILY_QUOTA = "You've made {} things today, the daily limit. Come back tomorrow!"
+OVER_RATE = "Slow down a little: try again in a minute."
 
-    def __init__(self, log_: UsageLog, per_minute: int, per_day: int) -> None:
+
+@dataclass(slots=True)
+class Ticket:
+    """One use reserved by :meth:`UsageLimits.reserve`: confirmed once the job is queued,
+    refunded if it never was."""
+
+    user_id: int
+    kind: str
+    token: str
+    settled: bool = False
+
+
+class UsageLimits:
+    """Per-user rate limit (renders a minute) and daily quota, reserved in one atomic step:
+    fifteen concurrent requests against a limit of six get six places, never more.
+
+    With shared state (Redis) the windows live there, for every front-end. Without it they
+    are counted in the store (so they hold across restarts), and a per-user lock makes the
+    count and the reservation one step in this process; a reservation is held in memory until
+    the job is queued, then recorded in the store."""
+
+    def __init__(
+        self, log_: UsageLog, per_minute: int, per_day: int, state: SharedState | None = None
+    ) -> None:
         self.log = log_
         self.per_minute = per_minute
         self.per_day = per_day
+        self.state = state if state is not None and state.shared else None
+        # One lock per user while anyone holds it (weak: no bookkeeping to forget users).
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._pending: dict[int, set[str]] = {}  # user -> tokens reserved, not yet recorded
 
-    async def check(self, user_id: int, kind: str = "render") -> None:
+    def _windows(self) -> tuple[Window, Window]:
+        return Window(DAY, self.per_day), Window(60.0, self.per_minute)
+
+    async def reserve(self, user_id: int, kind: str = "render") -> Ticket:
+        """Take one use now, or raise :class:`QuotaExceeded` and take nothing."""
+        ticket = Ticket(user_id, kind, uuid.uuid4().hex)
+        if self.state is not None:
+            full = await self.state.take(f"usage:{kind}:{user_id}", ticket.token, self._windows())
+            if full is not None:
+                raise QuotaExceeded(
+                    OVER_DAILY_QUOTA.format(self.per_day) if full.seconds == DAY else OVER_RATE
+                )
+            return ticket
+        lock = self._locks.get(user_id)
+        if lock is None:
+            lock = self._locks[user_id] = asyncio.Lock()
+        async with lock:
+            pending = self._pending.setdefault(user_id, set())
+            await self._check(user_id, kind, len(pending))
+            pending.add(ticket.token)
+        return ticket
+
+    async def confirm(self, ticket: Ticket) -> None:
+        """The job was queued: the use counts for good."""
+        if ticket.settled:
+            return
+        ticket.settled = True
+        if self.state is None:
+            await self.log.record_usage(ticket.user_id, ticket.kind)
+            self._forget_pending(ticket)
+
+    async def refund(self, ticket: Ticket) -> None:
+        """The job was never queued (busy, say): the use does not count."""
+        if ticket.settled:
+            return
+        ticket.settled = True
+        if self.state is not None:
+            await self.state.give_back(f"usage:{ticket.kind}:{ticket.user_id}", ticket.token)
+        else:
+            self._forget_pending(ticket)
+
+    def _forget_pending(self, ticket: Ticket) -> None:
+        pending = self._pending.get(ticket.user_id)
+        if pending is not None:
+            pending.discard(ticket.token)
+            if not pending:
+                del self._pending[ticket.user_id]
+
+    async def _check(self, user_id: int, kind: str, pending: int) -> None:
         now = datetime.now(UTC)
-        if await self.log.usage_count(user_id, kind, now - timedelta(days=1)) >= self.per_day:
-            raise QuotaExceeded(
-                f"You've made {self.per_day} things today, the daily limit. Come back tomorrow!"
-            )
-        if await self.log.usage_count(user_id, kind, now - timedelta(minutes=1)) >= (
-            self.per_minute
-        ):
-            raise QuotaExceeded("Slow down a little: try again in a minute.")
+        day = await self.log.usage_count(user_id, kind, now - timedelta(days=1))
+        if day + pending >= self.per_day:
+            raise QuotaExceeded(OVER_DAILY_QUOTA.format(self.per_day))
+        minute = await self.log.usage_count(user_id, kind, now - timedelta(minutes=1))
+        if minute + pending >= self.per_minute:
+            raise QuotaExceeded(OVER_RATE)
 
-    async def record(self, user_id: int, kind: str = "render") -> None:
-        await self.log.record_usage(user_id, kind)
+
+# -- admission: the cheap checks a render passes before any heavy work -----------------------
+
+# A job slot lapses after this long even if its front-end died without giving it back.
+SLOT_TTL = 15 * 60.0
+ALL_JOBS = "jobs"
+BUSY_REFUSALS = "busy_refusals"
+
+
+class TooManyRenders(FaceCastError):
+    """The user already has as many renders in flight as one person may."""
+
+
+@dataclass(slots=True)
+class Admission:
+    """A render's place: its user's job slot and one reserved use, until :meth:`release`."""
+
+    gate: Gate
+    user_id: int
+    token: str
+    ticket: Ticket
+    released: bool = False
+
+    async def confirm(self) -> None:
+        """The job is queued: the use counts."""
+        await self.gate.limits.confirm(self.ticket)
+
+    async def release(self) -> None:
+        """The job ended (or never started): free the slot, refund an unconfirmed use. Safe
+        to call twice."""
+        if self.released:
+            return
+        self.released = True
+        await self.gate.limits.refund(self.ticket)
+        await self.gate.state.leave(f"{ALL_JOBS}:{self.user_id}", self.token)
+        await self.gate.state.leave(ALL_JOBS, self.token)
+
+
+class Gate:
+    """Who may start a render now: the queue is not full, the user has fewer than
+    ``per_user`` jobs in flight (so one burst cannot starve everyone else), and is within
+    the rate limit and daily quota. Each check is cheap (no face is read), so a refusal
+    comes at once; the slot and the use are taken atomically, in shared state when there
+    is one."""
+
+    def __init__(
+        self,
+        state: SharedState,
+        limits: UsageLimits,
+        queue_length: Callable[[], int],
+        max_queue: int,
+        per_user: int,
+    ) -> None:
+        self.state = state
+        self.limits = limits
+        self.queue_length = queue_length
+        self.max_queue = max_queue
+        self.per_user = per_user
+
+    async def refuse_if_full(self) -> None:
+        """:class:`RunnerBusy` if the queue is full: the first check, needing nothing else."""
+        # A waiting job means every worker is busy; max_queue 0 still lets idle workers work.
+        if self.queue_length() >= max(1, self.max_queue):
+            await self.refused_busy()
+            raise RunnerBusy()
+
+    async def admit(self, user_id: int) -> Admission:
+        await self.refuse_if_full()
+        token = uuid.uuid4().hex
+        held = await self.state.enter(f"{ALL_JOBS}:{user_id}", token, self.per_user, SLOT_TTL)
+        if held >= self.per_user:
+            renders = "render" if held == 1 else "renders"
+            raise TooManyRenders(
+                f"You already have {held} {renders} on the way: I'll take another one as soon "
+                "as one of them is done."
+            )
+        await self.state.enter(ALL_JOBS, token, 1 << 30, SLOT_TTL)
+        try:
+            ticket = await self.limits.reserve(user_id)
+        except BaseException:
+            await self.state.leave(f"{ALL_JOBS}:{user_id}", token)
+            await self.state.leave(ALL_JOBS, token)
+            raise
+        return Admission(self, user_id, token, ticket)
+
+    async def refused_busy(self) -> None:
+        """Count a "busy" answer (in shared state: all front-ends' refusals together)."""
+        await self.state.add(BUSY_REFUSALS)
+
+    async def in_flight(self) -> int:
+        """Jobs admitted and not yet ended, on every front-end that shares the state."""
+        return await self.state.held(ALL_JOBS)
 
 
 __all__ = [
     "PROTECTED_THRESHOLDS",
+    "Admission",
+    "Gate",
     "PixelBudget",
     "ProtectedFaces",
+    "Ticket",
+    "TooManyRenders",
     "UsageLimits",
     "protected_threshold",
 ]

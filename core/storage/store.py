@@ -4,23 +4,27 @@ Users are known only by a keyed hash of their platform and account id; a face is
 the enrolled profile (texture, landmarks, embedding), always encrypted (keys from
 ``FACECAST_SECRET_KEY`` or a generated key file, see :mod:`core.storage.crypto`), and expires
 after ``FACECAST_RETENTION_DAYS``; consent to be memed by others, usage (for quotas, kept a
-day) and which rendered file shows whom are the only other records. Rendered files expire
-after ``FACECAST_OUTPUT_TTL_HOURS``. ``forget`` removes all of it at once: the user's rows,
+day), which rendered file shows whom, which faces were verified live, the one open
+liveness challenge, and which renders a chat platform already holds (its file id, for inline
+answers) are the only other records. Rendered files and those file ids expire after
+``FACECAST_OUTPUT_TTL_HOURS``. ``forget`` removes all of it at once: the user's rows,
 their rendered files, and other people's renders of their face.
 
 SQLAlchemy 2 async: SQLite in the data folder by default, PostgreSQL by URL. The schema is
-created on start (there is one version so far; Alembic comes with the second).
+created on start; columns added since a table first shipped (``_ADDED_COLUMNS``) are added to
+an older database then too (Alembic comes with the first change that is not an addition).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,9 +37,12 @@ from sqlalchemy import (
     UniqueConstraint,
     delete,
     func,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -69,6 +76,8 @@ class FaceRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)  # FaceProfile.to_bytes(), maybe sealed
+    # When a live capture proved the face is its owner's (see core.faces.liveness).
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ConsentRow(Base):
@@ -103,6 +112,64 @@ class OutputRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+class ChallengeRow(Base):
+    """The liveness challenge a user was asked last (one at a time, used once)."""
+
+    __tablename__ = "challenges"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    face_id: Mapped[int] = mapped_column(Integer)  # the face a pass verifies
+    kind: Mapped[str] = mapped_column(String(16))
+    nonce: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# Columns added after a table first shipped: ALTER TABLE adds them to an older database
+# on start (create_all only makes missing tables).
+_ADDED_COLUMNS = {"faces": ("verified_at",)}
+
+
+def _add_missing_columns(connection: Connection) -> None:
+    existing = inspect(connection)
+    for table_name, columns in _ADDED_COLUMNS.items():
+        have = {column["name"] for column in existing.get_columns(table_name)}
+        table = Base.metadata.tables[table_name]
+        for name in columns:
+            if name not in have:
+                kind = table.c[name].type.compile(dialect=connection.dialect)
+                connection.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChallenge:
+    face_id: int
+    kind: str
+    nonce: str
+    expires_at: datetime
+
+
+class SentFileRow(Base):
+    """A render of its owner's own face that a chat platform holds as a file id, so an
+    inline answer can offer it again without another upload. Looked up by a keyed hash
+    (of the template, caption and face), never by the caption itself, which is sealed."""
+
+    __tablename__ = "sent_files"
+    __table_args__ = (UniqueConstraint("user_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    media: Mapped[str] = mapped_column(String(16))  # "animation", "video" or "document"
+    file_id: Mapped[str] = mapped_column(String(256))
+    title: Mapped[str] = mapped_column(String(200))  # the template's or clip's title
+    caption: Mapped[str] = mapped_column(String(300))  # what the file was sent with
+    words: Mapped[bytes] = mapped_column(LargeBinary)  # the user's caption, sealed
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 # Usage older than the longest quota window is of no use to anyone.
 USAGE_KEPT = timedelta(days=1)
 
@@ -114,12 +181,26 @@ def _delete_output(path: Path) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class SentFile:
+    """A render a chat platform holds (see :class:`SentFileRow`), as the adapter uses it."""
+
+    id: int
+    media: str
+    file_id: str
+    title: str
+    caption: str
+    words: str
+    used_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class FaceEntry:
     number: int  # 1-based, oldest first, as users see them
     id: int
     created_at: datetime
     expires_at: datetime
     active: bool
+    verified: bool = False  # proved live (see Store.mark_verified)
 
 
 def _now() -> datetime:
@@ -154,6 +235,7 @@ class Store:
         engine = create_async_engine(url)
         async with engine.begin() as connection:
             await connection.run_sync(Base.metadata.create_all)
+            await connection.run_sync(_add_missing_columns)
         return cls(engine, settings)
 
     async def close(self) -> None:
@@ -231,6 +313,7 @@ class Store:
         ttl = timedelta(hours=self.settings.output_ttl_hours)
         async with self._session() as session, session.begin():
             await session.execute(delete(OutputRow).where(OutputRow.created_at <= _now() - ttl))
+            await session.execute(delete(SentFileRow).where(SentFileRow.created_at <= _now() - ttl))
         oldest = time.time() - ttl.total_seconds()
         removed = 0
         root = self.settings.outputs_dir
@@ -245,6 +328,96 @@ class Store:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only when empty
         return removed
+
+    async def output_people(self, path: Path) -> tuple[int, int] | None:
+        """Whom the render at ``path`` was made for and whose face it shows, if it is one."""
+        # A GIF that could not fit was recorded as .gif and came back as .mp4.
+        candidates = {str(path), str(path.with_suffix(".gif")), str(path.with_suffix(".mp4"))}
+        async with self._session() as session:
+            row = (
+                await session.execute(
+                    select(OutputRow.user_id, OutputRow.subject_id)
+                    .where(OutputRow.path.in_(candidates))
+                    .limit(1)
+                )
+            ).first()
+        return (int(row.user_id), int(row.subject_id)) if row is not None else None
+
+    # -- renders a chat platform holds -----------------------------------------------------
+
+    def keyed(self, *parts: str) -> str:
+        """A keyed hash of ``parts``: looks things up without storing them."""
+        message = "\x1f".join(parts).encode()
+        return hmac.new(self._pepper, message, hashlib.sha256).hexdigest()[:40]
+
+    def _sent(self, row: SentFileRow) -> SentFile:
+        words = self._sealer.open(row.words).decode() if row.words else ""
+        return SentFile(
+            row.id, row.media, row.file_id, row.title, row.caption, words, _aware(row.used_at)
+        )
+
+    async def keep_sent_file(
+        self,
+        user_id: int,
+        key: str,
+        *,
+        media: str,
+        file_id: str,
+        title: str,
+        caption: str,
+        words: str = "",
+    ) -> SentFile:
+        """Remember (or replace) the file id a platform gave one of ``user_id``'s renders."""
+        now = _now()
+        async with self._session() as session, session.begin():
+            await session.execute(
+                delete(SentFileRow).where(SentFileRow.user_id == user_id, SentFileRow.key == key)
+            )
+            row = SentFileRow(
+                user_id=user_id,
+                key=key,
+                media=media,
+                file_id=file_id,
+                title=title[:200],
+                caption=caption[:300],
+                words=self._sealer.seal(words.encode()) if words else b"",
+                created_at=now,
+                used_at=now,
+            )
+            session.add(row)
+            await session.flush()
+            return self._sent(row)
+
+    async def sent_file(self, user_id: int, *, key: str = "", file: int = 0) -> SentFile | None:
+        """One of ``user_id``'s sent files, by key or by id."""
+        condition = SentFileRow.key == key if key else SentFileRow.id == file
+        async with self._session() as session:
+            row = await session.scalar(
+                select(SentFileRow).where(SentFileRow.user_id == user_id, condition)
+            )
+            return self._sent(row) if row is not None else None
+
+    async def recent_sent_files(self, user_id: int, limit: int) -> list[SentFile]:
+        """``user_id``'s sent files, the most recently made or used first."""
+        async with self._session() as session:
+            rows = await session.scalars(
+                select(SentFileRow)
+                .where(SentFileRow.user_id == user_id)
+                .order_by(SentFileRow.used_at.desc(), SentFileRow.id.desc())
+                .limit(limit)
+            )
+            return [self._sent(row) for row in rows]
+
+    async def touch_sent_file(self, user_id: int, file: int) -> bool:
+        """Mark a sent file as just used (it moves to the top); False if there is none."""
+        async with self._session() as session, session.begin():
+            row = await session.scalar(
+                select(SentFileRow).where(SentFileRow.user_id == user_id, SentFileRow.id == file)
+            )
+            if row is None:
+                return False
+            row.used_at = _now()
+            return True
 
     async def account_of(self, user_id: int) -> str:
         async with self._session() as session:
@@ -290,14 +463,21 @@ class Store:
         async with self._session() as session:
             user = await session.get(UserRow, user_id)
             rows = await session.execute(
-                select(FaceRow.id, FaceRow.created_at, FaceRow.expires_at)
+                select(FaceRow.id, FaceRow.created_at, FaceRow.expires_at, FaceRow.verified_at)
                 .where(FaceRow.user_id == user_id)
                 .order_by(FaceRow.id)
             )
             live = [r for r in rows if _aware(r.expires_at) > now]
         active = user.active_face if user else None
         return [
-            FaceEntry(n, r.id, _aware(r.created_at), _aware(r.expires_at), r.id == active)
+            FaceEntry(
+                n,
+                r.id,
+                _aware(r.created_at),
+                _aware(r.expires_at),
+                r.id == active,
+                r.verified_at is not None,
+            )
             for n, r in enumerate(live, start=1)
         ]
 
@@ -316,7 +496,7 @@ class Store:
             user = await session.get(UserRow, user_id)
             assert user is not None
             user.active_face = chosen.id
-        return FaceEntry(chosen.number, chosen.id, chosen.created_at, chosen.expires_at, True)
+        return replace(chosen, active=True)
 
     async def active_profile(self, user_id: int) -> FaceProfile | None:
         """The user's active face (or their newest, if the active one expired)."""
@@ -324,11 +504,60 @@ class Store:
         if not entries:
             return None
         chosen = next((e for e in entries if e.active), entries[-1])
+        return await self.face_profile(user_id, chosen.id)
+
+    async def face_profile(self, user_id: int, face_id: int) -> FaceProfile | None:
+        """One of the user's faces by its id, None when it is gone or expired."""
         async with self._session() as session:
-            data = await session.scalar(select(FaceRow.data).where(FaceRow.id == chosen.id))
+            data = await session.scalar(
+                select(FaceRow.data).where(
+                    FaceRow.id == face_id, FaceRow.user_id == user_id, FaceRow.expires_at > _now()
+                )
+            )
         if data is None:
             return None
-        return FaceProfile.from_bytes(self._sealer.open(data))
+        sealed: bytes = data  # decrypting and unpacking a face: off the event loop
+        return await asyncio.to_thread(lambda: FaceProfile.from_bytes(self._sealer.open(sealed)))
+
+    async def active_face(self, user_id: int) -> FaceEntry | None:
+        """The face :meth:`active_profile` reads: the active one, or the newest."""
+        entries = await self.faces(user_id)
+        return next((e for e in entries if e.active), entries[-1]) if entries else None
+
+    async def mark_verified(self, face_id: int) -> bool:
+        """Record that a live capture proved ``face_id`` is its owner's; False when the
+        face is gone meanwhile."""
+        async with self._session() as session, session.begin():
+            row = await session.get(FaceRow, face_id)
+            if row is None:
+                return False
+            row.verified_at = _now()
+            return True
+
+    # -- liveness challenges ------------------------------------------------------------
+
+    async def open_challenge(
+        self, user_id: int, face_id: int, kind: str, nonce: str, expires_at: datetime
+    ) -> None:
+        """Remember the challenge ``user_id`` was just given (replacing an older one)."""
+        async with self._session() as session, session.begin():
+            await session.execute(delete(ChallengeRow).where(ChallengeRow.user_id == user_id))
+            session.add(
+                ChallengeRow(
+                    user_id=user_id, face_id=face_id, kind=kind, nonce=nonce, expires_at=expires_at
+                )
+            )
+
+    async def take_challenge(self, user_id: int, *, keep: bool = False) -> PendingChallenge | None:
+        """The user's open challenge, removed unless ``keep``: each is answered once
+        (expired ones too, for the caller to refuse)."""
+        async with self._session() as session, session.begin():
+            row = await session.get(ChallengeRow, user_id)
+            if row is None:
+                return None
+            if not keep:
+                await session.delete(row)
+            return PendingChallenge(row.face_id, row.kind, row.nonce, _aware(row.expires_at))
 
     async def raw_face_data(self, user_id: int) -> list[bytes]:
         """The stored bytes of a user's faces, as they are on disk (for audits and tests)."""
@@ -386,7 +615,7 @@ class Store:
                     (OutputRow.user_id == user_id) | (OutputRow.subject_id == user_id)
                 )
             )
-            for table in (FaceRow, ConsentRow, UsageRow):
+            for table in (FaceRow, ConsentRow, UsageRow, ChallengeRow, SentFileRow):
                 await session.execute(delete(table).where(table.user_id == user_id))
             await session.execute(delete(UserRow).where(UserRow.id == user_id))
         shutil.rmtree(self.user_folder(account), ignore_errors=True)
@@ -408,4 +637,4 @@ class Store:
                 row.expires_at = _now() - timedelta(seconds=1)
 
 
-__all__ = ["GROUP_MEMES", "USAGE_KEPT", "FaceEntry", "Store"]
+__all__ = ["GROUP_MEMES", "USAGE_KEPT", "FaceEntry", "PendingChallenge", "SentFile", "Store"]

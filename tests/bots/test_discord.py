@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from bots.base import GENERIC_ERROR
 from core.media.images import RGBImage
 from core.media.video import read_video
 
-from ..conftest import free_port, jpeg, start_serve, stop_serve
+from ..conftest import CLIP_TONE_AT, audio_of, free_port, jpeg, start_serve, stop_serve
 from ..fakes.discord_api import APP_ID, GUILD_ID, Call, FakeDiscord
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -153,6 +154,7 @@ async def test_login_and_guild_command_sync(fake: FakeDiscord, bot: None) -> Non
         "forget",
         "optin",
         "optout",
+        "verify",
         "help",
         "Meme this",
     } <= names
@@ -327,3 +329,72 @@ async def test_a_failed_status_edit_does_not_stop_the_result(
     made = await posted_file(fake, ask, "the meme despite failed edits")
     assert original_edits(ask, fake.calls)  # progress was tried, and refused
     assert len(frames(made, tmp_path, "spin.gif")) > 10
+
+
+async def test_a_clip_with_sound_is_posted_with_it(
+    fake: FakeDiscord, bot: Path, sound_clip_folder: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(sound_clip_folder, bot / "clips" / "tone")  # the operator adds it
+    fay = {**CAROL, "id": "600000000000000012", "username": "fay", "global_name": "Fay"}
+    await enrol(fake, fay, np.ascontiguousarray(data_astronaut()))
+    made = await posted_file(fake, fake.slash(fay, "clip", {"clip": "tone"}), "the clip")
+    received = tmp_path / "tone.mp4"
+    received.write_bytes(made)  # an MP4 attachment: Discord plays it inline, with its sound
+    heard = audio_of(received)
+    assert heard is not None
+    assert heard[0] == pytest.approx(CLIP_TONE_AT, abs=0.01)
+
+
+ERIN = {
+    "id": "600000000000000005",
+    "username": "erin",
+    "discriminator": "0",
+    "global_name": "Erin",
+    "avatar": None,
+}
+
+
+async def test_verify_shows_the_challenge_then_checks_the_attached_video(
+    fake: FakeDiscord, bot: None, astronaut: RGBImage, tmp_path: Path
+) -> None:
+    from core.faces.analyzer import DlibAnalyzer
+    from core.faces.liveness import INSTRUCTIONS
+
+    from ..core.faces.synthetic_head import astronaut_head, write_challenge
+
+    async def contents(interaction: dict[str, Any], words: str) -> list[str]:
+        await fake.dispatch("INTERACTION_CREATE", interaction)
+
+        def said(calls: list[Call]) -> list[str]:
+            return [
+                str(c.json.get("content", ""))
+                for c in followups(interaction, calls)
+                if isinstance(c.json, dict)
+            ]
+
+        await fake.wait_for(
+            lambda calls: any(words in t for t in said(calls)), what=f"an answer with {words!r}"
+        )
+        return said(fake.calls)
+
+    await enrol(fake, ERIN, astronaut)
+    (asked,) = await contents(fake.slash(ERIN, "verify", {}), "Verify it's you")
+    assert "/verify video:" in asked
+    (challenge,) = [kind for kind, words in INSTRUCTIONS.items() if words in asked]
+
+    video = write_challenge(tmp_path / "me.mp4", astronaut_head(DlibAnalyzer()), challenge)
+    attachment = fake.add_attachment(video.read_bytes(), "me.mp4", "video/mp4")
+    answer = fake.interaction(
+        ERIN,
+        {
+            "id": "5",
+            "name": "verify",
+            "type": 1,
+            "options": [{"name": "video", "type": 11, "value": attachment["id"]}],
+            "resolved": {"attachments": {attachment["id"]: attachment}},
+        },
+    )
+    verdict = await contents(answer, "erified")
+    assert verdict[-1].startswith("Verified"), verdict
+    optin = await contents(fake.slash(ERIN, "optin", {}), "OK")
+    assert "can now put your face" in optin[-1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import shutil
 import sqlite3
 import subprocess
 from collections.abc import AsyncIterator
@@ -18,10 +19,10 @@ from bots.base import GENERIC_ERROR
 from core.config import Settings
 from core.faces.analyzer import DlibAnalyzer
 from core.media.images import RGBImage, save_image
-from core.media.video import read_video
+from core.media.video import probe_video, read_video
 from core.service.provenance import load_marks
 
-from ..conftest import free_port, jpeg, start_serve, stop_serve
+from ..conftest import CLIP_TONE_AT, audio_of, free_port, jpeg, start_serve, stop_serve
 from ..fakes.telegram_api import Call, FakeTelegram
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -30,6 +31,7 @@ CAUSED: list[str] = []
 TOKEN = "123456:TEST-TOKEN"
 ALICE = {"id": 501, "is_bot": False, "first_name": "Alice"}
 BOB = {"id": 502, "is_bot": False, "first_name": "Bob"}
+DORA = {"id": 504, "is_bot": False, "first_name": "Dora"}
 GROUP = {"id": -100777, "type": "supergroup", "title": "Memes", "is_forum": True}
 
 
@@ -98,7 +100,7 @@ async def frames_of(call: Call, tmp: Path) -> list[RGBImage]:
 async def test_commands_are_registered(fake: FakeTelegram, bot: subprocess.Popen[str]) -> None:
     (registered,) = fake.sent("setMyCommands")
     names = [c["command"] for c in registered.params["commands"]]
-    assert {"clip", "meme", "faces", "forget", "optin", "optout", "help"} <= set(names)
+    assert {"clip", "meme", "faces", "forget", "optin", "optout", "verify", "help"} <= set(names)
 
 
 async def test_dm_selfie_enrols_and_previews(
@@ -152,6 +154,40 @@ async def test_clip_keyboard_button_renders(
     await fake.wait_for(done, what="the clip render")
     assert fake.sent("answerCallbackQuery")
     assert len(await frames_of(done(fake.calls)[0], tmp_path)) == 72
+
+
+async def test_a_clip_with_sound_comes_as_a_video(
+    fake: FakeTelegram,
+    bot: subprocess.Popen[str],
+    data_dir: Path,
+    sound_clip_folder: Path,
+    astronaut: RGBImage,
+    tmp_path: Path,
+) -> None:
+    shutil.copytree(sound_clip_folder, data_dir / "clips" / "tone")  # the operator adds it
+    enrol = fake.message(private(DORA), DORA, photo=jpeg(astronaut))
+    fake.push({"message": enrol})
+    await fake.wait_for(replies_to(enrol["message_id"], "sendAnimation"), what="the enrolment")
+    ask = fake.message(private(DORA), DORA, text="/clip tone")
+    fake.push({"message": ask})
+    done = replies_to(ask["message_id"], "sendVideo", "sendAnimation")
+    await fake.wait_for(done, what="the clip with sound")
+    (video,) = done(fake.calls)
+    assert video.method == "sendVideo"  # an animation would be played without its sound
+    assert video.params["supports_streaming"] is True
+    assert "AI-made" in video.params["caption"]
+    received = tmp_path / "tone.mp4"
+    received.write_bytes(video.files["video"])
+    heard = audio_of(received)
+    assert heard is not None
+    assert heard[0] == pytest.approx(CLIP_TONE_AT, abs=0.01)
+    assert heard[1] == pytest.approx(probe_video(received).duration, abs=0.03)
+    # A silent clip is still an animation.
+    quiet = fake.message(private(DORA), DORA, text="/clip astronaut-pan")
+    fake.push({"message": quiet})
+    silent = replies_to(quiet["message_id"], "sendVideo", "sendAnimation")
+    await fake.wait_for(silent, what="the silent clip")
+    assert [c.method for c in silent(fake.calls)] == ["sendAnimation"]
 
 
 async def test_group_topic_meme_reply_without_consent_uses_the_requester(
@@ -377,6 +413,57 @@ async def test_a_failed_status_edit_does_not_stop_the_result(
 DAVE = {"id": 504, "is_bot": False, "first_name": "Dave"}
 
 
+async def test_verify_with_a_round_video_then_optin(
+    fake: FakeTelegram, bot: subprocess.Popen[str], astronaut: RGBImage, tmp_path: Path
+) -> None:
+    from core.faces.analyzer import DlibAnalyzer
+    from core.faces.liveness import INSTRUCTIONS
+
+    from ..core.faces.synthetic_head import astronaut_head, write_challenge
+
+    async def say_(text: str) -> str:
+        message = fake.message(private(DAVE), DAVE, text=text)
+        fake.push({"message": message})
+        answered = replies_to(message["message_id"], "sendMessage")
+        await fake.wait_for(answered, what=f"the answer to {text}")
+        return str(answered(fake.calls)[-1].params["text"])
+
+    selfie = fake.message(private(DAVE), DAVE, photo=jpeg(astronaut))
+    fake.push({"message": selfie})
+    await fake.wait_for(
+        lambda calls: any(
+            c.params.get("reply_markup")
+            for c in replies_to(selfie["message_id"], "sendMessage")(calls)
+        ),
+        what="Dave's enrolment",
+    )
+    assert "/verify" in await say_("/optin")
+    asked = await say_("/verify")
+    assert "round video message" in asked
+    (challenge,) = [kind for kind, words in INSTRUCTIONS.items() if words in asked]
+
+    answer = write_challenge(tmp_path / "note.mp4", astronaut_head(DlibAnalyzer()), challenge)
+    note = fake.message(private(DAVE), DAVE, video_note=answer.read_bytes())
+    fake.push({"message": note})
+    verdict = replies_to(note["message_id"], "sendMessage", "editMessageText")
+
+    def verdict_given(calls: list[Call]) -> bool:
+        return any("erified" in str(c.params.get("text")) for c in verdict(calls))
+
+    await fake.wait_for(verdict_given, what="the verdict on Dave's video note")
+    texts = [str(c.params.get("text")) for c in verdict(fake.calls)]
+    assert texts[-1].startswith("Verified"), texts
+    assert "can now put your face" in await say_("/optin")
+    # A video in a group is somebody's video, not an answer: no reply, no check.
+    posted = fake.message(GROUP, DAVE, video=answer.read_bytes())
+    fake.push({"message": posted})
+    await asyncio.sleep(1.5)
+    assert not replies_to(posted["message_id"], "sendMessage")(fake.calls)
+
+
+ERIN = {"id": 505, "is_bot": False, "first_name": "Erin"}
+
+
 async def test_check_as_a_reply_says_whether_this_deployment_made_it(
     fake: FakeTelegram,
     bot: subprocess.Popen[str],
@@ -393,8 +480,8 @@ async def test_check_as_a_reply_says_whether_this_deployment_made_it(
     save_image(marks.watermarker().embed(astronaut, face.landmarks[:68]), ours, sign=marks.sign)
     answers = []
     for data, name in ((ours.read_bytes(), "ours.png"), (jpeg(astronaut), "photo.jpg")):
-        shared = fake.message(private(DAVE), BOB, document=(data, name, "image/png"))
-        ask = fake.message(private(DAVE), DAVE, text="/check", reply_to=shared)
+        shared = fake.message(private(ERIN), BOB, document=(data, name, "image/png"))
+        ask = fake.message(private(ERIN), ERIN, text="/check", reply_to=shared)
         fake.push({"message": ask})
         answered = replies_to(ask["message_id"], "sendMessage")
         await fake.wait_for(answered, timeout=60, what="the /check answer")
@@ -406,7 +493,7 @@ async def test_check_as_a_reply_says_whether_this_deployment_made_it(
     assert "Alice" not in "".join(answers)
     assert "Bob" not in "".join(answers)
     # Without anything to check: how to use it.
-    bare = fake.message(private(DAVE), DAVE, text="/check")
+    bare = fake.message(private(ERIN), ERIN, text="/check")
     fake.push({"message": bare})
     hint = replies_to(bare["message_id"], "sendMessage")
     await fake.wait_for(hint, what="the /check hint")

@@ -8,6 +8,7 @@ import contextlib
 import gc
 import json
 import logging
+import shutil
 import time
 import warnings
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ from bots.web import COOKIE, PLATFORM, SERVICE
 from core.config import Settings
 from core.faces.analyzer import DlibAnalyzer
 
-from ..conftest import REPO
+from ..conftest import CLIP_TONE_AT, REPO, audio_of
 from .conftest import serving
 
 SELFIE = REPO / "clips" / "examples" / "astronaut.jpg"
@@ -120,6 +121,38 @@ async def test_websocket_conversation(web_server: TestServer) -> None:
         async with client.get(web_server.make_url(message["url"])) as video:
             assert video.status == 200
             assert b"ftyp" in (await video.read())[:32]
+
+
+async def test_a_clip_with_sound_plays_with_sound_on_request(
+    tmp_path: Path, analyzer: DlibAnalyzer, sound_clip_folder: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", bundled_clips_dir=REPO / "clips")
+    shutil.copytree(sound_clip_folder, settings.resolved_clips_dir / "tone")
+    async with serving(settings, analyzer) as server, _browser(server) as client:
+        async with client.get(server.make_url("/")) as page:
+            html = await page.text()
+        # Videos start muted (browsers autoplay only those); a button turns the sound on.
+        assert "muted: true" in html
+        assert "addSoundButton" in html
+        assert "player.muted = false" in html
+        form = aiohttp.FormData()
+        form.add_field("image", SELFIE.read_bytes(), filename="me.jpg", content_type="image/jpeg")
+        async with client.post(server.make_url("/api/message"), data=form) as response:
+            replies = (await response.json())["replies"]
+        preview = next(r for r in replies if r["type"] == "media")
+        assert preview["kind"] == "gif"
+        assert preview["audio"] is False
+        async with client.post(server.make_url("/api/message"), json={"text": "/clip tone"}) as r:
+            (media,) = [m for m in (await r.json())["replies"] if m["type"] == "media"]
+        assert media["kind"] == "mp4"
+        assert media["audio"] is True
+        async with client.get(server.make_url(media["url"])) as video:
+            assert video.status == 200
+            received = tmp_path / "tone.mp4"
+            received.write_bytes(await video.read())
+        heard = audio_of(received)
+        assert heard is not None
+        assert heard[0] == pytest.approx(CLIP_TONE_AT, abs=0.01)
 
 
 async def test_bad_input_gets_friendly_answers(web_server: TestServer, tmp_path: Path) -> None:

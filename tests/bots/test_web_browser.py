@@ -11,7 +11,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from core.config import Settings
+from core.faces.analyzer import DlibAnalyzer
+
 from ..conftest import REPO
+from .conftest import serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = REPO / "benchmarks" / "out" / "web_chat.png"
@@ -129,3 +133,38 @@ async def test_results_scroll_into_view_and_forget_greys_them_out(
             "() => getComputedStyle(document.querySelector('.media.gone img')).opacity"
         )
         assert float(opacity) < 0.5
+
+
+async def test_a_clip_with_sound_starts_muted_and_unmutes_on_a_click(
+    tmp_path: Path, analyzer: DlibAnalyzer, sound_clip_folder: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", bundled_clips_dir=REPO / "clips")
+    shutil.copytree(sound_clip_folder, settings.resolved_clips_dir / "tone")
+    async with serving(settings, analyzer) as server, chromium() as browser:
+        page = await browser.new_page(viewport={"width": 900, "height": 1100})
+        await page.goto(str(server.make_url("/")))
+        await page.set_input_files("#file", str(REPO / "clips" / "examples" / "astronaut.jpg"))
+        await page.wait_for_function(LAST_MEDIA_LOADED % 1, timeout=60_000)
+        assert await page.locator(".media .sound").count() == 0  # the GIF preview is silent
+        await send(page, "/clip tone")
+        video = page.locator(".media video")
+        await video.wait_for(timeout=60_000)
+        await page.wait_for_function(LAST_MEDIA_LOADED % 2, timeout=30_000)
+        # It plays by itself, muted, as browsers allow; the button asks for the sound.
+        assert await video.evaluate("v => v.muted && !v.paused")
+        button = page.locator(".media .sound")
+        assert "Tap for sound" in await button.inner_text()
+        await button.click()
+        await page.wait_for_function(
+            "() => { const v = document.querySelector('.media video');"
+            " return !v.muted && !v.paused && v.currentTime > 0; }",
+            timeout=10_000,
+        )
+        assert "Sound on" in await button.inner_text()
+        # The video really has a sound track for the unmuted player to play.
+        assert await video.evaluate("v => v.duration") > 1.0
+        assert await page.evaluate(
+            "() => fetch(document.querySelector('.media video').src)"
+            ".then(r => r.arrayBuffer()).then(b => new TextDecoder('latin1').decode(b)"
+            ".includes('mp4a'))"
+        )

@@ -8,7 +8,14 @@ import pytest
 
 from core.media.video import probe_video, read_video
 
-from ..conftest import REPO, assert_user_error, invoke_facecast, run_facecast
+from ..conftest import (
+    CLIP_TONE_AT,
+    REPO,
+    assert_user_error,
+    audio_of,
+    invoke_facecast,
+    run_facecast,
+)
 
 
 @pytest.fixture
@@ -138,3 +145,29 @@ def test_lists_keep_titles_on_one_line_in_a_narrow_terminal(tmp_path: Path, fami
         titles = ["Deep fried, laser eyes", "To the moon (astronaut push-in)"]
     for title in titles:
         assert title in result.stdout, result.stdout
+
+
+def test_clips_add_keeps_the_sound_unless_no_audio(
+    tmp_path: Path, selfie: Path, sound_source: Path
+) -> None:
+    data = tmp_path / "data"
+    common = ("--start", "0.55", "--max-side", "240")
+    loud = invoke_facecast(data, "clips", "add", sound_source, "--id", "loud", *common)
+    assert loud.returncode == 0, loud.stderr
+    assert "with sound" in loud.stdout
+    shown = invoke_facecast(data, "clips", "show", "loud")
+    assert "audio.m4a (AAC)" in shown.stdout
+    quiet = invoke_facecast(
+        data, "clips", "add", sound_source, "--id", "quiet", *common, "--no-audio"
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert "silent" in quiet.stdout
+    assert not (data / "clips" / "quiet" / "audio.m4a").exists()
+    for clip_id, sound in (("loud", True), ("quiet", False)):
+        out = tmp_path / f"{clip_id}.mp4"
+        made = invoke_facecast(data, "render", "--face", selfie, "--clip", clip_id, "-o", out)
+        assert made.returncode == 0, made.stderr
+        heard = audio_of(out)
+        assert (heard is not None) == sound
+        if heard is not None:
+            assert heard[0] == pytest.approx(CLIP_TONE_AT, abs=0.01)

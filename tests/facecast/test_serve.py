@@ -36,7 +36,9 @@ def test_serve_answers_then_stops_cleanly(tmp_path: Path, stop: signal.Signals) 
                     health = json.load(r)
             except OSError:
                 time.sleep(0.3)
-        assert health == {"status": "ok", "queue": 0}
+        assert health is not None
+        assert (health["status"], health["queue"], health["workers"]) == ("ok", 0, 1)
+        assert health["shared_state"] == "local"  # no Redis named: limits stay in the process
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
             assert b"FaceCast" in page.read()
         process.send_signal(stop)
@@ -87,6 +89,14 @@ def test_guild_ids_may_be_comma_separated(tmp_path: Path) -> None:
         run = _serve_refuses(tmp_path, FACECAST_DISCORD_GUILD_IDS=ids, FACECAST_WORKERS="0")
         assert_user_error(run, "FACECAST_WORKERS='0'", "at least 1")
         assert "GUILD" not in run.stderr
+
+
+def test_a_shared_state_redis_that_does_not_answer_stops_serve_in_one_line(
+    tmp_path: Path,
+) -> None:
+    run = _serve_refuses(tmp_path, FACECAST_STATE_URL="redis://:hunter2@127.0.0.1:1/0")
+    assert_user_error(run, "Redis at 127.0.0.1:1/0 does not answer")
+    assert "hunter2" not in run.stdout + run.stderr
 
 
 async def _healthy(port: int) -> None:

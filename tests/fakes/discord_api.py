@@ -6,7 +6,14 @@ guild and global), interaction callbacks (defer, autocomplete), the webhook rout
 files), and channel messages (DM replies). Gateway: HELLO, IDENTIFY -> READY and
 GUILD_CREATE, heartbeat ACKs, and ``dispatch`` for tests to send events such as
 INTERACTION_CREATE and MESSAGE_CREATE. CDN: attachments added with ``add_attachment``.
-Every REST call is recorded in ``calls``.
+Every REST call is recorded in ``calls``; synced commands (with their ``integration_types``
+and ``contexts``) in ``commands``.
+
+A user install (``user_app_interaction``): the interaction comes from a server the bot is
+not in (``guild_id`` of a guild READY never announced), the bot's DM or a group DM (no
+``guild_id``), with ``authorizing_integration_owners`` naming the user and ``context`` set.
+As on Discord, the bot may not read that channel (REST calls to it answer 403 Missing
+Access) and may make at most five follow-ups for the interaction.
 """
 
 from __future__ import annotations
@@ -32,6 +39,14 @@ BOT = {
 }
 GUILD_ID = "800000000000000001"
 CHANNEL_ID = "800000000000000002"
+# A server FaceCast's bot is not in, where someone uses FaceCast installed to their account.
+ELSEWHERE_GUILD_ID = "880000000000000001"
+ELSEWHERE_CHANNEL_ID = "880000000000000002"
+GROUP_DM_ID = "880000000000000003"
+USER_APP_FOLLOWUPS = 5  # Discord's cap on follow-ups for a user-installed app's interaction
+# Interaction contexts and installation types, as Discord numbers them.
+GUILD_CONTEXT, BOT_DM_CONTEXT, PRIVATE_CHANNEL_CONTEXT = 0, 1, 2
+GUILD_INSTALL, USER_INSTALL = 0, 1
 NOW = "2026-11-27T12:00:00.000000+00:00"
 
 
@@ -63,6 +78,8 @@ class FakeDiscord:
         self._sockets: list[web.WebSocketResponse] = []
         self.heartbeats = 0
         self.failing_edits: set[str] = set()  # interaction tokens whose response can't be edited
+        self.unreadable: set[str] = set()  # channels the bot may not touch (user installs)
+        self.user_app_tokens: set[str] = set()  # interactions of a user install
         self.heartbeat_interval_ms = 1500  # short, so a test run sees the client's heartbeats
         self.identified = asyncio.Event()
         self._new_call = asyncio.Event()
@@ -147,6 +164,77 @@ class FakeDiscord:
             payload["user"] = user
         return payload
 
+    def user_app_interaction(
+        self,
+        user: dict[str, Any],
+        data: dict[str, Any],
+        *,
+        where: str = "guild",  # "guild" (a server without the bot), "dm" or "group"
+        kind: int = 2,
+        size_limit: int = 10 * 1024 * 1024,
+    ) -> dict[str, Any]:
+        """An interaction with FaceCast installed to ``user``'s account, used where the bot
+        is not: a server it was never added to, its DM, or a group DM."""
+        interaction_id = self.snowflake()
+        payload: dict[str, Any] = {
+            "id": interaction_id,
+            "application_id": APP_ID,
+            "type": kind,
+            "token": f"token-{interaction_id}",
+            "version": 1,
+            "data": data,
+            # What a user install may do there: send messages, embed links, attach files.
+            "app_permissions": str((1 << 11) | (1 << 14) | (1 << 15)),
+            "locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {str(USER_INSTALL): user["id"]},
+            "attachment_size_limit": size_limit,
+        }
+        if where == "guild":
+            channel = ELSEWHERE_CHANNEL_ID
+            payload["context"] = GUILD_CONTEXT
+            payload["guild_id"] = ELSEWHERE_GUILD_ID
+            payload["guild_locale"] = "en-US"
+            payload["guild"] = {"id": ELSEWHERE_GUILD_ID, "locale": "en-US", "features": []}
+            payload["channel"] = {
+                "id": channel,
+                "type": 0,
+                "guild_id": ELSEWHERE_GUILD_ID,
+                "name": "off-topic",
+                "position": 0,
+                "permissions": "2147483647",
+            }
+            payload["member"] = {
+                "user": user,
+                "roles": [],
+                "joined_at": NOW,
+                "deaf": False,
+                "mute": False,
+                "flags": 0,
+                "permissions": "2147483647",
+            }
+        elif where == "dm":
+            channel = self.snowflake()
+            payload["context"] = BOT_DM_CONTEXT
+            payload["channel"] = {"id": channel, "type": 1, "recipients": [user]}
+            payload["user"] = user
+        else:
+            channel = GROUP_DM_ID
+            payload["context"] = PRIVATE_CHANNEL_CONTEXT
+            payload["channel"] = {
+                "id": channel,
+                "type": 3,
+                "name": None,
+                "icon": None,
+                "owner_id": user["id"],
+                "recipients": [user],
+            }
+            payload["user"] = user
+        payload["channel_id"] = channel
+        self.unreadable.add(channel)
+        self.user_app_tokens.add(payload["token"])
+        return payload
+
     def slash(
         self,
         user: dict[str, Any],
@@ -155,8 +243,10 @@ class FakeDiscord:
         *,
         focused: str | None = None,
         size_limit: int = 10 * 1024 * 1024,
+        user_app: str | None = None,
     ) -> dict[str, Any]:
-        """A slash command with string options; ``focused`` makes it an autocomplete."""
+        """A slash command with string options; ``focused`` makes it an autocomplete;
+        ``user_app`` ("guild", "dm", "group") sends it from a user install there."""
         data = {
             "id": "2",
             "name": name,
@@ -171,7 +261,12 @@ class FakeDiscord:
                 for key, value in options.items()
             ],
         }
-        return self.interaction(user, data, kind=4 if focused else 2, size_limit=size_limit)
+        kind = 4 if focused else 2
+        if user_app is not None:
+            return self.user_app_interaction(
+                user, data, where=user_app, kind=kind, size_limit=size_limit
+            )
+        return self.interaction(user, data, kind=kind, size_limit=size_limit)
 
     def message(self, author: dict[str, Any], content: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -192,6 +287,10 @@ class FakeDiscord:
             "flags": 0,
             **extra,
         }
+
+    def command(self, scope: str, name: str) -> dict[str, Any]:
+        """A synced command as Discord holds it (``scope``: the bulk overwrite's path)."""
+        return next(c for c in self.commands[scope] if c["name"] == name)
 
     def calls_to(self, method: str, fragment: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and fragment in c.path]
@@ -323,6 +422,14 @@ class FakeDiscord:
         editing = method == "PATCH" and path.endswith("/messages/@original")
         if editing and any(token in path for token in self.failing_edits):
             return _json({"message": "Unknown Message", "code": 10008}, status=404)
+        if path.startswith("/channels/") and path.split("/")[2] in self.unreadable:
+            return _json({"message": "Missing Access", "code": 50001}, status=403)
+        if method == "POST" and path.startswith("/webhooks/"):
+            token = path.split("/")[3]
+            if token in self.user_app_tokens:
+                sent = self.calls_to("POST", f"/webhooks/{APP_ID}/{token}")
+                if len(sent) > USER_APP_FOLLOWUPS:
+                    return _json({"message": "Too many follow-up messages", "code": 0}, 400)
         if path == "/users/@me":
             return _json(BOT)
         if path == "/oauth2/applications/@me":
@@ -343,8 +450,16 @@ class FakeDiscord:
             synced = []
             for command in call.json or []:
                 assert isinstance(command, dict)
-                # Discord answers with every field filled in, "" for a context menu's text.
-                defaults = {"description": "", "options": [], "nsfw": False, "version": "1"}
+                # Discord answers with every field filled in, "" for a context menu's text;
+                # a command that names no installs or contexts gets the defaults.
+                defaults = {
+                    "description": "",
+                    "options": [],
+                    "nsfw": False,
+                    "version": "1",
+                    "integration_types": [GUILD_INSTALL],
+                    "contexts": None,
+                }
                 synced.append(
                     {**defaults, **command, "id": self.snowflake(), "application_id": APP_ID}
                 )

@@ -1,10 +1,13 @@
 """A local stand-in for Telegram's Bot API, for driving the real python-telegram-bot.
 
 It implements the methods FaceCast uses (getMe, deleteWebhook, getUpdates with long polling
-and offsets, getFile and file downloads, sendMessage, editMessageText, deleteMessage,
-sendChatAction, sendAnimation/sendVideo/sendDocument as multipart, answerCallbackQuery,
-setMyCommands), records every call, and can answer any method with a 429 and a
-``retry_after`` on request. Tests queue updates (``push``) and assert on ``calls``.
+and offsets, getFile and file downloads of photos, documents, videos and round video notes,
+sendMessage, editMessageText, deleteMessage, sendChatAction, sendAnimation/sendVideo/
+sendDocument as multipart, answerCallbackQuery, answerInlineQuery, setMyCommands), records
+every call with what it answered, and can answer any method with a 429 and a
+``retry_after`` on request. Tests queue updates (``push``: messages, callback queries,
+inline queries and chosen inline results, made with :meth:`FakeTelegram.message`,
+:meth:`inline_query` and :meth:`chosen_inline_result`) and assert on ``calls``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ BOT_USER = {
     "username": "FaceCastTestBot",
     "can_join_groups": True,
     "can_read_all_group_messages": False,
-    "supports_inline_queries": False,
+    "supports_inline_queries": True,
 }
 
 
@@ -35,6 +38,7 @@ class Call:
     method: str
     params: dict[str, Any]
     files: dict[str, bytes] = field(default_factory=dict)
+    result: Any = None  # what the fake answered
 
 
 def _value(raw: str) -> Any:
@@ -53,9 +57,11 @@ class FakeTelegram:
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (path, data)
         self.too_many: dict[str, int] = {}  # method -> answer 429 this many times
         self.failing: dict[str, int] = {}  # method -> answer 400 this many times
+        self.blocked: set[int] = set()  # users who blocked the bot (or never pressed Start)
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
         self._file_ids = itertools.count(1)
+        self._inline_ids = itertools.count(1)
         self._new_update = asyncio.Event()
         self._new_call = asyncio.Event()
         self.app = web.Application(client_max_size=100 * 1024 * 1024)
@@ -88,6 +94,8 @@ class FakeTelegram:
         reply_to: dict[str, Any] | None = None,
         thread: int | None = None,
         file_size: int | None = None,
+        video_note: bytes | None = None,  # a round video message (square MP4)
+        video: bytes | None = None,
     ) -> dict[str, Any]:
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),
@@ -123,12 +131,69 @@ class FakeTelegram:
                 "mime_type": mime,
                 "file_size": file_size or len(data),
             }
+        if video_note is not None:
+            file_id = self.add_file(video_note, "note.mp4")
+            message["video_note"] = {
+                "file_id": file_id,
+                "file_unique_id": file_id + "u",
+                "length": 384,
+                "duration": 3,
+                "file_size": file_size or len(video_note),
+            }
+        if video is not None:
+            file_id = self.add_file(video, "video.mp4")
+            message["video"] = {
+                "file_id": file_id,
+                "file_unique_id": file_id + "u",
+                "width": 384,
+                "height": 384,
+                "duration": 3,
+                "mime_type": "video/mp4",
+                "file_size": file_size or len(video),
+            }
         if reply_to is not None:
             message["reply_to_message"] = reply_to
         if thread is not None:
             message["message_thread_id"] = thread
             message["is_topic_message"] = True
         return message
+
+    def inline_query(
+        self, sender: dict[str, Any], query: str, chat_type: str = "sender"
+    ) -> dict[str, Any]:
+        """An inline query (``@Bot query`` typed in any chat), ready to ``push``."""
+        return {
+            "inline_query": {
+                "id": f"iq-{next(self._inline_ids)}",
+                "from": sender,
+                "query": query,
+                "offset": "",
+                "chat_type": chat_type,
+            }
+        }
+
+    def chosen_inline_result(
+        self, sender: dict[str, Any], result_id: str, query: str = ""
+    ) -> dict[str, Any]:
+        """The user picked an inline result (sent when inline feedback is on), ready to
+        ``push``."""
+        return {
+            "chosen_inline_result": {
+                "result_id": result_id,
+                "from": sender,
+                "query": query,
+                "inline_message_id": f"im-{next(self._inline_ids)}",
+            }
+        }
+
+    def answers_to(self, update: dict[str, Any]) -> list[Call]:
+        """The answerInlineQuery calls for an inline query update."""
+        query_id = update["inline_query"]["id"]
+        return [
+            c
+            for c in self.calls
+            if c.method == "answerInlineQuery" and c.params.get("inline_query_id") == query_id
+        ]
 
     def sent(self, *methods: str) -> list[Call]:
         return [call for call in self.calls if call.method in methods]
@@ -186,10 +251,21 @@ class FakeTelegram:
             )
         if method == "getUpdates":
             return await self._get_updates(params)
-        self._record(Call(method, params, files))
+        if method.startswith("send") and params.get("chat_id") in self.blocked:
+            self._record(Call(method + ":403", params, files))
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error_code": 403,
+                    "description": "Forbidden: bot was blocked by the user",
+                },
+                status=403,
+            )
+        call = Call(method, params, files)
         handler = getattr(self, f"_{method}", None)
-        result = handler(params, files) if handler else True
-        return web.json_response({"ok": True, "result": result})
+        call.result = handler(params, files) if handler else True
+        self._record(call)
+        return web.json_response({"ok": True, "result": call.result})
 
     def _record(self, call: Call) -> None:
         self.calls.append(call)
@@ -226,11 +302,16 @@ class FakeTelegram:
         }
 
     def _sent_message(self, params: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        chat_id = int(params["chat_id"])
+        chat: dict[str, Any]
+        if str(params["chat_id"]).startswith("@"):  # a public channel by its username
+            chat = {"id": -1009000000001, "type": "channel", "username": params["chat_id"][1:]}
+        else:
+            chat_id = int(params["chat_id"])
+            chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),
             "date": int(time.time()),
-            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
+            "chat": chat,
             "from": BOT_USER,
             **extra,
         }
@@ -245,15 +326,20 @@ class FakeTelegram:
     def _editMessageText(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:  # noqa: N802
         return self._sent_message(params, text=str(params.get("text", "")))
 
-    def _sendAnimation(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:  # noqa: N802
-        animation = {
-            "file_id": f"anim-{next(self._file_ids)}",
-            "file_unique_id": "anim",
+    def _sent_media(self, params: dict[str, Any], field: str) -> dict[str, Any]:
+        media = {
+            "file_id": f"{field}-{next(self._file_ids)}",
+            "file_unique_id": field,
             "width": int(params.get("width") or 0),
             "height": int(params.get("height") or 0),
             "duration": 3,
         }
-        return self._sent_message(params, animation=animation)
+        return self._sent_message(params, **{field: media})
 
-    _sendVideo = _sendAnimation  # noqa: N815
+    def _sendAnimation(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:  # noqa: N802
+        return self._sent_media(params, "animation")
+
+    def _sendVideo(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:  # noqa: N802
+        return self._sent_media(params, "video")
+
     _sendDocument = _sendAnimation  # noqa: N815

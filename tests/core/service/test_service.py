@@ -68,6 +68,15 @@ async def talk(bot: Service, request: Request) -> list[Reply]:
     return [reply async for reply in bot.handle(request)]
 
 
+async def verified(bot: Service, person: Person) -> None:
+    """Mark the person's face as proved live (test_verify.py covers how a video does it)."""
+    user = await bot.store.find_user(person.platform, person.id)
+    assert user is not None
+    face = await bot.store.active_face(user)
+    assert face is not None
+    assert await bot.store.mark_verified(face.id)
+
+
 def only(replies: list[Reply], kind: type) -> list:  # type: ignore[type-arg]
     return [r for r in replies if isinstance(r, kind)]
 
@@ -158,6 +167,7 @@ async def test_meme_as_a_reply_respects_consent(
     assert "Alice hasn't opted in" in without[0].text  # type: ignore[union-attr]
     (bobs,) = only(without, Media)
 
+    await verified(bot, ALICE)
     await talk(bot, Request(ALICE, DM, text="/optin"))
     with_consent = await talk(bot, ask)
     assert not any("opted in" in getattr(r, "text", "") for r in with_consent)
@@ -194,6 +204,7 @@ async def test_faces_choose_and_forget_everything(
     assert "face 1" in chosen.text  # type: ignore[union-attr]
     (wrong,) = await talk(bot, Request(ALICE, DM, text="/face 9"))
     assert "1 to 2" in wrong.text  # type: ignore[union-attr]
+    await verified(bot, ALICE)
     await talk(bot, Request(ALICE, DM, text="/optin"))
     await talk(bot, Request(BOB, DM, image=bob_selfie))
 
@@ -359,6 +370,7 @@ async def test_a_friends_forget_deletes_memes_of_her(
 ) -> None:
     await talk(bot, Request(ALICE, DM, image=alice_selfie))
     (bobs_preview,) = only(await talk(bot, Request(BOB, DM, image=bob_selfie)), Media)
+    await verified(bot, ALICE)
     await talk(bot, Request(ALICE, DM, text="/optin"))
     ask = Request(BOB, GROUP, text="/meme spin", reply_to=Quoted(ALICE, "hi"))
     (of_alice,) = only(await talk(bot, ask), Media)
@@ -373,10 +385,11 @@ async def test_a_friends_forget_deletes_memes_of_her(
 async def test_forget_cancels_queued_and_running_renders(
     store_settings: Settings, analyzer: DlibAnalyzer, alice_selfie: bytes
 ) -> None:
-    store = await Store.open(store_settings)
+    settings = store_settings.model_copy(update={"max_jobs_per_user": 3})  # all three at once
+    store = await Store.open(settings)
     runner = LocalJobRunner(workers=1, max_queue=5)
     try:
-        bot = Service(store_settings, store, runner, analyzer)
+        bot = Service(settings, store, runner, analyzer)
         await talk(bot, Request(ALICE, DM, image=alice_selfie))
         user = await store.find_user(ALICE.platform, ALICE.id)
         assert user is not None
@@ -442,7 +455,7 @@ async def test_big_images_decode_off_the_loop_and_pixels_are_rationed(bot: Servi
     stall, (damaged,) = await _longest_stall(bot, Request(ALICE, DM, image=huge[:-2000]))
     took = time.monotonic() - started
     assert "damaged or incomplete" in damaged.text  # type: ignore[union-attr]
-    assert took > 0.3  # a real decode...
+    assert took > 0.15  # a real decode (0.23-0.5 s on the 2-core CI machines)...
     assert stall < took / 3, (stall, took)  # ...that the loop did not wait for
     # A second one at once is over this user's pixel budget; someone else's is not.
     started = time.monotonic()
