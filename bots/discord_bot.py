@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -223,11 +224,39 @@ class DiscordBot:
         simple("optout", "Stop people memeing your face.")
         simple("help", "What I can do.")
 
+        @tree.command(name="check", description="Did this FaceCast make a picture or video?")
+        @app_commands.describe(file="The picture or video to check")
+        async def check(interaction: discord.Interaction, file: discord.Attachment) -> None:
+            await interaction.response.defer(thinking=True)
+            await self._check(interaction, [file])
+
+        @tree.context_menu(name="Check this")
+        async def check_this(interaction: discord.Interaction, message: discord.Message) -> None:
+            await interaction.response.defer(thinking=True)
+            await self._check(interaction, list(message.attachments))
+
         @tree.context_menu(name="Meme this")
         async def meme_this(interaction: discord.Interaction, message: discord.Message) -> None:
             await interaction.response.defer(thinking=True)
             quoted = Quoted(_person(message.author), message.content or "")
             await self._run(interaction, self._request(interaction, "/meme", reply_to=quoted))
+
+    async def _check(
+        self, interaction: discord.Interaction, attachments: list[discord.Attachment]
+    ) -> None:
+        """``/check`` on an attachment: its C2PA manifest and watermark, through the service."""
+        media, name = None, ""
+        if attachments:
+            first = attachments[0]
+            if first.size > self.service.settings.max_upload_bytes:
+                too_big = Text("That file is too big for me to check.", error=True)
+                await self._answer(interaction, say(too_big))
+                return
+            media, name = await first.read(), first.filename
+        request = dataclasses.replace(
+            self._request(interaction, "/check"), media=media, media_name=name
+        )
+        await self._run(interaction, request)
 
     def _request(
         self,

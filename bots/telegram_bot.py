@@ -104,6 +104,7 @@ COMMANDS = [
     ("optin", "Let people in groups meme you"),
     ("optout", "Stop people memeing you"),
     ("forget", "Delete everything about you"),
+    ("check", "Reply to a picture or video: did I make it?"),
 ]
 _UPDATE_TTL = 24 * 3600.0  # Telegram keeps an unconfirmed update for 24 hours
 UPDATES = ["message", "callback_query", "inline_query", "chosen_inline_result"]
@@ -226,6 +227,9 @@ class TelegramBot:
         message = update.message
         if message is None or message.from_user is None or not await self._first_time(update):
             return
+        if _is_check(message.text or message.caption or ""):
+            await self._check(message)  # before videos: a video captioned /check is checked
+            return
         video_file = _video_of(message)
         if video_file is not None:
             # Videos in groups are people's own; a /verify answer comes in a private chat.
@@ -259,6 +263,31 @@ class TelegramBot:
             image=image,
             reply_to=_quoted(message.reply_to_message),
             prefer=None if text.split()[-1:] == ["gif"] else "mp4",
+        )
+        await self._send(message, self.service.handle(request))
+
+    async def _check(self, message: Message) -> None:
+        """``/check`` with a picture or video attached, or as a reply to one."""
+        media, name = None, ""
+        for source in (message, message.reply_to_message):
+            found = _attachment(source) if source is not None else None
+            if found is None:
+                continue
+            attachment, name = found
+            if (attachment.file_size or 0) > DOWNLOAD_LIMIT:
+                too_big = Text("That file is too big for me to download (over 20 MB).", error=True)
+                await self._send(message, say(too_big))
+                return
+            downloaded = await attachment.get_file()
+            media = bytes(await downloaded.download_as_bytearray())
+            break
+        assert message.from_user is not None
+        request = Request(
+            sender=_person(message.from_user),
+            chat=Chat(str(message.chat.id), is_group=message.chat.type != ChatType.PRIVATE),
+            text="/check",
+            media=media,
+            media_name=name,
         )
         await self._send(message, self.service.handle(request))
 
@@ -572,6 +601,26 @@ def _quoted(message: Message | None) -> Quoted | None:
     if message is None or message.from_user is None:
         return None
     return Quoted(_person(message.from_user), message.text or message.caption or "")
+
+
+def _is_check(text: str) -> bool:
+    words = text.split()
+    return bool(words) and words[0].split("@", 1)[0].lower() == "/check"
+
+
+def _attachment(message: Message) -> tuple[Any, str] | None:
+    """The picture or video a message carries, and a file name that tells its format."""
+    if message.photo:
+        return message.photo[-1], "photo.jpg"
+    for media, default in (
+        (message.document, "file"),
+        (message.animation, "animation.mp4"),
+        (message.video, "video.mp4"),
+        (message.video_note, "video.mp4"),
+    ):
+        if media is not None:
+            return media, getattr(media, "file_name", None) or default
+    return None
 
 
 def _held_file(

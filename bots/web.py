@@ -197,6 +197,9 @@ def reply_json(reply: Reply) -> dict[str, Any]:
 
 
 def _request(user: str, text: str = "", image: bytes | None = None) -> Request:
+    if image is not None and text.strip().split(" ")[0].lower() == "/check":
+        # A file sent with /check is to be checked (did we make it?), not enrolled.
+        return Request(Person(PLATFORM, user), Chat(user), text="/check", media=image)
     return Request(Person(PLATFORM, user), Chat(user), text=text, image=image)
 
 

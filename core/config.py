@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     # GIFs aim at this many bytes per second of animation (0: only output_max_bytes).
     gif_bytes_per_second: int = Field(default=1_000_000, ge=0)
 
+    # Content Credentials (C2PA): the operator's signing certificate chain (PEM, signing
+    # certificate first) and its private key; unset: a local authority is generated.
+    c2pa_cert: Path | None = Field(
+        default=None, description="C2PA signing certificate chain (PEM); default generated."
+    )
+    c2pa_key: Path | None = Field(default=None, description="The C2PA signing key (PEM).")
     # Liveness ("verify it's you"): a /verify challenge is answered with a short video.
     verify_challenge_seconds: float = Field(
         default=180.0, gt=0, description="How long a /verify challenge may be answered."

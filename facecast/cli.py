@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from core.config import Settings
     from core.faces.analyzer import Analyzer
     from core.faces.profile import FaceProfile
+    from core.media.provenance import Marks
 
 USER_ERROR = 2
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -92,6 +93,13 @@ def _settings(engine: EngineName | None) -> Settings:
 def _animation(output: Path) -> None:
     if output.suffix.lower() not in (".mp4", ".gif"):
         raise BadMedia(f"The output must end in .mp4 or .gif: got {output}.")
+
+
+def _marks(settings: Settings) -> Marks:
+    """The watermark key and C2PA signing files every output is marked with."""
+    from core.service.provenance import load_marks
+
+    return load_marks(settings)
 
 
 def _budget(max_mb: float | None) -> int | None:
@@ -172,11 +180,15 @@ def swap(
                 )
             targets = [targets[target_face - 1]]
         swapper = make_swapper(settings)
+        marks = _marks(settings)
+        watermark = marks.watermarker()
         result = picture
         for found in targets:
             result = swapper.swap(profile, result, found.landmarks)
+        for found in targets:
+            result = watermark.embed(result, found.landmarks[:68])
         output.parent.mkdir(parents=True, exist_ok=True)
-        save_image(add_ai_label(result), output)
+        save_image(add_ai_label(result), output, sign=marks.sign)
         elapsed = time.perf_counter() - started
         _print_notes(profile)
         out.print(
@@ -434,6 +446,7 @@ def render(
                 max_bytes=_budget(max_mb),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
                 gif_budget=max_mb is None,  # --max-mb replaces the default GIF budget
+                marks=_marks(settings),
             )
         elapsed = time.perf_counter() - started
         _print_notes(profile)
@@ -512,6 +525,7 @@ def meme(
             bottom=bottom,
             max_bytes=_budget(max_mb),
             gif_budget=max_mb is None,
+            marks=_marks(settings),
         )
         elapsed = time.perf_counter() - started
         _print_notes(profile)
@@ -520,6 +534,25 @@ def meme(
             f"{result.width}x{result.height}, {result.size_bytes / 1e6:.2f} MB in {elapsed:.1f}s.",
             highlight=False,
         )
+
+
+@app.command()
+def verify(
+    file: Annotated[Path, typer.Argument(help="A picture or video (PNG, JPEG, MP4, GIF...).")],
+) -> None:
+    """Say whether this FaceCast deployment made FILE: its Content Credentials (C2PA) and the
+    face watermark. It never says who is in it."""
+    from core.engines.registry import make_analyzer
+    from core.service.provenance import check_file
+
+    with user_errors():
+        if not file.is_file():
+            raise BadMedia(f"There is no file {file}.")
+        settings = _settings(None)
+        report = check_file(file, _marks(settings), make_analyzer(settings))
+        out.print(escape(report.describe()), highlight=False, soft_wrap=True)
+        if not report.ours:
+            raise typer.Exit(1)
 
 
 @app.command()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -142,8 +143,15 @@ def load_picture(source: bytes | Path, settings: Settings, *, selfie: bool = Fal
     )
 
 
-def save_image(image: RGBImage, path: Path, *, note: str = AI_NOTE) -> None:
-    """Write PNG or JPEG (by suffix) with a metadata note saying the picture was generated."""
+def save_image(
+    image: RGBImage,
+    path: Path,
+    *,
+    note: str = AI_NOTE,
+    sign: Callable[[Path], None] | None = None,
+) -> None:
+    """Write PNG or JPEG (by suffix) with a metadata note saying the picture was generated;
+    ``sign`` then embeds Content Credentials (see :mod:`core.media.provenance`)."""
     picture = Image.fromarray(image)
     suffix = path.suffix.lower()
     if suffix == ".png":
@@ -158,6 +166,8 @@ def save_image(image: RGBImage, path: Path, *, note: str = AI_NOTE) -> None:
         picture.save(path, quality=92, exif=exif)
     else:
         raise BadMedia(f"I can write .png, .jpg or .webp images, not {suffix or 'no suffix'}.")
+    if sign is not None:
+        sign(path)
 
 
 __all__ = ["AI_NOTE", "RGBImage", "load_image", "load_picture", "save_image"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -44,6 +44,8 @@ _MIN_SHRINK_SIDE = 96  # below this a shrink lowers the frame rate instead
 # and 24 fps a 480 px one is 5-7 MB). FACECAST_GIF_BYTES_PER_SECOND overrides it.
 GIF_BYTES_PER_SECOND = 1_000_000
 MIN_GIF_FPS = 12.0  # a GIF's frame rate is never lowered below this
+# Kept free in a byte budget for the C2PA manifest a signed output carries.
+SIGNATURE_ROOM = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,6 +475,7 @@ def encode(
     note: str = AI_NOTE,
     max_attempts: int = 6,
     gif_bytes_per_second: float | None = GIF_BYTES_PER_SECOND,
+    sign: Callable[[Path], None] | None = None,
     sound: Sound | None = None,
 ) -> EncodedVideo:
     """Write ``frames`` as MP4 or GIF (by suffix), shrinking until it fits ``max_bytes``.
@@ -488,12 +491,16 @@ def encode(
     An MP4 carries ``sound`` (its sample 0 with the first frame), cut or padded with
     silence to the frames' duration (a lower frame rate keeps it); only the picture shrinks,
     and a sound that takes half of ``max_bytes`` is left out. A GIF is always silent.
+    ``sign`` embeds Content Credentials before the move (:data:`SIGNATURE_ROOM` is kept
+    free for them).
     """
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise BadMedia(f"I can write {' or '.join(VIDEO_SUFFIXES)} videos, not {suffix!r}.")
     if fps <= 0:
         raise ValueError("fps must be positive")
+    if sign is not None and max_bytes is not None:
+        max_bytes = max(1, max_bytes - SIGNATURE_ROOM)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="facecast-encode-", dir=path.parent) as work:
         spool = _FrameSpool(Path(work))
@@ -509,8 +516,10 @@ def encode(
         if suffix == ".gif":
             soft = (gif_bytes_per_second or 0) * spool.count / fps or None
             made = _encode_gif(spool, attempt, fps, note, max_bytes, soft, max_attempts)
+            if sign is not None:
+                sign(attempt)
             attempt.replace(path)
-            return replace(made, path=path)
+            return replace(made, path=path, size_bytes=path.stat().st_size)
         scale, step = 1.0, 1
         written = 0
         # Fewer frames at a lower rate last as long: the sound is cut once, to that length.
@@ -521,6 +530,9 @@ def encode(
             count, sound_bytes = _write_mp4(spool.frames(step), attempt, size, rate, note, fitted)
             written = attempt.stat().st_size
             if max_bytes is None or written <= max_bytes:
+                if sign is not None:
+                    sign(attempt)
+                    written = attempt.stat().st_size
                 attempt.replace(path)
                 return EncodedVideo(
                     path, written, size[0], size[1], rate, count, has_audio=fitted is not None
@@ -547,6 +559,7 @@ def encode(
 __all__ = [
     "GIF_BYTES_PER_SECOND",
     "MIN_GIF_FPS",
+    "SIGNATURE_ROOM",
     "VIDEO_SUFFIXES",
     "EncodedVideo",
     "VideoInfo",

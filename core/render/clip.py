@@ -18,7 +18,9 @@ from core.faces.tracking import steady
 from core.media.audio import Sound
 from core.media.images import RGBImage
 from core.media.overlay import add_ai_label
+from core.media.provenance import Marks
 from core.media.video import EncodedVideo, encode, read_video
+from core.media.watermark import Watermarker
 from core.packs.library import Clip
 
 Progress = Callable[[int, int], None]
@@ -34,12 +36,13 @@ def render_clip(
     label: bool = True,
     step: int = 1,
     progress: Progress | None = None,
+    watermark: Watermarker | None = None,
 ) -> Iterator[RGBImage]:
     """Yield the clip's frames with ``profile``'s face swapped in.
 
     ``size`` caps the long side in pixels (the clip is never upscaled); ``label`` stamps
     the visible "AI" badge on every frame; ``step`` keeps only every n-th frame (the
-    others are decoded but never swapped).
+    others are decoded but never swapped); ``watermark`` marks each swapped face.
     """
     track = clip.load_track()
     landmarks = steady(track.landmarks, track.visible)
@@ -59,6 +62,8 @@ def render_clip(
         swapped = {i: face for (i, _, _), face in zip(shown, faces, strict=True)}
         for index, frame in pending:
             result = swapped.get(index, frame)  # lost face: the frame passes through
+            if watermark is not None and index in swapped:
+                result = watermark.embed(result, landmarks[index] * scale)
             if label:
                 result = add_ai_label(result)
             if progress is not None:
@@ -92,12 +97,19 @@ def render_to_file(
     size: int | None = None,
     max_bytes: int | None = None,
     progress: Progress | None = None,
+    marks: Marks | None = None,
 ) -> EncodedVideo:
     """Render and encode to ``output`` (.mp4 or .gif) within ``max_bytes``; an MP4 carries
-    the clip's sound."""
-    frames = render_clip(profile, clip, swapper, size=size, progress=progress)
+    the clip's sound. ``marks`` watermarks the faces and signs the file."""
+    watermark = marks.watermarker() if marks is not None else None
+    frames = render_clip(profile, clip, swapper, size=size, progress=progress, watermark=watermark)
     return encode(
-        frames, output, fps=clip.manifest.fps, max_bytes=max_bytes, sound=clip_sound(clip, output)
+        frames,
+        output,
+        fps=clip.manifest.fps,
+        max_bytes=max_bytes,
+        sound=clip_sound(clip, output),
+        sign=marks.sign if marks is not None else None,
     )
 
 

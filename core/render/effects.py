@@ -82,8 +82,7 @@ def _shake(t: float, amplitude: float, seed: int) -> tuple[float, float, float]:
 # -- effects ---------------------------------------------------------------------------
 
 
-def zoom_eyes(scene: Scene, t: float) -> RGBImage:
-    """The dramatic zoom: three quick steps into the eyes, then a tremble and a vignette."""
+def _zoom_eyes_motion(scene: Scene, t: float) -> Affine:
     steps = (1.0, 1.7, 2.8)
     step = min(int(t * 3.2), 2)
     local = min(1.0, (t * 3.2 - step) * 4.0)  # each step snaps in over a quarter of its time
@@ -95,18 +94,29 @@ def zoom_eyes(scene: Scene, t: float) -> RGBImage:
     dx, dy, _ = _shake(t, scene.size * 0.006 * step, seed=11)
     matrix = zoom_about(np.asarray(centre, np.float32), zoom, scene.size)
     matrix[:, 2] += (dx, dy)
-    frame = scene.warp(matrix).astype(np.float32)
+    return matrix
+
+
+def zoom_eyes(scene: Scene, t: float) -> RGBImage:
+    """The dramatic zoom: three quick steps into the eyes, then a tremble and a vignette."""
+    step = min(int(t * 3.2), 2)
+    frame = scene.warp(_zoom_eyes_motion(scene, t)).astype(np.float32)
     yy, xx = np.mgrid[0 : scene.size, 0 : scene.size].astype(np.float32)
     radius = np.hypot(xx - scene.size / 2, yy - scene.size / 2) / (scene.size * 0.7)
     frame *= (1.0 - np.clip(radius, 0, 1) ** 2 * 0.6 * (step / 2))[:, :, None]
     return np.clip(frame, 0, 255).astype(np.uint8)
 
 
-def triggered(scene: Scene, t: float) -> RGBImage:
-    """Vibrate: a new small jolt every frame and a pulsing red tint."""
+def _triggered_motion(scene: Scene, t: float) -> Affine:
     dx, dy, angle = _shake(t, scene.size * 0.035, seed=5)
     matrix = zoom_about(scene.landmarks.mean(axis=0), 1.18, scene.size, angle)
     matrix[:, 2] += (dx, dy)
+    return matrix
+
+
+def triggered(scene: Scene, t: float) -> RGBImage:
+    """Vibrate: a new small jolt every frame and a pulsing red tint."""
+    matrix = _triggered_motion(scene, t)
     pulse = 0.25 + 0.15 * math.sin(t * 2 * math.pi * 6)
     tinted = scene.warp(matrix) * (1 - pulse) + np.array([255.0, 30.0, 20.0]) * pulse
     return np.asarray(np.clip(tinted, 0, 255), dtype=np.uint8)
@@ -156,17 +166,26 @@ def deal_with_it(scene: Scene, t: float) -> RGBImage:
     return frame
 
 
-def spin(scene: Scene, t: float) -> RGBImage:
-    """One full turn about the face, zooming out and back in."""
+def _spin_motion(scene: Scene, t: float) -> Affine:
     angle = 360.0 * (t * t * (3 - 2 * t))
     zoom = 1.0 - 0.35 * math.sin(math.pi * t)
-    return scene.warp(zoom_about(scene.landmarks.mean(axis=0), zoom, scene.size, angle))
+    return zoom_about(scene.landmarks.mean(axis=0), zoom, scene.size, angle)
+
+
+def spin(scene: Scene, t: float) -> RGBImage:
+    """One full turn about the face, zooming out and back in."""
+    return scene.warp(_spin_motion(scene, t))
+
+
+def _deep_fried_motion(scene: Scene, t: float) -> Affine:
+    zoom = 1.05 + 0.05 * math.sin(t * 2 * math.pi * 2)
+    return zoom_about(scene.landmarks.mean(axis=0), zoom, scene.size)
 
 
 def deep_fried(scene: Scene, t: float) -> RGBImage:
     """Over-saturated, over-sharpened, crushed, with laser eyes pulsing from the pupils."""
     zoom = 1.05 + 0.05 * math.sin(t * 2 * math.pi * 2)
-    frame = scene.warp(zoom_about(scene.landmarks.mean(axis=0), zoom, scene.size))
+    frame = scene.warp(_deep_fried_motion(scene, t))
     hsv = cv2.cvtColor(frame, cv2.COLOR_RGB2HSV).astype(np.float32)
     hsv[:, :, 1] = np.clip(hsv[:, :, 1] * 2.2 + 30, 0, 255)
     hsv[:, :, 2] = np.clip((hsv[:, :, 2] - 128) * 1.4 + 140, 0, 255)
@@ -190,6 +209,15 @@ def deep_fried(scene: Scene, t: float) -> RGBImage:
     return np.asarray(np.clip(laser, 0, 255), dtype=np.uint8)
 
 
+def _speed_lines_motion(scene: Scene, t: float) -> Affine:
+    zoom = 1.0 + 0.08 * abs(math.sin(t * 2 * math.pi * 2))
+    return zoom_about(scene.landmarks.mean(axis=0), zoom, scene.size)
+
+
+def _still(scene: Scene, t: float) -> Affine:
+    return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
 def speed_lines(scene: Scene, t: float) -> RGBImage:
     """Anime speed lines burst behind the face, which pulses forward."""
     size = scene.size
@@ -204,8 +232,7 @@ def speed_lines(scene: Scene, t: float) -> RGBImage:
     swatch = np.array([[[hue, 200, 255]]], dtype=np.uint8)
     tint = np.asarray(cv2.cvtColor(swatch, cv2.COLOR_HSV2RGB))[0, 0]
     background_rgb = (background[:, :, None] / 255.0 * tint).astype(np.uint8)
-    zoom = 1.0 + 0.08 * abs(math.sin(t * 2 * math.pi * 2))
-    matrix = zoom_about(centre, zoom, size)
+    matrix = _speed_lines_motion(scene, t)
     face = scene.warp(matrix)
     outline = transform_points(extend_points(scene.landmarks), matrix)
     hull = cv2.convexHull(np.round(outline).astype(np.int32))
@@ -218,6 +245,7 @@ def speed_lines(scene: Scene, t: float) -> RGBImage:
 
 
 Effect = Callable[[Scene, float], RGBImage]
+Motion = Callable[[Scene, float], Affine]
 EFFECTS: dict[str, Effect] = {
     "zoom-eyes": zoom_eyes,
     "triggered": triggered,
@@ -226,5 +254,15 @@ EFFECTS: dict[str, Effect] = {
     "deep-fried": deep_fried,
     "speed-lines": speed_lines,
 }
+# Where each effect puts the face at time t (scene pixels -> frame pixels): what the face
+# watermark is drawn at, after the effect, so that recolouring effects keep it.
+FACE_MOTION: dict[str, Motion] = {
+    "zoom-eyes": _zoom_eyes_motion,
+    "triggered": _triggered_motion,
+    "deal-with-it": _still,
+    "spin": _spin_motion,
+    "deep-fried": _deep_fried_motion,
+    "speed-lines": _speed_lines_motion,
+}
 
-__all__ = ["EFFECTS", "Effect", "Scene", "sunglasses_pose", "zoom_about"]
+__all__ = ["EFFECTS", "FACE_MOTION", "Effect", "Motion", "Scene", "sunglasses_pose", "zoom_about"]

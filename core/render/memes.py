@@ -19,11 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from core.config import Settings
 from core.engines.base import Swapper
 from core.errors import ClipNotFound
+from core.faces.landmarks import transform_points
 from core.faces.profile import FaceProfile
 from core.media.audio import Sound
 from core.media.images import RGBImage
 from core.media.overlay import Box, Overlay, add_ai_label
+from core.media.provenance import Marks
 from core.media.video import EncodedVideo, encode
+from core.media.watermark import Watermarker
 from core.packs.library import (
     FILE_NAME,
     ID_PATTERN,
@@ -37,7 +40,7 @@ from core.packs.library import (
 )
 from core.render.captions import BOTTOM, TOP, CaptionBox, FontSet, check_caption, render_caption
 from core.render.clip import Progress, clip_sound, render_clip
-from core.render.effects import EFFECTS, Scene
+from core.render.effects import EFFECTS, FACE_MOTION, Scene
 
 
 class MemeManifest(BaseModel):
@@ -105,14 +108,20 @@ class MemeLibrary(PackLibrary[MemeTemplate]):
         return load_template(folder, bundled=bundled, data=data)
 
 
-def _effect_frames(template: MemeTemplate, profile: FaceProfile) -> Iterator[RGBImage]:
+def _effect_frames(
+    template: MemeTemplate, profile: FaceProfile, watermark: Watermarker | None = None
+) -> Iterator[RGBImage]:
     m = template.manifest
     assert m.effect is not None
     scene = Scene.from_profile(profile, m.size)
     count = max(1, round(m.duration * m.fps))
-    effect = EFFECTS[m.effect]
+    effect, motion = EFFECTS[m.effect], FACE_MOTION[m.effect]
     for index in range(count):
-        yield effect(scene, index / count)
+        frame = effect(scene, index / count)
+        if watermark is not None:  # drawn after the effect, where it put the face
+            face = transform_points(scene.landmarks, motion(scene, index / count))
+            frame = watermark.embed(frame, face)
+        yield frame
 
 
 def _clip_step(template: MemeTemplate, clip: Clip) -> int:
@@ -152,6 +161,7 @@ def render_meme(
     fonts: FontSet | None = None,
     label: bool = True,
     progress: Progress | None = None,
+    watermark: Watermarker | None = None,
 ) -> Iterator[RGBImage]:
     """The meme's frames: the effect or the face-swapped clip, captioned and labelled.
 
@@ -167,10 +177,10 @@ def render_meme(
         clip = _template_clip(template, settings)
         step = _clip_step(template, clip)
         frames: Iterator[RGBImage] = render_clip(
-            profile, clip, swapper, size=m.size, label=False, step=step
+            profile, clip, swapper, size=m.size, label=False, step=step, watermark=watermark
         )
     else:
-        frames = _effect_frames(template, profile)
+        frames = _effect_frames(template, profile, watermark)
     texts = [
         (m.top if top is None else top, m.top_box),
         (m.bottom if bottom is None else bottom, m.bottom_box),
@@ -209,20 +219,32 @@ def render_meme_to_file(
     max_bytes: int | None = None,
     progress: Progress | None = None,
     gif_budget: bool = True,
+    marks: Marks | None = None,
 ) -> EncodedVideo:
     """Render and encode; a GIF also aims at ``settings.gif_bytes_per_second`` unless
-    ``gif_budget`` is false (an explicit ``max_bytes`` is then the only limit)."""
+    ``gif_budget`` is false (an explicit ``max_bytes`` is then the only limit). ``marks``
+    watermarks the face and signs the file."""
+    watermark = marks.watermarker() if marks is not None else None
     frames = render_meme(
-        profile, template, settings, swapper, top=top, bottom=bottom, progress=progress
+        profile,
+        template,
+        settings,
+        swapper,
+        top=top,
+        bottom=bottom,
+        progress=progress,
+        watermark=watermark,
     )
     _, fps = meme_timing(template, settings)
     per_second = settings.gif_bytes_per_second or None if gif_budget else None
+    sign = marks.sign if marks is not None else None
     return encode(
         frames,
         output,
         fps=fps,
         max_bytes=max_bytes,
         gif_bytes_per_second=per_second,
+        sign=sign,
         sound=meme_sound(template, settings, output),
     )
 

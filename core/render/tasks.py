@@ -17,6 +17,7 @@ from core.engines.base import Swapper
 from core.errors import BadMedia
 from core.faces.profile import FaceProfile
 from core.kinds import EngineName
+from core.media.provenance import Marks
 from core.media.video import EncodedVideo, encode
 from core.packs.library import Clip, ClipLibrary
 from core.render.clip import Progress, clip_sound, render_clip
@@ -35,9 +36,11 @@ class RenderConfig:
     clips_dir: str
     bundled_clips_dir: str
     gif_bytes_per_second: int
+    # The watermark key (derived for this purpose only) and the C2PA signing files' paths.
+    marks: Marks | None = None
 
     @classmethod
-    def of(cls, settings: Settings) -> RenderConfig:
+    def of(cls, settings: Settings, marks: Marks | None = None) -> RenderConfig:
         registry = settings.models_registry
         return cls(
             engine=settings.engine,
@@ -47,6 +50,7 @@ class RenderConfig:
             clips_dir=str(settings.resolved_clips_dir),
             bundled_clips_dir=str(settings.bundled_clips_dir),
             gif_bytes_per_second=settings.gif_bytes_per_second,
+            marks=marks,
         )
 
     def settings(self) -> Settings:
@@ -138,11 +142,13 @@ def clip_to_file(
     max_bytes: int | None = None,
     progress: Progress | None = None,
     gif_budget: bool = True,
+    marks: Marks | None = None,
 ) -> EncodedVideo:
     """Render a clip and encode it (.mp4 or .gif) within ``max_bytes``; a GIF also aims at
     ``settings.gif_bytes_per_second`` unless ``gif_budget`` is false. An MP4 carries the
-    clip's sound."""
-    frames = render_clip(profile, clip, swapper, size=size, progress=progress)
+    clip's sound; ``marks`` watermarks the faces and signs the file."""
+    watermark = marks.watermarker() if marks is not None else None
+    frames = render_clip(profile, clip, swapper, size=size, progress=progress, watermark=watermark)
     per_second = settings.gif_bytes_per_second or None if gif_budget else None
     return encode(
         frames,
@@ -150,6 +156,7 @@ def clip_to_file(
         fps=clip.manifest.fps,
         max_bytes=max_bytes,
         gif_bytes_per_second=per_second,
+        sign=marks.sign if marks is not None else None,
         sound=clip_sound(clip, output),
     )
 
@@ -170,6 +177,7 @@ def _render(order: RenderOrder, output: Path) -> RenderResult:
             size=480,
             max_bytes=order.max_bytes,
             progress=progress.report,
+            marks=order.config.marks,
         )
     else:
         template = MemeLibrary(settings).get(order.target)
@@ -183,6 +191,7 @@ def _render(order: RenderOrder, output: Path) -> RenderResult:
             bottom=order.bottom,
             max_bytes=order.max_bytes,
             progress=progress.report,
+            marks=order.config.marks,
         )
     encoded.path.chmod(0o600)  # someone's face: readable by this server only
     return RenderResult.of(encoded)

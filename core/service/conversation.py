@@ -60,6 +60,7 @@ from core.service.policy import (
     UsageLimits,
     protected_threshold,
 )
+from core.service.provenance import check_bytes, check_file, load_marks
 from core.service.state import LocalState, SharedState
 from core.storage.store import GROUP_MEMES, PendingChallenge, Store
 
@@ -78,6 +79,7 @@ COMMANDS = frozenset(
         "/optin",
         "/optout",
         "/verify",
+        "/check",
     )
 )
 # "/face N": N in ASCII digits ("²" and "①" are digits to str.isdigit, not to int), short.
@@ -94,6 +96,7 @@ Send a selfie to start (one face, facing the camera, in good light). Then:
 /verify - prove it's you with a 3-second video
 /optin, /optout - allow or stop others memeing you in groups
 /forget - delete everything I have about you, now
+/check - as a reply to a picture or video: did this FaceCast make it?
 Everything I make is labelled as AI-made."""
 # Lines of HELP that only make sense in a group chat (the web chat is one person alone).
 GROUP_ONLY = ("(as a reply to someone's message", "/optin, /optout")
@@ -158,7 +161,8 @@ class Service:
         self.clips = ClipLibrary(settings)
         self.memes = MemeLibrary(settings)
         self.metrics.watch_queue(lambda: runner.queue_length)
-        self.render_config = RenderConfig.of(settings)
+        self.marks = load_marks(settings)
+        self.render_config = RenderConfig.of(settings, marks=self.marks)
 
     async def housekeeping(self, every: float = 600.0) -> None:
         """Delete expired faces, outputs and usage now and then, while the service runs."""
@@ -213,6 +217,8 @@ class Service:
                 yield await self._verify(request)
             elif command in ("/optin", "/optout"):
                 yield await self._consent(request, command == "/optin")
+            elif command == "/check":
+                yield await self._check(request)
             elif command:
                 shown = command if len(command) <= 32 and command.isprintable() else "that command"
                 yield Text(f"I don't know {shown}. Send /help to see what I can do.")
@@ -450,6 +456,38 @@ class Service:
                     result.height,
                     has_audio=result.has_audio,
                 )
+
+    # -- provenance ------------------------------------------------------------------------
+
+    async def _check(self, request: Request) -> Reply:
+        """Whether this deployment made the picture or video in ``request.media``; without
+        one, the newest result made for the sender (the web chat's "the last media")."""
+        if request.media is None:
+            latest = await self._latest_output(request)
+            if latest is None:
+                return Text(
+                    "Reply /check to a picture or video (or send one with /check as its "
+                    "caption) and I'll tell you whether this FaceCast made it."
+                )
+            report = await asyncio.to_thread(check_file, latest, self.marks, self.analyzer)
+            return Text(f"Your latest result ({latest.suffix[1:].upper()}):\n{report.describe()}")
+        report = await asyncio.to_thread(
+            check_bytes,
+            request.media,
+            request.media_name,
+            self.marks,
+            self.analyzer,
+            max_bytes=self.settings.max_upload_bytes,
+        )
+        return Text(report.describe())
+
+    async def _latest_output(self, request: Request) -> Path | None:
+        user_id = await self.store.find_user(request.sender.platform, request.sender.id)
+        if user_id is None:
+            return None
+        folder = self.store.user_folder(await self.store.account_of(user_id))
+        made = [p for p in folder.glob("*") if p.suffix in (".mp4", ".gif") and p.is_file()]
+        return max(made, key=lambda p: p.stat().st_mtime, default=None)
 
     # -- faces, consent, forgetting ------------------------------------------------------------
 

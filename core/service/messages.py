@@ -39,6 +39,9 @@ class Request:
     reply_to: Quoted | None = None
     prefer: Literal["mp4", "gif"] | None = None  # the adapter's preferred animation format
     max_bytes: int | None = None  # the platform's upload limit for this answer
+    # A picture or video to /check (the one replied to, or attached), and its file name.
+    media: bytes | None = None
+    media_name: str = ""
     video: bytes | None = None  # a short live capture answering /verify
     video_suffix: str = ".mp4"  # its container, as the platform says (".webm", ".mov")
     nonce: str | None = None  # the challenge it answers, when the platform can say

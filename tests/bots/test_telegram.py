@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import shutil
 import sqlite3
 import subprocess
@@ -14,8 +15,11 @@ import pytest
 import pytest_asyncio
 
 from bots.base import GENERIC_ERROR
-from core.media.images import RGBImage
+from core.config import Settings
+from core.faces.analyzer import DlibAnalyzer
+from core.media.images import RGBImage, save_image
 from core.media.video import probe_video, read_video
+from core.service.provenance import load_marks
 
 from ..conftest import CLIP_TONE_AT, audio_of, jpeg
 from ..fakes.telegram_api import Call, FakeTelegram
@@ -407,3 +411,42 @@ async def test_verify_with_a_round_video_then_optin(
     fake.push({"message": posted})
     await asyncio.sleep(1.5)
     assert not replies_to(posted["message_id"], "sendMessage")(fake.calls)
+
+
+ERIN = {"id": 505, "is_bot": False, "first_name": "Erin"}
+
+
+async def test_check_as_a_reply_says_whether_this_deployment_made_it(
+    fake: FakeTelegram,
+    bot: subprocess.Popen[str],
+    data_dir: Path,
+    astronaut: RGBImage,
+    analyzer: DlibAnalyzer,
+    tmp_path: Path,
+) -> None:
+    """Reply /check to a picture: ours (marked and signed with the server's own marks),
+    then somebody else's photo."""
+    marks = load_marks(Settings(data_dir=data_dir))  # what the serving bot made on start
+    face = analyzer.detect(astronaut)[0]
+    ours = tmp_path / "ours.png"
+    save_image(marks.watermarker().embed(astronaut, face.landmarks[:68]), ours, sign=marks.sign)
+    answers = []
+    for data, name in ((ours.read_bytes(), "ours.png"), (jpeg(astronaut), "photo.jpg")):
+        shared = fake.message(private(ERIN), BOB, document=(data, name, "image/png"))
+        ask = fake.message(private(ERIN), ERIN, text="/check", reply_to=shared)
+        fake.push({"message": ask})
+        answered = replies_to(ask["message_id"], "sendMessage")
+        await fake.wait_for(answered, timeout=60, what="the /check answer")
+        answers.append(answered(fake.calls)[-1].params["text"])
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    assert answers[0].startswith(f"Made by this FaceCast deployment on {today}")
+    assert "present and valid, signed by this FaceCast deployment" in answers[0]
+    assert answers[1].startswith("Not made by this FaceCast deployment")
+    assert "Alice" not in "".join(answers)
+    assert "Bob" not in "".join(answers)
+    # Without anything to check: how to use it.
+    bare = fake.message(private(ERIN), ERIN, text="/check")
+    fake.push({"message": bare})
+    hint = replies_to(bare["message_id"], "sendMessage")
+    await fake.wait_for(hint, what="the /check hint")
+    assert "Reply /check to a picture or video" in hint(fake.calls)[-1].params["text"]

@@ -485,3 +485,37 @@ async def test_new_sessions_per_address_are_limited(tmp_path: Path, analyzer: Dl
         assert await _say(browsers[0], server, "/help")
         for browser in browsers:
             await browser.close()
+
+
+async def test_check_the_last_result_or_an_uploaded_file(web_server: TestServer) -> None:
+    """/check alone checks your newest result; with a file, that file (not an enrolment)."""
+    async with _browser(web_server) as client:
+        form = aiohttp.FormData()
+        form.add_field("image", SELFIE.read_bytes(), filename="me.jpg", content_type="image/jpeg")
+        async with client.post(web_server.make_url("/api/message"), data=form) as response:
+            replies = (await response.json())["replies"]
+        media = next(r for r in replies if r["type"] == "media")
+        async with client.get(web_server.make_url(media["url"])) as gif:
+            made = await gif.read()
+        async with client.post(web_server.make_url("/api/message"), json={"text": "/check"}) as r:
+            (latest,) = (await r.json())["replies"]
+        assert latest["text"].startswith("Your latest result (GIF):\nMade by this FaceCast")
+        upload = aiohttp.FormData()
+        upload.add_field("text", "/check")
+        upload.add_field("image", made, filename="meme.gif", content_type="image/gif")
+        async with client.post(web_server.make_url("/api/message"), data=upload) as r:
+            (checked,) = (await r.json())["replies"]
+        assert checked["text"].startswith("Made by this FaceCast deployment on")
+        assert "signed by this FaceCast deployment" in checked["text"]
+        plain = aiohttp.FormData()
+        plain.add_field("text", "/check")
+        plain.add_field("image", SELFIE.read_bytes(), filename="me.jpg", content_type="image/jpeg")
+        async with client.post(web_server.make_url("/api/message"), data=plain) as r:
+            (other,) = (await r.json())["replies"]
+        assert other["text"].startswith("Not made by this FaceCast deployment")
+    async with (
+        _browser(web_server) as stranger,
+        stranger.post(web_server.make_url("/api/message"), json={"text": "/check"}) as r,
+    ):
+        (hint,) = (await r.json())["replies"]
+    assert "Reply /check to a picture or video" in hint["text"]
