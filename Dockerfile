@@ -21,7 +21,7 @@ COPY core ./core
 COPY bots ./bots
 COPY facecast ./facecast
 COPY clips ./clips
-RUN pip install ".[neural,telegram,discord,postgres]"
+RUN pip install ".[neural,telegram,discord,postgres,scale]"
 
 RUN useradd --create-home --uid 10001 facecast && mkdir -p /data && chown facecast /data
 USER facecast
@@ -50,7 +50,7 @@ COPY core ./core
 COPY bots ./bots
 COPY facecast ./facecast
 COPY clips ./clips
-RUN pip install ".[gpu,telegram,discord,postgres]"
+RUN pip install ".[gpu,telegram,discord,postgres,scale]"
 RUN useradd --create-home --uid 10001 facecast && mkdir -p /data && chown facecast /data
 USER facecast
 VOLUME ["/data"]

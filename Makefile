@@ -13,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,telegram,discord,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,telegram,discord,postgres,scale]'
 	$(BIN)/python -m pip install --quiet --no-deps 'insightface>=0.7.3,<3'
 	touch $(STAMP)
 

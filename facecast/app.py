@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -22,6 +23,9 @@ from core.jobs.local import LocalJobRunner
 from core.service.conversation import Service
 from core.service.policy import ProtectedFaces
 from core.storage.store import Store
+
+if TYPE_CHECKING:
+    from core.jobs.taskiq_runner import TaskiqJobRunner
 
 
 def require(module: str, extra: str, because: str) -> None:
@@ -52,13 +56,27 @@ def adapters_for(service: Service, application: web.Application) -> list[Adapter
     return adapters
 
 
+async def make_runner(settings: Settings) -> LocalJobRunner | TaskiqJobRunner:
+    """The local process pool, or with FACECAST_BROKER_URL the Taskiq workers."""
+    if settings.broker_url is None:
+        return LocalJobRunner(settings.workers, settings.max_queue)
+    require("taskiq_redis", "scale", "FACECAST_BROKER_URL is set")
+    from core.jobs.taskiq_runner import TaskiqJobRunner
+    from core.storage.blobs import RedisBlobStore, redis_client
+
+    redis = redis_client(settings.broker_url.get_secret_value())
+    return await TaskiqJobRunner.start(
+        settings, redis, RedisBlobStore(redis, settings.broker_prefix)
+    )
+
+
 async def build(settings: Settings) -> tuple[web.Application, Service, list[Adapter]]:
     """The web application with the service, its runner and every configured adapter, wired
     to start and stop with it."""
     if "+asyncpg" in settings.resolved_database_url:
         require("asyncpg", "postgres", "FACECAST_DATABASE_URL names PostgreSQL (asyncpg)")
     store = await Store.open(settings)
-    runner = LocalJobRunner(settings.workers, settings.max_queue)
+    runner = await make_runner(settings)
     analyzer = make_analyzer(settings)
     service = Service(
         settings,
@@ -74,6 +92,10 @@ async def build(settings: Settings) -> tuple[web.Application, Service, list[Adap
 
     async def start(_: web.Application) -> None:
         tasks.append(asyncio.create_task(service.housekeeping()))
+        if not isinstance(runner, LocalJobRunner):  # workers fetch packs by digest
+            folders = [clip.folder for clip in service.clips.all()]
+            folders += [template.folder for template in service.memes.all()]
+            tasks.append(asyncio.create_task(runner.publish_packs(folders)))
         for adapter in adapters:
             await adapter.start()
 
@@ -99,4 +121,4 @@ async def build(settings: Settings) -> tuple[web.Application, Service, list[Adap
     return application, service, adapters
 
 
-__all__ = ["adapters_for", "build"]
+__all__ = ["adapters_for", "build", "make_runner"]

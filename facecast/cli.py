@@ -537,7 +537,11 @@ def serve(
         out.print(
             f"FaceCast web chat on http://{host}:{port}/ "
             f"({len(service.clips.all())} clips, {len(service.memes.all())} memes, "
-            f"{settings.workers} render worker{'s' if settings.workers != 1 else ''}"
+            + (
+                "renders on `facecast worker`s"
+                if settings.broker_url is not None
+                else f"{settings.workers} render worker{'s' if settings.workers != 1 else ''}"
+            )
             + "".join(f", {type(a).__name__}" for a in adapters)
             + "). Ctrl+C stops it.",
             highlight=False,
@@ -556,6 +560,35 @@ def serve(
             handle_signals=True,
             shutdown_timeout=5.0,
         )
+
+
+@app.command()
+def worker(
+    processes: Annotated[
+        int, typer.Option("--processes", "-p", min=1, max=64, help="Jobs run at once.")
+    ] = 1,
+) -> None:
+    """Run render and enrolment jobs for servers that share FACECAST_BROKER_URL (Redis)."""
+    import importlib.util
+
+    from core.config import load_settings
+    from facecast.logs import setup_logging
+
+    with user_errors():
+        settings = load_settings()
+        if settings.broker_url is None:
+            raise FaceCastError("facecast worker needs FACECAST_BROKER_URL=redis://host:6379/0.")
+        if importlib.util.find_spec("taskiq_redis") is None:
+            raise FaceCastError(
+                "facecast worker needs taskiq-redis: pip install 'facecast[scale]'."
+            )
+        from core.jobs.worker import run_worker
+        from core.storage.blobs import RedisBlobStore, redis_client
+
+        redis = redis_client(settings.broker_url.get_secret_value())
+        blobs = RedisBlobStore(redis, settings.broker_prefix)
+    setup_logging(settings)
+    raise typer.Exit(run_worker(settings, redis, blobs, processes))
 
 
 models_app = typer.Typer(
