@@ -262,6 +262,7 @@ class TaskiqJobRunner:
         self._digests = PackDigests()
         self._published: set[str] = set()
         self._queue_length = 0
+        self.replies_ignored = 0  # replies for a job that had ended here already
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -346,6 +347,7 @@ class TaskiqJobRunner:
                 "people": sorted(job.people),
                 "reply": self.id,
                 "submitted": now,
+                "timeout": self.settings.job_timeout,
                 "args": text,
             }
             self._jobs[job_id] = job
@@ -406,7 +408,7 @@ class TaskiqJobRunner:
 
     async def _read_replies(self) -> None:
         key = self.keys.replies(self.id)
-        while True:
+        while not self._closed:
             try:
                 popped = await self.redis.blpop([key], timeout=1)
                 if popped is None:
@@ -423,6 +425,9 @@ class TaskiqJobRunner:
         files: dict[str, str] = reply.get("files") or {}
         try:
             if job is None or job.finished.is_set():
+                if job is None:
+                    self.replies_ignored += 1
+                    log.warning("a second reply for %s, ignored", reply.get("job"))
                 return  # e.g. cancelled here while it ran
             if job.cancelled:
                 job.post(JobEvent("failed", message=CANCELLED))
@@ -435,18 +440,18 @@ class TaskiqJobRunner:
             if job is not None:
                 job.post(JobEvent("failed", message=RenderFailed.default_message))
         finally:
-            await self.blobs.delete(*files.values(), *(reply.get("blobs") or ()))
+            await self.blobs.delete(*files.values(), *(reply.get("blobs") or {}).values())
             if job is not None:
                 await self._forget_job(job)
 
     async def _land(self, job: RemoteJob, reply: dict[str, Any], files: dict[str, str]) -> Any:
         """The result, with its files written into this front-end's data folder."""
         blobs = {}
-        for name in reply.get("blobs") or ():
-            data = await self.blobs.get(name)
+        for name, key in (reply.get("blobs") or {}).items():
+            data = await self.blobs.get(key)
             if data is None:
                 raise RenderFailed()
-            blobs[name.rsplit(":", 1)[-1]] = data
+            blobs[name] = data
         result = wire.loads(str(reply["result"]), blobs)
         for path_text, blob in files.items():
             path = Path(path_text)
@@ -464,7 +469,7 @@ class TaskiqJobRunner:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         await pubsub.subscribe(self.keys.progress(self.id))
         try:
-            while True:
+            while not self._closed:
                 try:
                     message = await pubsub.get_message(timeout=1.0)
                 except asyncio.CancelledError:
@@ -487,7 +492,7 @@ class TaskiqJobRunner:
 
     async def _watch_queue(self) -> None:
         """Tell waiting users their place as it moves up; keep the queue length fresh."""
-        while True:
+        while not self._closed:
             try:
                 waiting = [job for job in self._jobs.values() if not job.started]
                 async with self.redis.pipeline(transaction=False) as pipe:
@@ -504,7 +509,7 @@ class TaskiqJobRunner:
                 raise
             except Exception:
                 log.exception("could not read the queue")
-            await asyncio.sleep(self.poll_seconds)
+            await asyncio.sleep(min(self.poll_seconds, 1.0))
 
     async def _forget_job(self, job: Job) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -567,11 +572,11 @@ class TaskiqJobRunner:
                 end.cancel()
         for job in self._jobs.values():
             job.post(JobEvent("failed", message=SHUTTING_DOWN))
-        for reader in self._tasks:
+        # The readers stop by themselves within a second: cancelling one in the middle of
+        # a blocking Redis call leaves a cancellation on whoever awaits it (redis-py).
+        _, stuck = await asyncio.wait(self._tasks, timeout=5)
+        for reader in stuck:
             reader.cancel()
-        for reader in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
         with contextlib.suppress(Exception):
             await self.redis.delete(self.keys.replies(self.id))
         await self.broker.shutdown()

@@ -159,7 +159,7 @@ class Worker:
         try:
             outcome = await self._run(name, order, work)
         except TimeoutError:
-            log.error("%s ran past %gs; stopping it", job, self.settings.job_timeout)
+            log.error("%s ran past its timeout; stopping it", job)
             outcome, exit_after = Outcome("failed", TIMED_OUT), True
         except FaceCastError as exc:
             outcome = Outcome("failed", exc.message)
@@ -210,7 +210,10 @@ class Worker:
         loop = asyncio.get_running_loop()
         sink = functools.partial(_report_threadsafe, loop, self, order)
         runner = functools.partial(_run_with_progress, sink, task, *local_args)
-        result = await asyncio.wait_for(asyncio.to_thread(runner), self.settings.job_timeout)
+        timeout = min(
+            float(order.get("timeout") or self.settings.job_timeout), self.settings.job_timeout
+        )
+        result = await asyncio.wait_for(asyncio.to_thread(runner), timeout)
         if isinstance(result, RenderResult):
             made = Path(result.path)
             wanted = Path(next(iter(files))).with_suffix(made.suffix)
@@ -271,10 +274,10 @@ class Worker:
         reply: dict[str, Any] = {"job": job, "kind": outcome.kind, "message": outcome.message}
         if outcome.kind == "done":
             text, blobs = wire.dumps(outcome.result)
-            names = []
+            names = {}
             for blob, data in blobs.items():
-                names.append(job_blob(job, f"out-{blob}"))
-                await self.blobs.put(names[-1], data, self.ttl)
+                names[blob] = job_blob(job, f"out-{blob}")
+                await self.blobs.put(names[blob], data, self.ttl)
             files = {}
             for index, (wanted, made) in enumerate((outcome.files or {}).items()):
                 key = job_blob(job, f"file-{index}")
