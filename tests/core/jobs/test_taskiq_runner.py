@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from core.config import Settings
+from core.faces.analyzer import DlibAnalyzer
 from core.faces.profile import FaceProfile
 from core.jobs.base import CANCELLED, Job, JobEvent, RunnerBusy
 from core.media.images import RGBImage
@@ -33,6 +34,9 @@ from core.render.tasks import (
     enrol_order,
     render_order,
 )
+from core.service.conversation import Service
+from core.service.messages import Chat, Media, Person, Reply, Request, Text
+from core.storage.store import Store
 
 from ...conftest import REPO, jpeg
 from . import remote_tasks
@@ -140,12 +144,16 @@ async def _runner(settings: Settings) -> TaskiqJobRunner:
 @pytest.fixture
 async def frontend(tmp_path: Path, workers: Workers) -> AsyncIterator[TaskiqJobRunner]:
     runner = await _runner(_settings(tmp_path / "front", workers, max_queue=50))
-    deadline = time.monotonic() + 60
-    while (await runner.stats()).workers_alive < len(workers.processes):
-        assert time.monotonic() < deadline, "the workers did not start"
-        await asyncio.sleep(0.2)
+    await _wait_for_workers(runner, len(workers.processes))
     yield runner
     await runner.close()
+
+
+async def _wait_for_workers(runner: TaskiqJobRunner, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while (await runner.stats()).workers_alive < count:
+        assert time.monotonic() < deadline, "the workers did not start"
+        await asyncio.sleep(0.2)
 
 
 async def _follow(job: Job) -> list[JobEvent]:
@@ -294,6 +302,42 @@ async def test_a_full_queue_answers_busy_at_once(workers: Workers, tmp_path: Pat
         assert [h[-1].result for h in histories] == [0, 1, 4, 9]
     finally:
         await small.close()
+
+
+async def test_the_chat_service_enrols_and_renders_on_the_workers(
+    workers: Workers, tmp_path: Path, analyzer: DlibAnalyzer, astronaut: RGBImage
+) -> None:
+    settings = _settings(tmp_path / "service", workers, max_queue=50)
+    store = await Store.open(settings)
+    runner = await _runner(settings)
+    service = Service(settings, store, runner, analyzer)
+    alice, dm = Person("web", "alice"), Chat("dm")
+
+    async def say(text: str = "", image: bytes | None = None) -> list[Reply]:
+        return [r async for r in service.handle(Request(alice, dm, text, image=image))]
+
+    try:
+        await _wait_for_workers(runner, len(workers.processes))
+        replies = await say(image=jpeg(astronaut))
+        assert isinstance(replies[0], Text)
+        assert "Got your face" in replies[0].text
+        preview = [r for r in replies if isinstance(r, Media)]
+        assert len(preview) == 1  # the first meme, made on a worker and landed here
+        assert preview[0].path.is_file()
+        assert preview[0].path.is_relative_to(settings.outputs_dir)
+        made = [r for r in await say("/clip astronaut-pan") if isinstance(r, Media)]
+        assert len(made) == 1
+        assert probe_video(made[0].path).frames > 0
+        refused = await say(image=b"GIF89a junk")
+        assert isinstance(refused[-1], Text)
+        assert refused[-1].error
+        assert "Traceback" not in refused[-1].text
+        await say("/forget")
+        assert not preview[0].path.exists()
+        assert not made[0].path.exists()
+    finally:
+        await runner.close()
+        await store.close()
 
 
 async def test_twenty_users_and_a_worker_killed_mid_job_lose_nothing(
