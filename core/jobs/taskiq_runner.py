@@ -53,6 +53,7 @@ GROUP = "facecast"  # the stream's consumer group: every worker reads from it
 HEARTBEAT_SECONDS = 2.0
 WORKER_STALE_SECONDS = 10.0  # a worker silent this long no longer counts as alive
 KEY_TTL = 24 * 3600  # bookkeeping keys outlive any job
+PUBLISHED_FOR = 60.0  # a pack seen in Redis is checked again after this long
 
 
 class Blobs(Protocol):
@@ -260,7 +261,7 @@ class TaskiqJobRunner:
         self.ttl = settings.output_ttl_hours * 3600  # no blob outlives the outputs
         self._jobs: dict[str, RemoteJob] = {}
         self._digests = PackDigests()
-        self._published: set[str] = set()
+        self._published: dict[str, float] = {}
         self._queue_length = 0
         self.replies_ignored = 0  # replies for a job that had ended here already
         self._tasks: list[asyncio.Task[None]] = []
@@ -391,9 +392,9 @@ class TaskiqJobRunner:
         """Make the pack in ``folder`` available to every worker (once per content)."""
         if digest is None:
             digest = await asyncio.to_thread(self._digests.of, folder)
-        if digest not in self._published:
+        if time.monotonic() - self._published.get(digest, -PUBLISHED_FOR) >= PUBLISHED_FOR:
             digest = await publish_pack(self.blobs, folder, digest)
-            self._published.add(digest)
+            self._published[digest] = time.monotonic()  # looked at again now and then
         return digest
 
     async def publish_packs(self, folders: Iterable[Path]) -> None:
