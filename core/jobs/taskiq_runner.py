@@ -134,17 +134,23 @@ def make_broker(url: str, keys: Keys, reclaim_seconds: float, consumer: str) -> 
             idle = round(reclaim_seconds * 1000)
             async with Redis(connection_pool=self.connection_pool) as redis:
                 while True:
-                    claimed: Any = await redis.xautoclaim(
-                        keys.stream, GROUP, self.consumer_name, min_idle_time=idle, count=1
+                    # Shielded: Taskiq cancels a pending read when the worker stops, and a
+                    # redis-py call cancelled in flight can leave its caller hanging.
+                    claimed: Any = await asyncio.shield(
+                        redis.xautoclaim(
+                            keys.stream, GROUP, self.consumer_name, min_idle_time=idle, count=1
+                        )
                     )
                     entries = list(claimed[1])
                     if not entries:
-                        fetched: Any = await redis.xreadgroup(
-                            GROUP,
-                            self.consumer_name,
-                            {keys.stream: ">"},
-                            count=1,
-                            block=self.block,
+                        fetched: Any = await asyncio.shield(
+                            redis.xreadgroup(
+                                GROUP,
+                                self.consumer_name,
+                                {keys.stream: ">"},
+                                count=1,
+                                block=self.block,
+                            )
                         )
                         entries = [entry for _, found in fetched or () for entry in found]
                     for message_id, fields in entries:
@@ -232,6 +238,7 @@ class RemoteJob(Job):
     ) -> None:
         super().__init__(job_id, user, task, args, about)
         self.started = False
+        self.started_at = 0.0
         self.position = 0
         self.outputs: frozenset[Path] = frozenset()
 
@@ -485,7 +492,8 @@ class TaskiqJobRunner:
                 event = json.loads(message["data"])
                 job = self._jobs.get(str(event["job"]))
                 if job is not None and not job.finished.is_set():
-                    job.started = True
+                    if not job.started:
+                        job.started, job.started_at = True, time.monotonic()
                     job.post(JobEvent("progress", done=event["done"], total=event["total"]))
         finally:
             with contextlib.suppress(Exception):
@@ -502,6 +510,7 @@ class TaskiqJobRunner:
                         pipe.zrank(self.keys.waiting, job.id)
                     length, *ranks = await pipe.execute()
                 self._queue_length = int(length)
+                await self._give_up_on_silent_jobs()
                 for job, rank in zip(waiting, ranks, strict=True):
                     if rank is not None and rank + 1 < job.position and not job.finished.is_set():
                         job.position = rank + 1
@@ -511,6 +520,19 @@ class TaskiqJobRunner:
             except Exception:
                 log.exception("could not read the queue")
             await asyncio.sleep(min(self.poll_seconds, 1.0))
+
+    async def _give_up_on_silent_jobs(self) -> None:
+        """A job that started long ago and never ended (its reply lost with a flushed
+        Redis, say) fails instead of keeping its user waiting for ever."""
+        settings = self.settings
+        patience = settings.job_timeout * 2 + settings.reclaim_seconds * 2 + 60
+        now = time.monotonic()
+        for job in list(self._jobs.values()):
+            if job.started and now - job.started_at > patience:
+                log.error("%s never came back from its worker", job.id)
+                del self._jobs[job.id]
+                job.post(JobEvent("failed", message=RenderFailed.default_message))
+                await self._forget_job(job)
 
     async def _forget_job(self, job: Job) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -148,6 +148,7 @@ class Worker:
         if attempt > MAX_ATTEMPTS:
             log.error("%s ended its worker %d times; giving up", job, attempt - 1)
             await self._deliver(order, Outcome("failed", RenderFailed.default_message))
+            await self.redis.zrem(self.keys.running, job)
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrem(self.keys.waiting, job)

@@ -7,6 +7,7 @@ test tasks through FACECAST_WORKER_TASKS. The test that SIGKILLs a worker runs l
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from core.config import Settings
@@ -38,7 +40,7 @@ from core.service.conversation import Service
 from core.service.messages import Chat, Media, Person, Reply, Request, Text
 from core.storage.store import Store
 
-from ...conftest import REPO, jpeg
+from ...conftest import REPO, free_port, jpeg, start_serve, stop_serve
 from . import remote_tasks
 
 pytest.importorskip("taskiq_redis", reason="the scale extra (taskiq-redis) is not installed")
@@ -94,6 +96,16 @@ class Workers:
                 start_new_session=True,  # its own group: a kill takes the whole "machine"
             )
 
+    def wait_alive(self) -> None:
+        """Until every started worker sends heartbeats."""
+        client = redis_sync.Redis.from_url(REDIS_URL)
+        deadline = time.monotonic() + 60
+        while client.zcount(f"{self.prefix}:workers", time.time() - 5, "+inf") < len(
+            self.processes
+        ):
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.2)
+
     def kill(self, name: str) -> None:
         """As when a machine dies: SIGKILL to every process of that worker."""
         process = self.processes.pop(name)
@@ -108,6 +120,8 @@ class Workers:
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+                raise AssertionError("a worker did not stop on SIGTERM") from None
         self.processes.clear()
 
 
@@ -338,6 +352,50 @@ async def test_the_chat_service_enrols_and_renders_on_the_workers(
     finally:
         await runner.close()
         await store.close()
+
+
+async def test_facecast_serve_with_a_broker_url_renders_on_the_workers(
+    workers: Workers, tmp_path: Path, astronaut: RGBImage
+) -> None:
+    port = free_port()
+    data = tmp_path / "serve"
+    process = start_serve(
+        {
+            "FACECAST_DATA_DIR": str(data),
+            "FACECAST_BROKER_URL": REDIS_URL,
+            "FACECAST_BROKER_PREFIX": workers.prefix,
+            "FACECAST_WORKERS": "1",  # the local pool's setting: not used with a broker
+        },
+        port,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        workers.wait_alive()
+        deadline = time.monotonic() + 60
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+            while True:
+                try:
+                    async with client.get(f"{base}/") as page:  # the page issues the session
+                        if page.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert time.monotonic() < deadline, "facecast serve did not come up"
+                await asyncio.sleep(0.3)
+            selfie = {"text": "", "image": base64.b64encode(jpeg(astronaut)).decode()}
+            async with client.post(f"{base}/api/message", json=selfie) as answer:
+                replies = (await answer.json())["replies"]
+            assert "Got your face" in replies[0]["text"]
+            media = [r for r in replies if r["type"] == "media"]
+            assert len(media) == 1
+            async with client.get(base + media[0]["url"]) as fetched:
+                assert fetched.status == 200
+                gif = await fetched.read()
+            assert gif.startswith(b"GIF8")  # the preview meme, rendered on a worker
+    finally:
+        out = await stop_serve(process)
+    assert "renders on `facecast worker`s" in out
+    assert not (data / "work").exists()  # the server rendered nothing itself
 
 
 async def test_twenty_users_and_a_worker_killed_mid_job_lose_nothing(
