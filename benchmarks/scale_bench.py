@@ -261,7 +261,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=170)
     root = Path(tempfile.mkdtemp(prefix="scale-bench-"))
     try:
         floor = floor_seconds(root)

@@ -330,6 +330,29 @@ def clips_add(
             f"{m.frames / max(elapsed, 1e-6):.0f} frames/s.",
             highlight=False,
         )
+        if settings.broker_url is not None:
+            digest = _publish(settings, clip.folder)
+            out.print(f"Published to the render workers (sha256 {digest[:12]}).", highlight=False)
+
+
+def _publish(settings: Settings, folder: Path) -> str:
+    """Put a pack into the broker's Redis for every worker (the `scale` extra)."""
+    import asyncio
+
+    from core.jobs.taskiq_runner import publish_pack
+    from core.storage.blobs import RedisBlobStore, redis_client
+
+    assert settings.broker_url is not None
+    url = settings.broker_url.get_secret_value()
+
+    async def publish() -> str:
+        redis = redis_client(url)
+        try:
+            return await publish_pack(RedisBlobStore(redis, settings.broker_prefix), folder)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(publish())
 
 
 @clips_app.command("list")

@@ -28,6 +28,7 @@ from core.faces.profile import FaceProfile
 from core.jobs.base import CANCELLED, Job, JobEvent, RunnerBusy
 from core.media.images import RGBImage
 from core.media.video import probe_video
+from core.packs.sync import pack_digest, unpack_archive
 from core.render.tasks import (
     EnrolConfig,
     EnrolOrder,
@@ -256,6 +257,34 @@ async def test_a_pack_added_after_the_workers_started_renders_on_both(
         if p.parent.name not in cached
     )
     assert "Late arrival, again" in (fresh / "clip.toml").read_text()
+
+
+def test_clips_add_publishes_the_pack_for_the_workers(workers: Workers, tmp_path: Path) -> None:
+    data = tmp_path / "operator"
+    env = {
+        **os.environ,
+        "FACECAST_DATA_DIR": str(data),
+        "FACECAST_BROKER_URL": REDIS_URL,
+        "FACECAST_BROKER_PREFIX": workers.prefix,
+    }
+    env.pop("FACECAST_CLIPS_DIR", None)
+    picture = REPO / "clips" / "examples" / "astronaut.jpg"
+    command = ["clips", "add", str(picture), "--id", "op-zoom", "--seconds", "1", "--fps", "8"]
+    run = subprocess.run(
+        [sys.executable, "-m", "facecast", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=REPO,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    digest = pack_digest(data / "clips" / "op-zoom")
+    assert f"sha256 {digest[:12]}" in run.stdout
+    stored = redis_sync.Redis.from_url(REDIS_URL).get(f"{workers.prefix}:blob:pack:{digest}")
+    assert stored is not None
+    assert unpack_archive(stored, "op-zoom", digest, tmp_path / "cache").is_dir()
 
 
 async def test_forget_reaches_jobs_already_queued(
