@@ -190,3 +190,8 @@ def test_every_command_reports_a_bad_setting_in_one_line(
     monkeypatch.setenv(variable, value)
     run = invoke_facecast(tmp_path / "data", *command)
     assert_user_error(run, f"{variable}={value!r}", *words)
+
+
+def test_worker_without_a_broker_says_what_to_set(tmp_path: Path) -> None:
+    run = invoke_facecast(tmp_path / "data", "worker")
+    assert_user_error(run, "FACECAST_BROKER_URL=redis://")
