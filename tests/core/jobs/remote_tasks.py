@@ -7,7 +7,7 @@ import time
 
 from core.jobs.registry import register
 
-from .job_tasks import square
+from .job_tasks import crash, square
 
 
 def hang(seconds: float) -> str:
@@ -16,5 +16,12 @@ def hang(seconds: float) -> str:
     return "woke up"
 
 
+def broken() -> None:
+    """A bug: not a friendly refusal, so it is tried once more."""
+    raise RuntimeError("a bug in the encoder")
+
+
 register("square", square)
 register("hang", hang)
+register("crash", crash)
+register("broken", broken)

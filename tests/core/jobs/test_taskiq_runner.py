@@ -25,7 +25,7 @@ import pytest
 from core.config import Settings
 from core.faces.analyzer import DlibAnalyzer
 from core.faces.profile import FaceProfile
-from core.jobs.base import CANCELLED, Job, JobEvent, RunnerBusy
+from core.jobs.base import CANCELLED, Job, JobEvent, RenderFailed, RunnerBusy
 from core.media.images import RGBImage
 from core.media.video import probe_video
 from core.packs.sync import pack_digest, unpack_archive
@@ -330,6 +330,22 @@ async def test_a_job_that_hangs_past_its_timeout_fails_cleanly(
     assert [h[-1].result for h in results] == [0, 1, 4, 9]
 
 
+async def test_a_job_that_fails_twice_is_reported_as_failed(
+    frontend: TaskiqJobRunner, workers: Workers
+) -> None:
+    crasher = await frontend.submit("f", remote_tasks.crash)  # kills its worker process
+    broken = await frontend.submit("g", remote_tasks.broken)  # raises
+    crashed, failed = await asyncio.wait_for(asyncio.gather(_follow(crasher), _follow(broken)), 60)
+    for history in (crashed, failed):
+        assert history[-1] == JobEvent("failed", message=RenderFailed.default_message)
+    client = frontend.redis
+    assert int(await client.get(f"{workers.prefix}:attempts:{crasher.id}")) == 3  # 2 + verdict
+    assert int(await client.get(f"{workers.prefix}:attempts:{broken.id}")) == 2
+    workers.wait_alive()  # the crashed processes were replaced
+    after = await frontend.submit("h", remote_tasks.square, 5, 0.1)
+    assert (await asyncio.wait_for(_follow(after), 30))[-1].result == 25
+
+
 async def test_a_full_queue_answers_busy_at_once(workers: Workers, tmp_path: Path) -> None:
     small = await _runner(_settings(tmp_path / "small", workers, max_queue=2))
     try:
@@ -452,7 +468,7 @@ async def test_twenty_users_and_a_worker_killed_mid_job_lose_nothing(
         assert [e.kind for e in history].count("done") == 1
         assert Path(history[-1].result.path).is_file()
         assert Path(history[-1].result.path).parent == Path(order.output).parent
-    attempts = [int(await client.get(k)) for k in await client.keys(f"{workers.prefix}:attempts:*")]
+    attempts = [int(await client.get(f"{workers.prefix}:attempts:{job.id}")) for job in jobs]
     assert max(attempts) == 2  # the killed worker's job ran again elsewhere...
     await asyncio.sleep(1.0)
     assert frontend.replies_ignored == 0  # ...and was delivered once
