@@ -71,6 +71,29 @@ class Job:
 CANCELLED = "Cancelled: you asked me to forget you."
 
 
+@dataclass(frozen=True, slots=True)
+class RunnerStats:
+    """What an operator watches: jobs waiting and running (all front-ends together, for a
+    broker), workers alive, and the latency (submit to end, seconds) of recent jobs."""
+
+    queue_depth: int
+    running: int
+    workers_alive: int
+    latency_p50: float | None
+    latency_p95: float | None
+
+    @classmethod
+    def of(
+        cls, queue_depth: int, running: int, workers_alive: int, latencies: Iterable[float]
+    ) -> RunnerStats:
+        ordered = sorted(latencies)
+        if not ordered:
+            return cls(queue_depth, running, workers_alive, None, None)
+        p50 = ordered[(len(ordered) - 1) // 2]
+        p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+        return cls(queue_depth, running, workers_alive, p50, p95)
+
+
 class JobRunner(Protocol):
     async def submit(
         self, user: str, task: Callable[..., Any], *args: Any, about: Iterable[str] = ()
@@ -84,7 +107,21 @@ class JobRunner(Protocol):
     @property
     def queue_length(self) -> int: ...
 
+    async def stats(self) -> RunnerStats: ...
+
+    async def in_flight(self, user: str) -> int:
+        """How many of ``user``'s jobs are queued or running (a per-user cap reads it)."""
+        ...
+
     async def close(self) -> None: ...
 
 
-__all__ = ["CANCELLED", "Job", "JobEvent", "JobRunner", "RenderFailed", "RunnerBusy"]
+__all__ = [
+    "CANCELLED",
+    "Job",
+    "JobEvent",
+    "JobRunner",
+    "RenderFailed",
+    "RunnerBusy",
+    "RunnerStats",
+]

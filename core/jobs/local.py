@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -31,7 +32,7 @@ from typing import Any
 
 from core import progress
 from core.errors import FaceCastError
-from core.jobs.base import CANCELLED, Job, JobEvent, RenderFailed, RunnerBusy
+from core.jobs.base import CANCELLED, Job, JobEvent, RenderFailed, RunnerBusy, RunnerStats
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class LocalJobRunner:
         self._waiting: deque[Job] = deque()
         self._running: dict[str, Job] = {}
         self._ids = itertools.count(1)
+        self._latencies: deque[float] = deque(maxlen=500)  # of recent jobs, for stats()
         self._loop = asyncio.get_running_loop()
         self._closed = False
         self._reader = threading.Thread(target=self._read_progress, daemon=True)
@@ -94,6 +96,13 @@ class LocalJobRunner:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    async def stats(self) -> RunnerStats:
+        workers = 0 if self._closed else self.workers
+        return RunnerStats.of(len(self._waiting), len(self._running), workers, self._latencies)
+
+    async def in_flight(self, user: str) -> int:
+        return sum(job.user == user for job in (*self._waiting, *self._running.values()))
 
     async def submit(
         self, user: str, task: Callable[..., Any], *args: Any, about: Iterable[str] = ()
@@ -162,6 +171,8 @@ class LocalJobRunner:
         else:
             log.error("%s failed", job.id, exc_info=error)
             job.post(JobEvent("failed", message=RenderFailed.default_message))
+        if job.finished.is_set():
+            self._latencies.append(time.monotonic() - job.submitted)
         if not self._closed:
             self._pump()
 

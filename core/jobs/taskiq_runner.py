@@ -24,18 +24,17 @@ import asyncio
 import contextlib
 import json
 import logging
-import statistics
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from core.config import Settings
 from core.errors import FaceCastError
 from core.jobs import wire
-from core.jobs.base import CANCELLED, Job, JobEvent, RenderFailed, RunnerBusy
+from core.jobs.base import CANCELLED, Job, JobEvent, RenderFailed, RunnerBusy, RunnerStats
 from core.jobs.registry import import_task_modules, name_of
 from core.packs.sync import PackDigests, pack_archive
 from core.render.tasks import RenderOrder, RenderResult, pack_folders
@@ -205,18 +204,6 @@ async def publish_pack(blobs: Blobs, folder: Path, digest: str | None = None) ->
 # -- the front-end's runner -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class BrokerStats:
-    """What an operator watches: jobs waiting and running, workers alive (a heartbeat in
-    the last ``WORKER_STALE_SECONDS``), and the latency (submit to end) of recent jobs."""
-
-    queue_depth: int
-    running: int
-    workers_alive: int
-    latency_p50: float | None
-    latency_p95: float | None
-
-
 # Reserve a place in the queue, or say why not (-1: no worker alive, -2: the queue is full).
 _RESERVE = """
 local alive = redis.call('ZCOUNT', KEYS[2], ARGV[3], '+inf')
@@ -292,7 +279,7 @@ class TaskiqJobRunner:
         """Jobs waiting for a worker, all front-ends together (refreshed every second)."""
         return self._queue_length
 
-    async def stats(self) -> BrokerStats:
+    async def stats(self) -> RunnerStats:
         now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(self.keys.waiting)
@@ -300,10 +287,7 @@ class TaskiqJobRunner:
             pipe.zcount(self.keys.workers, now - WORKER_STALE_SECONDS, "+inf")
             pipe.lrange(self.keys.latency, 0, -1)
             waiting, running, alive, latencies = await pipe.execute()
-        values = sorted(float(v) for v in latencies)
-        p50 = statistics.median(values) if values else None
-        p95 = values[min(len(values) - 1, round(0.95 * (len(values) - 1)))] if values else None
-        return BrokerStats(int(waiting), int(running), int(alive), p50, p95)
+        return RunnerStats.of(int(waiting), int(running), int(alive), (float(v) for v in latencies))
 
     async def in_flight(self, user: str) -> int:
         """How many of ``user``'s jobs are queued or running, on any front-end."""
@@ -618,7 +602,6 @@ __all__ = [
     "NO_WORKERS",
     "SHUTTING_DOWN",
     "TIMED_OUT",
-    "BrokerStats",
     "Keys",
     "TaskiqJobRunner",
     "make_broker",

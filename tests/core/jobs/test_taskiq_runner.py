@@ -294,6 +294,7 @@ async def test_forget_reaches_jobs_already_queued(
         # Alice's renders wait in the queue, sent through another front-end.
         orders = [_order(settings, profile, "meme", "spin", f"alice-{i}", "gif") for i in range(3)]
         queued = [await other.submit("alice", render_order, order) for order in orders]
+        assert await frontend.in_flight("alice") == 3  # seen from any front-end
         await frontend.cancel("alice")
         histories = await asyncio.wait_for(asyncio.gather(*(_follow(j) for j in queued)), 60)
         assert all(h[-1] == JobEvent("failed", message=CANCELLED) for h in histories)
