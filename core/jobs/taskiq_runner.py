@@ -204,14 +204,23 @@ async def publish_pack(blobs: Blobs, folder: Path, digest: str | None = None) ->
 # -- the front-end's runner -------------------------------------------------------------------
 
 
-# Reserve a place in the queue, or say why not (-1: no worker alive, -2: the queue is full).
+# Reserve a place in the queue, or say why not (-1: no worker alive, -2: the queue is
+# full), with Redis's clock (machines' clocks differ): {place, time in microseconds}.
 _RESERVE = """
-local alive = redis.call('ZCOUNT', KEYS[2], ARGV[3], '+inf')
-if alive == 0 then return -1 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return -2 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-return redis.call('ZRANK', KEYS[1], ARGV[1]) + 1
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local at = t[1] .. string.format('%06d', tonumber(t[2]))
+if redis.call('ZCOUNT', KEYS[2], now - tonumber(ARGV[2]), '+inf') == 0 then return {-1, at} end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return {-2, at} end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+return {redis.call('ZRANK', KEYS[1], ARGV[1]) + 1, at}
 """
+
+
+async def redis_now(redis: Redis) -> float:
+    """Redis's clock, which every machine of a deployment shares."""
+    seconds, microseconds = await redis.time()
+    return float(seconds) + float(microseconds) / 1e6
 
 
 class RemoteJob(Job):
@@ -280,7 +289,7 @@ class TaskiqJobRunner:
         return self._queue_length
 
     async def stats(self) -> RunnerStats:
-        now = time.time()
+        now = await redis_now(self.redis)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(self.keys.waiting)
             pipe.zcard(self.keys.running)
@@ -302,19 +311,16 @@ class TaskiqJobRunner:
             raise RunnerBusy(SHUTTING_DOWN)
         name = name_of(task)
         job_id = uuid.uuid4().hex
-        now = time.time()
-        place = int(
-            await self.redis.eval(
-                _RESERVE,
-                2,
-                self.keys.waiting,
-                self.keys.workers,
-                job_id,
-                now,
-                now - WORKER_STALE_SECONDS,
-                self.max_queue,
-            )
+        reserved = await self.redis.eval(
+            _RESERVE,
+            2,
+            self.keys.waiting,
+            self.keys.workers,
+            job_id,
+            WORKER_STALE_SECONDS,
+            self.max_queue,
         )
+        place, now = int(reserved[0]), int(reserved[1]) / 1e6
         if place == -1:
             raise RunnerBusy(NO_WORKERS)
         if place < 0:

@@ -26,7 +26,6 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -48,6 +47,7 @@ from core.jobs.taskiq_runner import (
     job_blob,
     make_broker,
     pack_blob,
+    redis_now,
     refresh_claims,
 )
 from core.packs.sync import unpack_archive
@@ -123,7 +123,7 @@ class Worker:
         """Say this worker is alive, and keep its running job from being taken over."""
         while True:
             try:
-                now = time.time()
+                now = await redis_now(self.redis)
                 await self.redis.zadd(self.keys.workers, {self.consumer: now})
                 await self.redis.zremrangebyscore(self.keys.workers, "-inf", now - KEY_TTL)
                 await refresh_claims(self.redis, self.broker, self.keys, self.consumer)
@@ -152,7 +152,7 @@ class Worker:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrem(self.keys.waiting, job)
-            pipe.zadd(self.keys.running, {job: time.time()})
+            pipe.zadd(self.keys.running, {job: await redis_now(self.redis)})
             await pipe.execute()
         await self.report_progress(order, 0, 0)
         work = Path(tempfile.mkdtemp(prefix="job-", dir=self._work_root()))
@@ -285,10 +285,11 @@ class Worker:
                 await self.blobs.put(key, await asyncio.to_thread(made.read_bytes), self.ttl)
                 files[wanted] = key
             reply.update(result=text, blobs=names, files=files)
+        latency = await redis_now(self.redis) - float(order["submitted"])
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.rpush(self.keys.replies(str(order["reply"])), json.dumps(reply))
             pipe.expire(self.keys.replies(str(order["reply"])), KEY_TTL)
-            pipe.lpush(self.keys.latency, time.time() - float(order["submitted"]))
+            pipe.lpush(self.keys.latency, latency)
             pipe.ltrim(self.keys.latency, 0, LATENCIES_KEPT - 1)
             await pipe.execute()
         await self.blobs.delete(
