@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import importlib.util
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -61,13 +62,23 @@ async def make_runner(settings: Settings) -> LocalJobRunner | TaskiqJobRunner:
     if settings.broker_url is None:
         return LocalJobRunner(settings.workers, settings.max_queue)
     require("taskiq_redis", "scale", "FACECAST_BROKER_URL is set")
+    from redis.exceptions import RedisError
+
     from core.jobs.taskiq_runner import TaskiqJobRunner
     from core.storage.blobs import RedisBlobStore, redis_client
 
-    redis = redis_client(settings.broker_url.get_secret_value())
-    return await TaskiqJobRunner.start(
-        settings, redis, RedisBlobStore(redis, settings.broker_prefix)
-    )
+    url = settings.broker_url.get_secret_value()
+    redis = redis_client(url)
+    try:
+        return await TaskiqJobRunner.start(
+            settings, redis, RedisBlobStore(redis, settings.broker_prefix)
+        )
+    except (OSError, RedisError) as exc:
+        where = urlsplit(url)  # the host, never the password
+        raise FaceCastError(
+            f"FACECAST_BROKER_URL: no Redis answers at {where.hostname}:{where.port or 6379} "
+            f"({type(exc).__name__})."
+        ) from None
 
 
 async def build(settings: Settings) -> tuple[web.Application, Service, list[Adapter]]:

@@ -335,6 +335,32 @@ def clips_add(
             out.print(f"Published to the render workers (sha256 {digest[:12]}).", highlight=False)
 
 
+def _ping(url: str) -> None:
+    """A one-line error, naming the host but never the password, when Redis won't answer."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    from redis.exceptions import RedisError
+
+    from core.storage.blobs import redis_client
+
+    async def ping() -> None:
+        redis = redis_client(url)
+        try:
+            await redis.ping()
+        finally:
+            await redis.aclose()
+
+    try:
+        asyncio.run(ping())
+    except (OSError, RedisError) as exc:
+        where = urlsplit(url)
+        raise FaceCastError(
+            f"FACECAST_BROKER_URL: no Redis answers at {where.hostname}:{where.port or 6379} "
+            f"({type(exc).__name__})."
+        ) from None
+
+
 def _publish(settings: Settings, folder: Path) -> str:
     """Put a pack into the broker's Redis for every worker (the `scale` extra)."""
     import asyncio
@@ -608,7 +634,9 @@ def worker(
         from core.jobs.worker import run_worker
         from core.storage.blobs import RedisBlobStore, redis_client
 
-        redis = redis_client(settings.broker_url.get_secret_value())
+        url = settings.broker_url.get_secret_value()
+        _ping(url)
+        redis = redis_client(url)  # connects in each worker process, not here
         blobs = RedisBlobStore(redis, settings.broker_prefix)
     setup_logging(settings)
     raise typer.Exit(run_worker(settings, redis, blobs, processes))
