@@ -140,6 +140,21 @@ class Settings(BaseSettings):
     verify_turn_degrees: float = Field(default=12.0, gt=0, lt=60)
     verify_max_video_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
 
+    # Scale-out (the `scale` extra): with a broker URL, renders and enrolment analysis run in
+    # `facecast worker` processes on any machine instead of the local pool.
+    broker_url: SecretStr | None = Field(
+        default=None, description="redis://host:6379/0; unset: the local process pool."
+    )
+    broker_prefix: str = Field(
+        default="facecast", pattern=r"^[A-Za-z0-9_.-]{1,40}$", description="Redis key prefix."
+    )
+    # Every job on a worker ends within this long; a hung encoder's worker is replaced.
+    job_timeout: float = Field(default=300.0, gt=0)
+    # A job whose worker stopped answering this long is taken over by another worker.
+    reclaim_seconds: float = Field(default=30.0, gt=0)
+    # Modules a worker (and the front-end) imports to register extra tasks (tests use it).
+    worker_tasks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # Telegram (python-telegram-bot). The base URLs point it at a local Bot API server.
     telegram_token: SecretStr | None = None
     telegram_base_url: str | None = None
@@ -171,6 +186,14 @@ class Settings(BaseSettings):
     discord_sync_global: bool = Field(
         default=False, description="Sync commands globally on this start (takes up to an hour)."
     )
+
+    @field_validator("worker_tasks", mode="before")
+    @classmethod
+    def _module_names(cls, value: Any) -> Any:
+        """Comma-separated module names."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("discord_guild_ids", mode="before")
     @classmethod

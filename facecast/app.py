@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -21,8 +23,11 @@ from core.errors import FaceCastError
 from core.jobs.local import LocalJobRunner
 from core.service.conversation import Service
 from core.service.policy import ProtectedFaces
-from core.service.state import open_state, state_url
+from core.service.state import StateUnavailable, open_state, state_url
 from core.storage.store import Store
+
+if TYPE_CHECKING:
+    from core.jobs.taskiq_runner import TaskiqJobRunner
 
 
 def require(module: str, extra: str, because: str) -> None:
@@ -53,15 +58,46 @@ def adapters_for(service: Service, application: web.Application) -> list[Adapter
     return adapters
 
 
+async def make_runner(settings: Settings) -> LocalJobRunner | TaskiqJobRunner:
+    """The local process pool, or with FACECAST_BROKER_URL the Taskiq workers."""
+    if settings.broker_url is None:
+        return LocalJobRunner(settings.workers, settings.max_queue)
+    require("taskiq_redis", "scale", "FACECAST_BROKER_URL is set")
+    from redis.exceptions import RedisError
+
+    from core.jobs.taskiq_runner import TaskiqJobRunner
+    from core.storage.blobs import RedisBlobStore, redis_client
+
+    url = settings.broker_url.get_secret_value()
+    redis = redis_client(url)
+    try:
+        return await TaskiqJobRunner.start(
+            settings, redis, RedisBlobStore(redis, settings.broker_prefix)
+        )
+    except (OSError, RedisError) as exc:
+        where = urlsplit(url)  # the host, never the password
+        raise FaceCastError(
+            f"FACECAST_BROKER_URL: no Redis answers at {where.hostname}:{where.port or 6379} "
+            f"({type(exc).__name__})."
+        ) from None
+
+
 async def build(settings: Settings) -> tuple[web.Application, Service, list[Adapter]]:
     """The web application with the service, its runner and every configured adapter, wired
     to start and stop with it."""
     if "+asyncpg" in settings.resolved_database_url:
         require("asyncpg", "postgres", "FACECAST_DATABASE_URL names PostgreSQL (asyncpg)")
+    # The broker first: its Redis not answering is said as FACECAST_BROKER_URL's problem,
+    # though the shared state defaults to the same URL.
+    runner = await make_runner(settings)
     # Redis when several front-ends must share limits and update ids, else this process.
-    state = await open_state(state_url(settings))
+    try:
+        state = await open_state(state_url(settings))
+    except StateUnavailable as exc:
+        await runner.close()
+        named = "FACECAST_STATE_URL" if settings.state_url is not None else "FACECAST_BROKER_URL"
+        raise StateUnavailable(f"{named}: {exc.message}") from None
     store = await Store.open(settings)
-    runner = LocalJobRunner(settings.workers, settings.max_queue)
     analyzer = make_analyzer(settings)
     service = Service(
         settings,
@@ -78,6 +114,10 @@ async def build(settings: Settings) -> tuple[web.Application, Service, list[Adap
 
     async def start(_: web.Application) -> None:
         tasks.append(asyncio.create_task(service.housekeeping()))
+        if not isinstance(runner, LocalJobRunner):  # workers fetch packs by digest
+            folders = [clip.folder for clip in service.clips.all()]
+            folders += [template.folder for template in service.memes.all()]
+            tasks.append(asyncio.create_task(runner.publish_packs(folders)))
         for adapter in adapters:
             await adapter.start()
 
@@ -104,4 +144,4 @@ async def build(settings: Settings) -> tuple[web.Application, Service, list[Adap
     return application, service, adapters
 
 
-__all__ = ["adapters_for", "build"]
+__all__ = ["adapters_for", "build", "make_runner"]

@@ -347,6 +347,55 @@ def clips_add(
             f"{m.frames / max(elapsed, 1e-6):.0f} frames/s.",
             highlight=False,
         )
+        if settings.broker_url is not None:
+            digest = _publish(settings, clip.folder)
+            out.print(f"Published to the render workers (sha256 {digest[:12]}).", highlight=False)
+
+
+def _ping(url: str) -> None:
+    """A one-line error, naming the host but never the password, when Redis won't answer."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    from redis.exceptions import RedisError
+
+    from core.storage.blobs import redis_client
+
+    async def ping() -> None:
+        redis = redis_client(url)
+        try:
+            await redis.ping()
+        finally:
+            await redis.aclose()
+
+    try:
+        asyncio.run(ping())
+    except (OSError, RedisError) as exc:
+        where = urlsplit(url)
+        raise FaceCastError(
+            f"FACECAST_BROKER_URL: no Redis answers at {where.hostname}:{where.port or 6379} "
+            f"({type(exc).__name__})."
+        ) from None
+
+
+def _publish(settings: Settings, folder: Path) -> str:
+    """Put a pack into the broker's Redis for every worker (the `scale` extra)."""
+    import asyncio
+
+    from core.jobs.taskiq_runner import publish_pack
+    from core.storage.blobs import RedisBlobStore, redis_client
+
+    assert settings.broker_url is not None
+    url = settings.broker_url.get_secret_value()
+
+    async def publish() -> str:
+        redis = redis_client(url)
+        try:
+            return await publish_pack(RedisBlobStore(redis, settings.broker_prefix), folder)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(publish())
 
 
 @clips_app.command("list")
@@ -576,7 +625,11 @@ def serve(
         out.print(
             f"FaceCast web chat on http://{host}:{port}/ "
             f"({len(service.clips.all())} clips, {len(service.memes.all())} memes, "
-            f"{settings.workers} render worker{'s' if settings.workers != 1 else ''}"
+            + (
+                "renders on `facecast worker`s"
+                if settings.broker_url is not None
+                else f"{settings.workers} render worker{'s' if settings.workers != 1 else ''}"
+            )
             + "".join(f", {type(a).__name__}" for a in adapters)
             + "). Ctrl+C stops it.",
             highlight=False,
@@ -595,6 +648,37 @@ def serve(
             handle_signals=True,
             shutdown_timeout=5.0,
         )
+
+
+@app.command()
+def worker(
+    processes: Annotated[
+        int, typer.Option("--processes", "-p", min=1, max=64, help="Jobs run at once.")
+    ] = 1,
+) -> None:
+    """Run render and enrolment jobs for servers that share FACECAST_BROKER_URL (Redis)."""
+    import importlib.util
+
+    from core.config import load_settings
+    from facecast.logs import setup_logging
+
+    with user_errors():
+        settings = load_settings()
+        if settings.broker_url is None:
+            raise FaceCastError("facecast worker needs FACECAST_BROKER_URL=redis://host:6379/0.")
+        if importlib.util.find_spec("taskiq_redis") is None:
+            raise FaceCastError(
+                "facecast worker needs taskiq-redis: pip install 'facecast[scale]'."
+            )
+        from core.jobs.worker import run_worker
+        from core.storage.blobs import RedisBlobStore, redis_client
+
+        url = settings.broker_url.get_secret_value()
+        _ping(url)
+        redis = redis_client(url)  # connects in each worker process, not here
+        blobs = RedisBlobStore(redis, settings.broker_prefix)
+    setup_logging(settings)
+    raise typer.Exit(run_worker(settings, redis, blobs, processes))
 
 
 models_app = typer.Typer(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from core.config import Settings
 
@@ -21,11 +21,15 @@ CHATTY = ("httpx", "httpcore")
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    """The configured secrets: chat tokens and the secret key."""
+    """The configured secrets: chat tokens, the secret key, the passwords in the broker's
+    and the shared state's Redis URLs."""
     values = (settings.telegram_token, settings.discord_token, settings.secret_key)
     found = [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
     if settings.secret_key is not None:  # each of several keys (rotation), on its own too
         found += [k.strip() for k in settings.secret_key.get_secret_value().split(",")]
+    for url in (settings.broker_url, settings.state_url):  # redis://:password@host
+        password = urlsplit(url.get_secret_value()).password if url is not None else None
+        found += [password] if password else []
     return [value for value in found if value]
 
 

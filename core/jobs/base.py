@@ -101,7 +101,8 @@ class RunnerStats:
     workers_alive: int | None = None  # how many answer now (local: live processes)
     latency_p50: float | None = None  # seconds from submit to end, recent jobs
     latency_p95: float | None = None
-    finished: int = 0  # jobs ended (done or failed) since the runner started
+    finished: int = 0  # jobs ended (done or failed) since the runner started (a broker:
+    # every front-end's, as its Redis has counted them)
 
 
 class Latencies:
@@ -115,6 +116,14 @@ class Latencies:
         self._seconds.append(seconds)
         self.count += 1
 
+    @classmethod
+    def of(cls, seconds: Iterable[float], keep: int = 500) -> Latencies:
+        """Times measured elsewhere (a broker keeps its recent jobs' in Redis)."""
+        made = cls(keep)
+        for each in seconds:
+            made.add(each)
+        return made
+
     def percentile(self, share: float) -> float | None:
         """The ``share`` (0..1) percentile, nearest rank; None before any job ended."""
         if not self._seconds:
@@ -126,7 +135,7 @@ class Latencies:
 @runtime_checkable
 class ReportsStats(Protocol):
     """The optional part of :class:`JobRunner`: a runner that can say more than its queue
-    length (the local pool does; so should a broker's)."""
+    length (the local pool and the Taskiq runner do)."""
 
     async def stats(self) -> RunnerStats: ...
 

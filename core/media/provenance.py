@@ -180,8 +180,15 @@ class Marks:
         return Watermarker(self.watermark, day)
 
     def sign(self, path: Path) -> None:
-        """Embed a signed C2PA manifest into ``path`` (MP4, GIF, PNG or JPEG), in place."""
-        sign_file(path, self.cert, self.key)
+        """Embed a signed C2PA manifest into ``path`` (MP4, GIF, PNG or JPEG), in place;
+        nothing for :meth:`unsigned` marks (their front-end signs)."""
+        if self.cert and self.key:
+            sign_file(path, self.cert, self.key)
+
+    def unsigned(self) -> Marks:
+        """The watermark alone, for render workers on other machines: the signing files
+        stay with the front-end, which signs each output when it arrives."""
+        return Marks(self.watermark_key, cert="", key="")
 
     def check_signing(self) -> None:
         """Raise :class:`ProvenanceUnavailable` now, not at the first render, when the

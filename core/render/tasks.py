@@ -15,8 +15,10 @@ from core import progress
 from core.config import Settings
 from core.engines.base import Swapper
 from core.errors import BadMedia
-from core.faces.profile import FaceProfile
+from core.faces.analyzer import Analyzer
+from core.faces.profile import FaceProfile, IdentityEmbedder, enroll
 from core.kinds import EngineName
+from core.media.images import load_picture
 from core.media.provenance import Marks
 from core.media.video import EncodedVideo, encode
 from core.packs.library import Clip, ClipLibrary
@@ -78,6 +80,9 @@ class RenderOrder:
     top: str | None = None
     bottom: str | None = None
     max_bytes: int | None = None
+    # (pack id, sha256 of its files) of every pack the render reads: a worker on another
+    # machine renders exactly these (core.packs.sync); empty for the local pool.
+    packs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,4 +202,98 @@ def _render(order: RenderOrder, output: Path) -> RenderResult:
     return RenderResult.of(encoded)
 
 
-__all__ = ["RenderConfig", "RenderOrder", "RenderResult", "clip_to_file", "render_order"]
+def pack_folders(kind: Literal["clip", "meme"], target: str, settings: Settings) -> list[Path]:
+    """The pack folders a render of ``target`` reads: the clip, or the meme template and
+    the clip it swaps into."""
+    if kind == "clip":
+        return [ClipLibrary(settings).get(target).folder]
+    template = MemeLibrary(settings).get(target)
+    folders = [template.folder]
+    if template.manifest.clip is not None:
+        folders.append(ClipLibrary(settings).get(template.manifest.clip).folder)
+    return folders
+
+
+# -- enrolment analysis, the other task a worker runs ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolConfig:
+    """What of the settings enrolment reads: the engine, the image caps and the selfie
+    thresholds. Nothing secret."""
+
+    engine: EngineName
+    models_dir: str
+    models_registry: str | None
+    max_image_bytes: int
+    max_image_pixels: int
+    min_image_side: int
+    selfie_max_side: int
+    min_eye_distance: float
+    good_eye_distance: float
+    min_sharpness: float
+    max_yaw_degrees: float
+    rival_face_ratio: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> EnrolConfig:
+        registry = settings.models_registry
+        return cls(
+            engine=settings.engine,
+            models_dir=str(settings.resolved_models_dir),
+            models_registry=str(registry) if registry is not None else None,
+            max_image_bytes=settings.max_image_bytes,
+            max_image_pixels=settings.max_image_pixels,
+            min_image_side=settings.min_image_side,
+            selfie_max_side=settings.selfie_max_side,
+            min_eye_distance=settings.min_eye_distance,
+            good_eye_distance=settings.good_eye_distance,
+            min_sharpness=settings.min_sharpness,
+            max_yaw_degrees=settings.max_yaw_degrees,
+            rival_face_ratio=settings.rival_face_ratio,
+        )
+
+    def settings(self) -> Settings:
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        registry = fields.pop("models_registry")
+        fields["models_dir"] = Path(fields["models_dir"])
+        return Settings.model_construct(
+            models_registry=Path(registry) if registry else None, **fields
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolOrder:
+    image: bytes  # the selfie as sent
+    config: EnrolConfig
+
+
+_ANALYSERS: dict[tuple[str, str, str], tuple[Analyzer, IdentityEmbedder | None]] = {}
+
+
+def enrol_order(order: EnrolOrder) -> bytes:
+    """Decode a selfie, find and check its face, and return the profile
+    (:meth:`FaceProfile.to_bytes`); raises a friendly error for a photo that won't do."""
+    from core.engines.registry import make_analyzer, make_identity
+
+    settings = order.config.settings()
+    key = (settings.engine, str(settings.resolved_models_dir), str(settings.models_registry))
+    if key not in _ANALYSERS:
+        analyzer = make_analyzer(settings)
+        _ANALYSERS[key] = (analyzer, make_identity(settings, analyzer))
+    analyzer, identity = _ANALYSERS[key]
+    picture = load_picture(order.image, settings, selfie=True)
+    return enroll(picture, analyzer, settings, identity=identity).to_bytes()
+
+
+__all__ = [
+    "EnrolConfig",
+    "EnrolOrder",
+    "RenderConfig",
+    "RenderOrder",
+    "RenderResult",
+    "clip_to_file",
+    "enrol_order",
+    "pack_folders",
+    "render_order",
+]

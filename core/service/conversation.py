@@ -34,13 +34,21 @@ from core.faces.liveness import (
     liveness_order,
 )
 from core.faces.profile import FaceProfile, IdentityEmbedder, enroll
-from core.jobs.base import JobRunner, RunnerBusy
+from core.jobs.base import JobRunner, RenderFailed, RunnerBusy
 from core.media.images import image_pixels, load_picture
 from core.metrics import Metrics
 from core.packs.library import ClipLibrary
 from core.render.captions import check_caption
 from core.render.memes import MemeLibrary
-from core.render.tasks import RenderConfig, RenderOrder, RenderResult, render_order
+from core.render.tasks import (
+    EnrolConfig,
+    EnrolOrder,
+    RenderConfig,
+    RenderOrder,
+    RenderResult,
+    enrol_order,
+    render_order,
+)
 from core.service.messages import (
     Choice,
     Choices,
@@ -162,7 +170,10 @@ class Service:
         self.memes = MemeLibrary(settings)
         self.metrics.watch_queue(lambda: runner.queue_length)
         self.marks = load_marks(settings)
-        self.render_config = RenderConfig.of(settings, marks=self.marks)
+        # Workers on other machines watermark; the signing key stays here (see _render).
+        self.remote = bool(getattr(runner, "remote", False))
+        worker_marks = self.marks.unsigned() if self.remote and self.marks else self.marks
+        self.render_config = RenderConfig.of(settings, marks=worker_marks)
 
     async def housekeeping(self, every: float = 600.0) -> None:
         """Delete expired faces, outputs and usage now and then, while the service runs."""
@@ -241,7 +252,7 @@ class Service:
         who = f"{request.sender.platform}:{request.sender.id}"
         self.pixels.take(who, await asyncio.to_thread(image_pixels, image))
         try:
-            profile = await asyncio.to_thread(self._decode_and_enrol, image)
+            profile = await self._analyse(image)
         except FaceCastError:
             self.metrics.enrolments.labels("refused").inc()
             raise
@@ -269,6 +280,24 @@ class Service:
         finally:
             await admission.release()
         yield self._clip_menu("Now try yourself in a clip:")
+
+    async def _analyse(self, image: bytes) -> FaceProfile:
+        """Decode, detect and embed: on the render workers when the runner is remote (a
+        broker), else in a thread of this process."""
+        if not self.remote:
+            return await asyncio.to_thread(self._decode_and_enrol, image)
+        order = EnrolOrder(image, EnrolConfig.of(self.settings))
+        try:
+            job = await self.runner.submit(f"enrol-{uuid.uuid4().hex}", enrol_order, order)
+        except RunnerBusy:
+            await self.gate.refused_busy()  # counted with the renders' busy answers
+            raise
+        async for event in job.events():
+            if event.kind == "failed":
+                raise FaceCastError(event.message)
+            if event.kind == "done":
+                return FaceProfile.from_bytes(event.result)
+        raise FaceCastError(RenderFailed.default_message)
 
     def _decode_and_enrol(self, image: bytes) -> FaceProfile:
         picture = load_picture(image, self.settings, selfie=True)
@@ -447,6 +476,8 @@ class Service:
                     self.clips.get(target).title if kind == "clip" else self.memes.get(target).title
                 )
                 path = Path(result.path)  # a GIF that could not fit comes back as MP4
+                if self.remote and self.marks is not None:
+                    await asyncio.to_thread(self.marks.sign, path)
                 made: Literal["mp4", "gif"] = "gif" if path.suffix == ".gif" else "mp4"
                 yield Media(
                     path,

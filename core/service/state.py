@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr
-
 from core.config import Settings
 from core.errors import FaceCastError
 
@@ -315,10 +313,10 @@ def state_url(settings: Settings) -> str | None:
     (this process's memory)."""
     if settings.state_url is not None:
         return settings.state_url.get_secret_value() or None
-    broker = getattr(settings, "broker_url", None)  # the scale-out runner's setting
-    url = broker.get_secret_value() if isinstance(broker, SecretStr) else broker
-    if isinstance(url, str) and urlsplit(url).scheme in REDIS_SCHEMES:
-        return url
+    if settings.broker_url is not None:
+        url = settings.broker_url.get_secret_value()
+        if urlsplit(url).scheme in REDIS_SCHEMES:
+            return url
     return None
 
 

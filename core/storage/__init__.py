@@ -1,3 +1,3 @@
-"""What FaceCast remembers: the database store and encryption at rest.
-Imports faces (the profile it stores).
+"""What FaceCast remembers: the database store, encryption at rest, and the blob store
+that carries outputs and packs between machines. Imports faces (the profile it stores).
 """

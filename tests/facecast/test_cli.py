@@ -190,3 +190,18 @@ def test_every_command_reports_a_bad_setting_in_one_line(
     monkeypatch.setenv(variable, value)
     run = invoke_facecast(tmp_path / "data", *command)
     assert_user_error(run, f"{variable}={value!r}", *words)
+
+
+def test_worker_without_a_broker_says_what_to_set(tmp_path: Path) -> None:
+    run = invoke_facecast(tmp_path / "data", "worker")
+    assert_user_error(run, "FACECAST_BROKER_URL=redis://")
+
+
+def test_worker_says_when_the_broker_does_not_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("taskiq_redis", reason="the scale extra is not installed")
+    monkeypatch.setenv("FACECAST_BROKER_URL", "redis://:hunter2-secret@127.0.0.1:9/0")
+    run = invoke_facecast(tmp_path / "data", "worker")
+    assert_user_error(run, "no Redis answers at 127.0.0.1:9")
+    assert "hunter2-secret" not in run.stderr

@@ -101,3 +101,22 @@ def test_each_of_several_secret_keys_is_redacted_alone() -> None:
     assert scrub("rotating from old-key-two to new-key-one") == (
         f"rotating from {REDACTED} to {REDACTED}"
     )
+
+
+def test_the_brokers_password_is_redacted() -> None:
+    settings = Settings(broker_url=SecretStr("redis://:s3cret-redis-pass@redis.internal:6379/0"))
+    scrub = RedactSecrets(secrets_of(settings)).scrub
+    assert scrub("Error connecting to redis://:s3cret-redis-pass@redis.internal") == (
+        f"Error connecting to redis://:{REDACTED}@redis.internal"
+    )
+
+
+def test_the_shared_states_password_is_redacted_too() -> None:
+    settings = Settings(
+        broker_url=SecretStr("redis://:broker-pass@redis.internal:6379/0"),
+        state_url=SecretStr("redis://:state-pass@state.internal:6379/1"),
+    )
+    scrub = RedactSecrets(secrets_of(settings)).scrub
+    assert scrub("redis://:state-pass@state.internal and redis://:broker-pass@x") == (
+        f"redis://:{REDACTED}@state.internal and redis://:{REDACTED}@x"
+    )

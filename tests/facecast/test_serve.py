@@ -171,3 +171,11 @@ async def test_sigterm_tells_queued_users_and_finishes_running_renders(
     assert process.returncode == 0, err
     assert "Traceback" not in err
     assert took < grace + 6, took
+
+
+def test_serve_says_when_the_broker_does_not_answer(tmp_path: Path) -> None:
+    pytest.importorskip("taskiq_redis", reason="the scale extra is not installed")
+    url = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"  # nothing listens there
+    run = _serve_refuses(tmp_path, FACECAST_BROKER_URL=url)
+    assert_user_error(run, "FACECAST_BROKER_URL", "no Redis answers at 127.0.0.1")
+    assert "hunter2-secret" not in run.stderr + run.stdout

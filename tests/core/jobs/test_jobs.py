@@ -105,3 +105,23 @@ async def test_close_tells_the_queue_at_once_and_stops_long_jobs_after_the_grace
     assert (await asyncio.wait_for(_follow(slow), 1))[-1] == JobEvent(
         "failed", message=SHUTTING_DOWN
     )
+
+
+async def test_stats_count_queued_running_and_finished_jobs() -> None:
+    small = LocalJobRunner(workers=1, max_queue=5)
+    try:
+        assert (await small.stats()).latency_p50 is None
+        jobs = [await small.submit("ann", job_tasks.square, n, 0.4) for n in range(3)]
+        jobs.append(await small.submit("ben", job_tasks.square, 3, 0.1))
+        stats = await small.stats()
+        assert (stats.queued, stats.running, stats.workers, stats.finished) == (3, 1, 1, 0)
+        await asyncio.wait_for(asyncio.gather(*(_follow(j) for j in jobs)), 60)
+        after = await small.stats()
+        assert after.queued == after.running == 0
+        assert after.finished == 4
+        assert after.workers_alive == 1
+        assert after.latency_p50 is not None
+        assert after.latency_p95 is not None
+        assert 0.4 <= after.latency_p50 <= after.latency_p95  # jobs waited for each other
+    finally:
+        await small.close()

@@ -162,6 +162,10 @@ async def test_rate_limit_holds_across_two_front_ends_sharing_redis(tmp_path: Pa
 async def test_state_url_prefers_its_own_setting_then_a_redis_broker() -> None:
     assert state_url(Settings()) is None
     assert state_url(Settings(state_url=SecretStr("redis://h:1/2"))) == "redis://h:1/2"
+    broker = SecretStr("redis://:pw@broker:6379/0")
+    assert state_url(Settings(broker_url=broker)) == "redis://:pw@broker:6379/0"
+    both = Settings(broker_url=broker, state_url=SecretStr("redis://h:1/2"))
+    assert state_url(both) == "redis://h:1/2"
 
 
 async def test_a_redis_that_does_not_answer_is_one_clear_line() -> None:
