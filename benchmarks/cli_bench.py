@@ -121,7 +121,7 @@ def main() -> None:
             f"{median / floor:.2f}",
             "-" if target is None else f"< {target:.1f} s",
         )
-    Console().print(table)
+    Console(width=120).print(table)
 
 
 if __name__ == "__main__":
