@@ -164,6 +164,7 @@ class Service:
             lambda: runner.queue_length,
             settings.max_queue,
             settings.max_jobs_per_user,
+            capacity=max(1, settings.max_queue) + settings.workers,
         )
         self.pixels = PixelBudget(settings.decode_pixels_per_second, settings.max_image_pixels)
         self.clips = ClipLibrary(settings)

@@ -95,6 +95,7 @@ class InlineMemes:
             lambda: service.runner.queue_length,
             settings.max_queue,
             settings.max_jobs_per_user,
+            capacity=max(1, settings.max_queue) + settings.workers,
         )
         self._background: set[asyncio.Task[None]] = set()
 

@@ -248,12 +248,17 @@ class Gate:
         queue_length: Callable[[], int],
         max_queue: int,
         per_user: int,
+        capacity: int | None = None,
     ) -> None:
         self.state = state
         self.limits = limits
         self.queue_length = queue_length
         self.max_queue = max_queue
         self.per_user = per_user
+        # Jobs admitted and not yet ended, all front-ends together: the queue fills only when
+        # a job is submitted, after its face is read, so a burst arriving at once would all
+        # pass the queue check and wait for that read before hearing "busy".
+        self.capacity = capacity if capacity is not None else 1 << 30
 
     async def refuse_if_full(self) -> None:
         """:class:`RunnerBusy` if the queue is full: the first check, needing nothing else."""
@@ -265,15 +270,17 @@ class Gate:
     async def admit(self, user_id: int) -> Admission:
         await self.refuse_if_full()
         token = uuid.uuid4().hex
-        held = await self.state.enter(f"{ALL_JOBS}:{user_id}", token, self.per_user, SLOT_TTL)
-        if held >= self.per_user:
-            renders = "render" if held == 1 else "renders"
-            raise TooManyRenders(
-                f"You already have {held} {renders} on the way: I'll take another one as soon "
-                "as one of them is done."
-            )
-        await self.state.enter(ALL_JOBS, token, 1 << 30, SLOT_TTL)
+        if await self.state.enter(ALL_JOBS, token, self.capacity, SLOT_TTL) >= self.capacity:
+            await self.refused_busy()
+            raise RunnerBusy()
         try:
+            held = await self.state.enter(f"{ALL_JOBS}:{user_id}", token, self.per_user, SLOT_TTL)
+            if held >= self.per_user:
+                renders = "render" if held == 1 else "renders"
+                raise TooManyRenders(
+                    f"You already have {held} {renders} on the way: I'll take another one as "
+                    "soon as one of them is done."
+                )
             ticket = await self.limits.reserve(user_id)
         except BaseException:
             await self.state.leave(f"{ALL_JOBS}:{user_id}", token)
