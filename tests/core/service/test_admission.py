@@ -171,6 +171,30 @@ async def test_busy_comes_at_once_with_a_full_queue_and_a_large_face(
         assert await bot.state.count("busy_refusals") == 3
 
 
+async def test_a_burst_arriving_at_once_hears_busy_at_once(
+    tmp_path: Path, analyzer: DlibAnalyzer, selfie_profile: FaceProfile
+) -> None:
+    """Ten people ask at the same moment, with the queue still empty: the queue fills only
+    once a job is submitted, after its face is read, so "busy" must not wait for that."""
+    settings = _settings(tmp_path, max_queue=1, workers=1)  # 2 jobs in flight at most
+    async with front_end(settings, analyzer, max_queue=1) as bot:
+        people = [Person("telegram", str(3000 + i)) for i in range(10)]
+        reading = 0.0
+        for person in people:
+            reading = await _reading_time(
+                bot, await enrolled(bot, person, _large_face(selfie_profile))
+            )
+        replies = await asyncio.gather(
+            *(first_reply(bot, Request(p, DM, text="/clip astronaut-pan")) for p in people)
+        )
+        busy = [took for reply, took in replies if _outcome(reply) != "accepted"]
+        accepted = [reply for reply, _ in replies if _outcome(reply) == "accepted"]
+        assert len(accepted) == 2, replies
+        assert len(busy) == 8
+        assert all("busy" in reply.text for reply, _ in replies if isinstance(reply, Text))
+        assert max(busy) < reading, (busy, reading)  # not after someone's face was read
+
+
 async def test_the_event_loop_keeps_answering_while_a_large_face_is_prepared(
     tmp_path: Path, analyzer: DlibAnalyzer, selfie_profile: FaceProfile
 ) -> None:
