@@ -25,15 +25,18 @@ def pin_to_one_core() -> str:
     import cv2
 
     cv2.setNumThreads(1)
-    cpu = platform.processor() or platform.machine()
+    return f"{cpu_model()}, 1 core pinned, Python {platform.python_version()}"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (timings differ twofold between the machines this runs on)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{cpu}, 1 core pinned, Python {platform.python_version()}"
+    return platform.processor() or platform.machine()
 
 
 def sample_dir() -> Path:

@@ -22,22 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import cpu_model
 from rich.console import Console
 from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
 SELFIE = REPO / "clips" / "examples" / "astronaut.jpg"
 CLIP = "astronaut-pan"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def facecast_command() -> list[str]:

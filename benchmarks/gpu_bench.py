@@ -15,26 +15,15 @@ network: without them the script says so in one line and exits with code 2.
 from __future__ import annotations
 
 import argparse
-import platform
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from _common import summary, timings
+from _common import cpu_model, summary, timings
 
 # The four files the engine runs on (`facecast models` lists all six).
 NEEDED = ("det_10g", "1k3d68", "w600k_r50", "inswapper_128")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def gpu_name() -> str | None:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import cpu_model
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
@@ -52,16 +53,6 @@ from core.storage.store import Store
 REPO = Path(__file__).resolve().parents[1]
 REDIS_URL = os.environ.get("SCALE_BENCH_REDIS", "redis://127.0.0.1:6379/13")
 CLIP = "astronaut-pan"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def selfie() -> bytes:
