@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ class Outcomes:
     clip: list[float] = field(default_factory=list)
     refused: list[float] = field(default_factory=list)
     failed: int = 0
+    why_failed: Counter[str] = field(default_factory=Counter)
     lost: int = 0
     clip_window: tuple[float, float] = (0.0, 0.0)
     runner_refusals: list[float] = field(default_factory=list)
@@ -101,11 +103,11 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-async def ask(service: Service, request: Request) -> tuple[str, float, float]:
+async def ask(service: Service, request: Request) -> tuple[str, float, float, str]:
     """("media" | "busy" | "error" | "lost", seconds to the first answer that says which,
-    seconds to the end)."""
+    seconds to the end, what an error said)."""
     started = time.perf_counter()
-    verdict, first = "lost", 0.0
+    verdict, first, said = "lost", 0.0, ""
     try:
         async for reply in service.handle(request):
             if verdict != "lost":
@@ -115,11 +117,12 @@ async def ask(service: Service, request: Request) -> tuple[str, float, float]:
             elif isinstance(reply, Text) and reply.error:
                 busy = "busy" in reply.text or "No render worker" in reply.text
                 verdict, first = ("busy" if busy else "error"), time.perf_counter() - started
+                said = reply.text
             elif isinstance(reply, Text) and "Got your face" in reply.text:
                 verdict, first = "enrolled", time.perf_counter() - started
     except Exception as exc:  # a crash in the service is a lost request, and is shown
         print(f"  request crashed: {exc!r}", file=sys.stderr)
-    return verdict, first, time.perf_counter() - started
+    return verdict, first, time.perf_counter() - started, said
 
 
 async def burst(service: Service, users: int, requests: int) -> Outcomes:
@@ -129,7 +132,7 @@ async def burst(service: Service, users: int, requests: int) -> Outcomes:
     enrolled = await asyncio.gather(
         *(ask(service, Request(p, Chat(p.id), image=picture)) for p in people)
     )
-    for verdict, first, _ in enrolled:
+    for verdict, first, _, said in enrolled:
         if verdict == "enrolled":
             result.enrol.append(first)
         elif verdict == "busy":
@@ -138,6 +141,7 @@ async def burst(service: Service, users: int, requests: int) -> Outcomes:
             result.lost += 1
         else:
             result.failed += 1
+            result.why_failed[said] += 1
     start = time.perf_counter()
     clips = await asyncio.gather(
         *(
@@ -146,7 +150,7 @@ async def burst(service: Service, users: int, requests: int) -> Outcomes:
         )
     )
     result.clip_window = (start, time.perf_counter())
-    for verdict, first, _ in clips:
+    for verdict, first, _, said in clips:
         if verdict == "media":
             result.clip.append(first)
         elif verdict == "busy":
@@ -155,6 +159,7 @@ async def burst(service: Service, users: int, requests: int) -> Outcomes:
             result.lost += 1
         else:
             result.failed += 1
+            result.why_failed[said] += 1
     return result
 
 
@@ -311,6 +316,7 @@ def main() -> None:
             "vs floor",
         ):
             table.add_column(column)
+        outcomes: list[tuple[str, Outcomes]] = []
         for name, workers, broker in setups:
             outcome, per_worker = asyncio.run(
                 run_setup(
@@ -322,6 +328,7 @@ def main() -> None:
                     root,
                 )
             )
+            outcomes.append((name, outcome))
 
             def pair(values: list[float]) -> str:
                 if not values:
@@ -351,6 +358,9 @@ def main() -> None:
             f"floor: one {CLIP} render in this process takes {floor:.2f} s "
             f"({60 / floor:.1f} renders/min on one core, nothing else running)."
         )
+        for name, outcome in outcomes:
+            for said, count in outcome.why_failed.most_common(3):
+                console.print(f"{name}: {count} failed with {said!r}")
         if why_not is not None:
             console.print(f"broker rows skipped: {why_not}")
     finally:

@@ -329,12 +329,13 @@ class Service:
         if not args:
             yield self._clip_menu("Pick a clip:")
             return
+        # The cheap checks (queue, jobs in flight, limits) before anything is looked up: a
+        # burst hears "busy" at once (the clip library checks its folders' times).
+        await self.gate.refuse_if_full()
         words = args.split()
         clip = self.clips.get(words[0])
         if words[-1].lower() == "gif":  # "/clip ID gif": a GIF file instead of a video
             request = replace(request, prefer="gif")
-        # The cheap checks (queue, jobs in flight, limits) before the face is read.
-        await self.gate.refuse_if_full()
         admission = await self.gate.admit(await self._user_id(request))
         try:
             user_id, profile = await self._profile_of(request)

@@ -263,7 +263,10 @@ class Gate:
     async def refuse_if_full(self) -> None:
         """:class:`RunnerBusy` if the queue is full: the first check, needing nothing else."""
         # A waiting job means every worker is busy; max_queue 0 still lets idle workers work.
-        if self.queue_length() >= max(1, self.max_queue):
+        # Jobs admitted but still being prepared count too (see ``capacity``).
+        if self.queue_length() >= max(1, self.max_queue) or (
+            self.capacity < 1 << 30 and await self.state.held(ALL_JOBS) >= self.capacity
+        ):
             await self.refused_busy()
             raise RunnerBusy()
 
