@@ -15,7 +15,6 @@ import pytest
 from core.config import Settings
 from core.faces.analyzer import DlibAnalyzer
 from core.faces.profile import FaceProfile
-from core.jobs.base import runner_stats
 from core.service.conversation import Service
 from core.service.messages import Chat, Media, Person, Progress, Reply, Request, Text
 from core.service.state import TRY_AGAIN, RedisState
@@ -234,19 +233,19 @@ async def test_a_redis_that_stops_answering_gets_a_friendly_try_again(
 async def test_a_render_refused_as_busy_gives_its_place_back(
     tmp_path: Path, analyzer: DlibAnalyzer, selfie_profile: FaceProfile
 ) -> None:
-    """No waiting room (max_queue 0): the second render passes the cheap checks but the
-    runner refuses it; it must not count against the rate limit."""
-    settings = _settings(tmp_path, renders_per_minute=2, max_queue=0)
+    """No waiting room (max_queue 0) and one render a minute: a render the runner refuses
+    as busy passes the cheap checks, and must not use up that one render."""
+    settings = _settings(tmp_path, renders_per_minute=1, max_queue=0)
     async with front_end(settings, analyzer, max_queue=0) as bot:
         user = await enrolled(bot, ALICE, selfie_profile)
         meme = Request(ALICE, DM, text="/meme spin")
-        first = asyncio.create_task(_all_replies(bot, meme))
-        while not (await runner_stats(bot.runner)).running:  # the only worker is taken
-            await asyncio.sleep(0.01)
+        other = await bot.runner.submit("someone", job_tasks.square, 3, 3.0)  # the only worker
         (busy,) = await _all_replies(bot, meme)
         assert isinstance(busy, Text)
         assert "busy" in busy.text
-        assert [r for r in await first if isinstance(r, Media)]
         a_minute_ago = datetime.now(UTC) - timedelta(minutes=1)
-        assert await bot.store.usage_count(user, "render", a_minute_ago) == 1
+        assert await bot.store.usage_count(user, "render", a_minute_ago) == 0
+        assert [e async for e in other.events()][-1].kind == "done"
+        # Its place was given back: the one render this minute is still there.
         assert [r for r in await _all_replies(bot, meme) if isinstance(r, Media)]
+        assert await bot.store.usage_count(user, "render", a_minute_ago) == 1
