@@ -43,7 +43,7 @@ _CELL = 8  # grid pixels per cell
 _SIDE = CELLS * _CELL
 EYE_SPAN = 0.34  # eye centres this share of the grid apart...
 EYE_HEIGHT = 0.36  # ...at this height
-STEP = 18.0  # the lattice step of a cell's mean, in luma levels (a change: at most half)
+STEP = 22.0  # the lattice step of a cell's mean, in luma levels (a change: at most half)
 PASSES = 2  # embedding passes: the second corrects what rounding and warping moved
 THRESHOLD = 6.0  # a score above this is ours (unmarked: ~N(0, 1) per placement and day)
 
