@@ -336,7 +336,7 @@ class Service:
         clip = self.clips.get(words[0])
         if words[-1].lower() == "gif":  # "/clip ID gif": a GIF file instead of a video
             request = replace(request, prefer="gif")
-        admission = await self.gate.admit(await self._user_id(request))
+        admission = await self.gate.admit(lambda: self._user_id(request))
         try:
             user_id, profile = await self._profile_of(request)
             async for reply in self._render(
@@ -376,11 +376,14 @@ class Service:
         theirs_wanted = quoted is not None and quoted.author.id != request.sender.id
         # The cheap checks (queue, jobs in flight, limits) before any face is read.
         await self.gate.refuse_if_full()
-        if theirs_wanted:
-            requester = await self.store.user(request.sender.platform, request.sender.id)
-        else:
-            requester = await self._user_id(request)
-        admission = await self.gate.admit(requester)
+
+        async def requester_id() -> int:
+            if theirs_wanted:  # memeing someone else: the sender needs no face of their own
+                return await self.store.user(request.sender.platform, request.sender.id)
+            return await self._user_id(request)
+
+        admission = await self.gate.admit(requester_id)
+        requester = admission.user_id
         try:
             theirs = None
             if quoted is not None and theirs_wanted:

@@ -7,7 +7,7 @@ import math
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -270,13 +270,18 @@ class Gate:
             await self.refused_busy()
             raise RunnerBusy()
 
-    async def admit(self, user_id: int) -> Admission:
+    async def admit(self, user: int | Callable[[], Awaitable[int]]) -> Admission:
+        """A place for one render of ``user`` (an id, or how to look it up: looked up only
+        once a place is held, so a burst hears "busy" without a query each)."""
         await self.refuse_if_full()
         token = uuid.uuid4().hex
         if await self.state.enter(ALL_JOBS, token, self.capacity, SLOT_TTL) >= self.capacity:
             await self.refused_busy()
             raise RunnerBusy()
+        user_id = user if isinstance(user, int) else -1
         try:
+            if not isinstance(user, int):
+                user_id = await user()
             held = await self.state.enter(f"{ALL_JOBS}:{user_id}", token, self.per_user, SLOT_TTL)
             if held >= self.per_user:
                 renders = "render" if held == 1 else "renders"
