@@ -97,6 +97,21 @@ class Outcomes:
     clip_window: tuple[float, float] = (0.0, 0.0)
     runner_refusals: list[float] = field(default_factory=list)
 
+    def tally(
+        self, answers: list[tuple[str, float, float, str]], success: str, into: list[float]
+    ) -> None:
+        """Count ``ask`` results: the time to a ``success`` goes to ``into``."""
+        for verdict, first, _, said in answers:
+            if verdict == success:
+                into.append(first)
+            elif verdict == "busy":
+                self.refused.append(first)
+            elif verdict == "lost":
+                self.lost += 1
+            else:
+                self.failed += 1
+                self.why_failed[said] += 1
+
 
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
@@ -132,16 +147,7 @@ async def burst(service: Service, users: int, requests: int) -> Outcomes:
     enrolled = await asyncio.gather(
         *(ask(service, Request(p, Chat(p.id), image=picture)) for p in people)
     )
-    for verdict, first, _, said in enrolled:
-        if verdict == "enrolled":
-            result.enrol.append(first)
-        elif verdict == "busy":
-            result.refused.append(first)
-        elif verdict == "lost":
-            result.lost += 1
-        else:
-            result.failed += 1
-            result.why_failed[said] += 1
+    result.tally(enrolled, "enrolled", result.enrol)
     start = time.perf_counter()
     clips = await asyncio.gather(
         *(
@@ -150,16 +156,7 @@ async def burst(service: Service, users: int, requests: int) -> Outcomes:
         )
     )
     result.clip_window = (start, time.perf_counter())
-    for verdict, first, _, said in clips:
-        if verdict == "media":
-            result.clip.append(first)
-        elif verdict == "busy":
-            result.refused.append(first)
-        elif verdict == "lost":
-            result.lost += 1
-        else:
-            result.failed += 1
-            result.why_failed[said] += 1
+    result.tally(clips, "media", result.clip)
     return result
 
 

@@ -9,7 +9,7 @@ milliseconds per face.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -465,12 +465,12 @@ def _widen_dark(likeness: FloatImage, points: Points, unit: float) -> FloatImage
     thin = np.clip((dark - broad - 0.5) * 2.0, 0.0, 1.0)  # only what is clearly not skin
     size = max(3, 2 * round(unit * 0.03) + 1)
     thin = np.asarray(cv2.dilate(thin, np.ones((size, size), np.uint8)), np.float32)
-    shape = likeness.shape[:2]
-    own = np.zeros(shape, np.uint8)
-    for part, grow in ((RIGHT_EYE, 0.1), (LEFT_EYE, 0.1), (NOSTRILS, 0.05), (OUTER_LIPS, 0.05)):
-        hull = fill(shape, _hull(points[part]))
-        grown = cv2.dilate(hull, disc(max(1, round(unit * grow))))
-        own = np.maximum(own, np.asarray(grown, np.uint8))
+    own = _grown_parts(
+        points,
+        likeness.shape[:2],
+        unit,
+        ((RIGHT_EYE, 0.1), (LEFT_EYE, 0.1), (NOSTRILS, 0.05), (OUTER_LIPS, 0.05)),
+    )
     widened = np.minimum(likeness, 1.0 - thin)
     return np.where(own > 127, likeness, widened).astype(np.float32)
 
@@ -489,19 +489,23 @@ def _thin_lines(lightness: FloatImage, points: Points, unit: float) -> FloatImag
     eyes_y = float(points[36:48, 1].mean())
     top = float(points[17:27, 1].min()) - 0.1 * unit
     zone = (rows > top) & (rows < eyes_y + 0.6 * unit)
-    own = np.zeros(shape, np.uint8)
-    for part, grow in ((RIGHT_EYE, 0.08), (LEFT_EYE, 0.08)):
-        own = np.maximum(
-            own, cv2.dilate(fill(shape, _hull(points[part])), disc(max(1, round(unit * grow))))
-        )
-    for brow in (points[17:22], points[22:27]):
-        cv2.polylines(
-            own, [np.round(brow).astype(np.int32)], False, 255, max(2, round(unit * 0.12))
-        )
-    lines = np.where(zone & (own < 128), lines, 0.0).astype(np.float32)
+    eyes = _grown_parts(points, shape, unit, ((RIGHT_EYE, 0.08), (LEFT_EYE, 0.08)))
+    kept = zone & (eyes < 128) & ~_brow_band(points, shape, unit)
+    lines = np.where(kept, lines, 0.0).astype(np.float32)
     # the line's whole width, anti-aliased edges included
     widened = np.asarray(cv2.dilate(lines, np.ones((3, 3), np.uint8)), np.float32)
     return blur(widened, 0.5)
+
+
+def _grown_parts(
+    points: Points, shape: tuple[int, int], unit: float, parts: Sequence[tuple[slice, float]]
+) -> NDArray[np.uint8]:
+    """255 over each landmark group's hull, grown by its share of the eye distance."""
+    mask = np.zeros(shape, np.uint8)
+    for part, grow in parts:
+        grown = cv2.dilate(fill(shape, _hull(points[part])), disc(max(1, round(unit * grow))))
+        mask = np.maximum(mask, np.asarray(grown, np.uint8))
+    return mask
 
 
 def _hull(points: Points) -> Points:
