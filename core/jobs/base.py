@@ -69,6 +69,16 @@ class Job:
                 return
 
 
+async def wait_finished(jobs: Iterable[Job], seconds: float) -> None:
+    """Wait until every one of ``jobs`` has ended, or ``seconds`` have passed."""
+    ends = [asyncio.create_task(job.finished.wait()) for job in jobs]
+    if not ends:
+        return
+    _, late = await asyncio.wait(ends, timeout=seconds)
+    for end in late:
+        end.cancel()
+
+
 CANCELLED = "Cancelled: you asked me to forget you."
 
 
@@ -158,4 +168,5 @@ __all__ = [
     "RunnerBusy",
     "RunnerStats",
     "runner_stats",
+    "wait_finished",
 ]

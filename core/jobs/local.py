@@ -40,6 +40,7 @@ from core.jobs.base import (
     RenderFailed,
     RunnerBusy,
     RunnerStats,
+    wait_finished,
 )
 
 log = logging.getLogger(__name__)
@@ -220,10 +221,7 @@ class LocalJobRunner:
             for position, job in enumerate(self._waiting, start=1):
                 job.post(JobEvent("queued", position=position))
         if running:
-            ends = [asyncio.create_task(job.finished.wait()) for job in running]
-            _, late = await asyncio.wait(ends, timeout=wait)
-            for task in late:
-                task.cancel()
+            await wait_finished(running, wait)
 
     async def close(self, grace: float = 0.0) -> None:
         """Stop: queued jobs are told at once, running ones get ``grace`` seconds to
@@ -237,10 +235,7 @@ class LocalJobRunner:
         self._waiting.clear()
         running = list(self._running.values())
         if running and grace > 0:
-            ends = [asyncio.create_task(job.finished.wait()) for job in running]
-            _, late = await asyncio.wait(ends, timeout=grace)
-            for task in late:
-                task.cancel()
+            await wait_finished(running, grace)
         if self._running:  # still rendering after the grace: killed, not waited for
             for job in self._running.values():
                 job.post(JobEvent("failed", message=SHUTTING_DOWN))

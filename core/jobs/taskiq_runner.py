@@ -44,6 +44,7 @@ from core.jobs.base import (
     RenderFailed,
     RunnerBusy,
     RunnerStats,
+    wait_finished,
 )
 from core.jobs.registry import import_task_modules, name_of
 from core.packs.sync import PackDigests, pack_archive
@@ -574,10 +575,7 @@ class TaskiqJobRunner:
             else:
                 job.post(JobEvent("failed", message=CANCELLED))
         if running:
-            ends = [asyncio.create_task(job.finished.wait()) for job in running]
-            _, late = await asyncio.wait(ends, timeout=wait)
-            for task in late:
-                task.cancel()
+            await wait_finished(running, wait)
 
     async def close(self, grace: float = 0.0) -> None:
         """Stop: queued jobs are withdrawn and their users told at once, running ones get
@@ -592,10 +590,7 @@ class TaskiqJobRunner:
             job.post(JobEvent("failed", message=SHUTTING_DOWN))
         running = [job for job in self._jobs.values() if not job.finished.is_set()]
         if running and grace > 0:
-            ends = [asyncio.create_task(job.finished.wait()) for job in running]
-            _, late = await asyncio.wait(ends, timeout=grace)
-            for end in late:
-                end.cancel()
+            await wait_finished(running, grace)
         for job in self._jobs.values():
             job.post(JobEvent("failed", message=SHUTTING_DOWN))
         # The readers stop by themselves within a second: cancelling one in the middle of
