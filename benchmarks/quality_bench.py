@@ -69,6 +69,7 @@ from core.packs.library import Clip, load_clip  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 QUALITY = OUT / "quality"
 Mask = NDArray[np.bool_]
+SWAPPER_OPTIONS: dict[str, float | bool] = {}  # --set: engine options under trial
 Grey = NDArray[np.float32]
 
 
@@ -236,18 +237,30 @@ def _column_detail(grey: Grey, mask: Mask) -> NDArray[np.float64]:
     return np.where(counts >= 3, sums / np.maximum(counts, 1), 0.0)
 
 
-def vertical_line(original: Grey, output: Grey, points: Points) -> float:
+def vertical_line(original: Grey, output: Grey, points: Points, moved: Points) -> float:
     """A thin vertical line through a lip that the original has not: the largest rise, over
     the columns of each lip, of the column detail (:func:`_column_detail`) from original
-    to output, in grey levels (about 0 when the swap adds no line; teeth gaps, kept from
-    the original's mouth, cancel)."""
+    (lips at ``points``) to output (lips at ``moved``; the swap may move and widen the
+    mouth, so the output's columns are resampled onto the original's), in grey levels
+    (about 0 when the swap adds no line; teeth gaps, kept from the original's mouth,
+    cancel)."""
     worst = 0.0
-    for lip in _lips(points):
-        mask = _polygon_mask(original.shape, lip)
-        rise = np.abs(_column_detail(output, mask)) - np.abs(_column_detail(original, mask))
-        columns = np.nonzero(mask.sum(axis=0) >= 3)[0]
-        if len(columns) >= 9:
-            worst = max(worst, float(rise[columns[2:-2]].max()))
+    for lip_orig, lip_out in zip(_lips(points), _lips(moved), strict=True):
+        mask_orig = _polygon_mask(original.shape, lip_orig)
+        mask_out = _polygon_mask(original.shape, lip_out)
+        cols_orig = np.nonzero(mask_orig.sum(axis=0) >= 3)[0]
+        cols_out = np.nonzero(mask_out.sum(axis=0) >= 3)[0]
+        if min(len(cols_orig), len(cols_out)) < 9:
+            continue
+        detail_orig = np.abs(_column_detail(original, mask_orig))[cols_orig]
+        detail_out = np.abs(_column_detail(output, mask_out))[cols_out]
+        # a one-column line must survive the resampling: the largest of the output
+        # columns that fall on each original column
+        spots = np.linspace(0, len(cols_out) - 1, len(cols_orig))
+        low = np.floor(spots).astype(int)
+        high = np.minimum(np.ceil(spots).astype(int), len(cols_out) - 1)
+        resampled = np.maximum(detail_out[low], detail_out[high])
+        worst = max(worst, float((resampled - detail_orig)[2:-2].max()))
     return worst
 
 
@@ -430,11 +443,16 @@ def measure_pair(
         render.sharp_orig.append(float(np.median(w_orig)))
         render.sharp_out.append(float(np.median(w_out)))
     m_orig, m_out = gradient(g_orig), gradient(g_out)
-    hull = outline_band(shape, geometry, selfie.reach)
-    lips = lip_band(shape, geometry)
-    render.seam_hull.append(_ratio(float(m_out[hull].mean()), float(m_orig[hull].mean())))
-    render.seam_lips.append(_ratio(float(m_out[lips].mean()), float(m_orig[lips].mean())))
-    render.vline.append(vertical_line(g_orig, g_out, geometry))
+    # Seams are looked for where each picture has its own outline and lips: the swap may
+    # move the face's features (it gives the clip the selfie's proportions), and a band
+    # drawn at the clip's old lip line would miss the output's.
+    moved = found_out.landmarks if found_out.detected else geometry
+    hull_orig = outline_band(shape, geometry, selfie.reach)
+    hull_out = outline_band(shape, moved, selfie.reach)
+    lips_orig, lips_out = lip_band(shape, geometry), lip_band(shape, moved)
+    render.seam_hull.append(_ratio(float(m_out[hull_out].mean()), float(m_orig[hull_orig].mean())))
+    render.seam_lips.append(_ratio(float(m_out[lips_out].mean()), float(m_orig[lips_orig].mean())))
+    render.vline.append(vertical_line(g_orig, g_out, geometry, moved))
     colour = face_neck_delta(original, output, geometry)
     if colour is not None:
         de_orig, de_out = colour
@@ -556,7 +574,9 @@ def render_clip_measured(
     shown = [i for i in range(0, track.frames, every) if track.visible[i]]
     sheet_frames = set(shown[:: max(1, len(shown) // 4)][:4]) if shown else set()
     clock = [0.0]
-    outputs = timed_frames(render_clip(profile, clip, ClassicSwapper(), label=False), clock)
+    outputs = timed_frames(
+        render_clip(profile, clip, ClassicSwapper(**SWAPPER_OPTIONS), label=False), clock
+    )
     changes: dict[str, list[float]] = {"orig": [], "out": [], "orig_aligned": [], "out_aligned": []}
     previous: tuple[RGBImage, RGBImage] | None = None
     rows = []
@@ -599,7 +619,7 @@ def render_still(
 ) -> Render:
     render = Render(selfie_name, target_name, still=True)
     started = time.perf_counter()
-    output = ClassicSwapper().swap(profile, picture, target, sequence=None)
+    output = ClassicSwapper(**SWAPPER_OPTIONS).swap(profile, picture, target, sequence=None)
     render.seconds = time.perf_counter() - started
     render.rendered_frames = 1
     found_orig = Found(target, True, analyzer.embedding(picture, target))
@@ -783,7 +803,35 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=3, help="measure every n-th frame")
     parser.add_argument("--stills", action="store_true", help="also photo-to-photo stills")
     parser.add_argument("--no-clips", action="store_true", help="stills only")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="classic engine options to try, e.g. --set reshape=0 creases=0.5",
+    )
+    parser.add_argument("--tag", default="", help="contact sheets under sheets-TAG")
+    parser.add_argument(
+        "--steady",
+        nargs=2,
+        type=float,
+        metavar=("SHAPE", "PLACE"),
+        help="try other landmark smoothing for renders (frames, see core.faces.tracking.steady)",
+    )
     args = parser.parse_args()
+    if args.steady:
+        import functools
+
+        import core.render.clip
+
+        core.render.clip.steady = functools.partial(  # type: ignore[assignment]
+            core.render.clip.steady, shape_frames=args.steady[0], place_frames=args.steady[1]
+        )
+    global SWAPPER_OPTIONS
+    SWAPPER_OPTIONS = {
+        key: (value.lower() == "true" if value.lower() in ("true", "false") else float(value))
+        for key, value in (item.split("=", 1) for item in args.set)
+    }
     console = Console(width=260)
     console.print(f"CPU: {MACHINE}")
 
@@ -796,7 +844,7 @@ def main() -> None:
         raise SystemExit(f"no photos under {args.devset / 'photos'}")
     settings = Settings(data_dir=QUALITY, clips_dir=QUALITY / "packs")
     analyzer = DlibAnalyzer()
-    sheets = QUALITY / "sheets"
+    sheets = QUALITY / (f"sheets-{args.tag}" if args.tag else "sheets")
 
     refusals: dict[str, str] = {}
     selfies = {p.stem: load_selfie(p, analyzer, settings, refusals) for p in photos}

@@ -60,8 +60,11 @@ class SwapSequence:
     steady without missing a real change of light for long.
     """
 
-    def __init__(self, response: float = 0.2) -> None:
+    def __init__(self, response: float = 0.2, rest: Points | None = None) -> None:
         self.response = response
+        # the clip face's resting shape (68 points), which a reshaping engine measures
+        # the selfie's proportions against; None for a single picture
+        self.rest = rest
         self._colour: tuple[ColourStats, ColourStats] | None = None
         self._memo: dict[str, tuple[object, object]] = {}
 

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.engines.base import BatchSwapper, Swapper, SwapSequence
+from core.engines.reshape import ShapeChange, bend
 from core.faces.landmarks import (
     BROWS,
     INNER_LIPS,
@@ -127,6 +128,10 @@ class ClassicSwapper:
         creases: float = 1.0,
         keep_lines: bool = True,
         crease_scale: float = 0.15,
+        skin_detail: float = 0.0,
+        reshape: float = 0.85,
+        reshape_jaw: float = 0.6,
+        unglasses: bool = True,
     ) -> None:
         self.feather = feather  # blend ramp width, as a share of the eye distance
         self.max_gain = max_gain  # cap on the colour contrast change
@@ -147,6 +152,15 @@ class ClassicSwapper:
         # pass for skin at the colour analysis' scale, and were painted over).
         self.keep_lines = keep_lines
         self.crease_scale = crease_scale
+        # The same for the rest of the skin (cheeks, chin, nose, temples): the clip's pores
+        # and grain, not the selfie's stubble, speckle or wrinkles, moving with the clip.
+        self.skin_detail = skin_detail
+        # The clip's face takes the selfie's proportions (see core.engines.reshape): how
+        # much of the way its features (eyes, brows, nose, mouth) and its jaw line go.
+        self.reshape = reshape
+        self.reshape_jaw = reshape_jaw
+        # The selfie's glasses are painted out of its texture (see _without_glasses).
+        self.unglasses = unglasses
 
     def swap(
         self,
@@ -160,22 +174,35 @@ class ClassicSwapper:
         unit = eye_distance(target)
         if unit < 4:
             return result
-        points = extend_points(target, profile.reach)
+        before = extend_points(target, profile.reach)
+        reshaped = self._reshaped(profile, target, sequence)
+        points = before if reshaped is None else extend_points(reshaped, profile.reach)
         height, width = frame.shape[:2]
-        pad = int(unit * 0.2) + 2
-        x0, y0 = np.floor(points.min(axis=0)).astype(int) - pad
-        x1, y1 = np.ceil(points.max(axis=0)).astype(int) + pad
+        pad = int(unit * (0.2 if reshaped is None else 0.3)) + 2
+        corners = np.vstack([before, points])
+        x0, y0 = np.floor(corners.min(axis=0)).astype(int) - pad
+        x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + pad
         x0, y0 = max(x0, 0), max(y0, 0)
         x1, y1 = min(x1, width), min(y1, height)
         if x1 - x0 < 8 or y1 - y0 < 8:
             return result
-        local = points - np.array([x0, y0], dtype=np.float32)
+        origin = np.array([x0, y0], dtype=np.float32)
+        local = points - origin
         shape = (y1 - y0, x1 - x0)
 
-        warped, covered = self._warp(profile, local, shape)
+        texture = self._texture(profile, sequence)
+        warped, covered = self._warp(profile, texture, local, shape)
+        warped, painted = np.ascontiguousarray(warped[:, :, :3]), warped[:, :, 3]
         region = frame[y0:y1, x0:x1]
+        if reshaped is not None:
+            # a ring a little outside the face holds the background still
+            outline = _outline(before) - origin
+            middle = outline.mean(axis=0)
+            away = outline - middle
+            away *= (1.0 + 0.2 * unit / np.maximum(np.linalg.norm(away, axis=1), 1.0))[:, None]
+            region = bend(region, before - origin, local, unit, still=middle + away)
         corrected, source_like, target_like, stats, target_lab = self._match_colour(
-            profile, warped, region, local, unit, covered, sequence
+            profile, warped, region, local, unit, covered, sequence, painted
         )
         alpha = self._alpha(local, shape, unit, covered, source_like, target_like)
         if self.keep_lines:
@@ -188,8 +215,44 @@ class ClassicSwapper:
         result[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
         return result
 
+    def _reshaped(
+        self, profile: FaceProfile, target: Points, sequence: SwapSequence | None
+    ) -> Points | None:
+        """The target's 68 points moved to the selfie's proportions, or None to keep them."""
+        if self.reshape <= 0 and self.reshape_jaw <= 0:
+            return None
+        rest = target if sequence is None or sequence.rest is None else sequence.rest
+
+        def measure() -> ShapeChange:
+            return ShapeChange.between(
+                profile.points,
+                rest,
+                features=self.reshape,
+                jaw=self.reshape_jaw,
+                jaw_seen=not profile.quality.cropped,
+            )
+
+        if sequence is None or sequence.rest is None:  # a single picture: its own rest
+            change = measure()
+        else:
+            change = sequence.remember("shape", profile, measure)
+        return change.apply(target) if change.moves else None
+
+    def _texture(self, profile: FaceProfile, sequence: SwapSequence | None) -> RGBImage:
+        """The selfie's texture as the swap paints it (its glasses taken off), with a fourth
+        channel saying where something was painted over (0..255)."""
+        if not self.unglasses:
+            blank = np.zeros(profile.texture.shape[:2], np.uint8)
+            return np.dstack([profile.texture, blank])
+
+        def clean() -> RGBImage:
+            painted, where = _without_glasses(profile.texture, profile.points)
+            return np.dstack([painted, np.round(where * 255).astype(np.uint8)])
+
+        return clean() if sequence is None else sequence.remember("texture", profile, clean)
+
     def _warp(
-        self, profile: FaceProfile, local: Points, shape: tuple[int, int]
+        self, profile: FaceProfile, texture: RGBImage, local: Points, shape: tuple[int, int]
     ) -> tuple[RGBImage, NDArray[np.bool_]]:
         triangles = profile.triangles
         matrices = _affines(profile.points, local, triangles)
@@ -205,9 +268,7 @@ class ClassicSwapper:
         map_y = np.full(shape, -1.0, dtype=np.float32)
         map_x[ys, xs] = m[:, 0, 0] * xs_f + m[:, 0, 1] * ys_f + m[:, 0, 2]
         map_y[ys, xs] = m[:, 1, 0] * xs_f + m[:, 1, 1] * ys_f + m[:, 1, 2]
-        warped = cv2.remap(
-            profile.texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
+        warped = cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return np.asarray(warped, dtype=np.uint8), covered
 
     def _match_colour(
@@ -219,6 +280,7 @@ class ClassicSwapper:
         unit: float,
         covered: NDArray[np.bool_],
         sequence: SwapSequence | None,
+        painted: NDArray[np.uint8],
     ) -> tuple[FloatImage, FloatImage, FloatImage, tuple[ColourStats, ColourStats], FloatImage]:
         """The warped face recoloured and relit like the target, where the source and the
         target look like skin, and both skins' colour statistics."""
@@ -289,7 +351,7 @@ class ClassicSwapper:
                 flat = cv2.GaussianBlur(small_l, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
                 return grow(np.asarray(flat, np.float32))
 
-            creases = self._creases(out[:, :, 0], target_lab[:, :, 0], local, unit, smooth)
+            creases = self._creases(out[:, :, 0], target_lab[:, :, 0], local, unit, smooth, painted)
             out[:, :, 0] += creases * grow(target_like)
         out[:, :, 0] = np.clip(out[:, :, 0], 0.0, 100.0)
         soften = max(0.5, unit_small * self.feather * 0.5)
@@ -309,11 +371,12 @@ class ClassicSwapper:
         local: Points,
         unit: float,
         smooth: Callable[[FloatImage], FloatImage],
+        painted: NDArray[np.uint8],
     ) -> FloatImage:
         """What moves the lightness ``source`` towards ``target``'s fine detail in the zones
         where expressions crease the skin (eyes and lips themselves excluded)."""
         shape = source.shape[:2]
-        zone = np.zeros(shape, np.uint8)
+        zone = painted.copy()  # what was painted over on the selfie has no detail of its own
         # nose wing, mouth corner, down the jaw and out over the cheek: the smile folds
         for wing, corner, *jaw in ((31, 48, 5, 3, 1), (35, 54, 11, 13, 15)):
             zone = np.maximum(zone, fill(shape, local[[wing, corner, *jaw]]))
@@ -329,10 +392,15 @@ class ClassicSwapper:
         if len(local) >= 78:  # the forehead, above the brows: where raised brows fold it
             above = local[BROWS] - np.array([0.0, 0.12 * unit], np.float32)
             zone = np.maximum(zone, fill(shape, np.vstack([above, local[68:78][::-1]])))
+        if self.skin_detail > 0:
+            everywhere = fill(shape, _outline(local)).astype(np.float32) * self.skin_detail
+            zone = np.maximum(zone, everywhere.astype(np.uint8))
         own = np.maximum(
             cv2.dilate(fill(shape, _hull(local[OUTER_LIPS])), disc(max(1, round(unit * 0.03)))),
             np.maximum(fill(shape, _hull(local[RIGHT_EYE])), fill(shape, _hull(local[LEFT_EYE]))),
         )
+        if self.skin_detail > 0:  # the nose's wings and tip carry who it is
+            own = np.maximum(own, _grown_parts(local, shape, unit, ((NOSTRILS, 0.04),)))
         weight = blur(zone, max(0.5, unit * 0.08)) * (1.0 - blur(own, max(0.5, unit * 0.03)))
         detail = (target - smooth(target)) - (source - smooth(source))
         return np.asarray(detail * weight * self.creases, np.float32)
@@ -439,6 +507,7 @@ def _part_contrasts(profile: FaceProfile) -> list[NDArray[np.float32] | None]:
     lab = to_lab(profile.texture)
     skin = colour_stats(lab, skin_mask(profile.points, shape, unit))
     hair = skin_likeness(lab, skin) < 0.5
+    hair &= _without_glasses(profile.texture, profile.points)[1] < 0.5  # a frame is no brow
     masks = [_lip_mask(profile.points, shape), _brow_band(profile.points, shape, unit) & hair]
     return [
         (lab[mask].mean(axis=0) - skin.mean).astype(np.float32) if mask.sum() >= 8 else None
@@ -495,6 +564,51 @@ def _thin_lines(lightness: FloatImage, points: Points, unit: float) -> FloatImag
     # the line's whole width, anti-aliased edges included
     widened = np.asarray(cv2.dilate(lines, np.ones((3, 3), np.uint8)), np.float32)
     return blur(widened, 0.5)
+
+
+def _without_glasses(texture: RGBImage, points: Points) -> tuple[RGBImage, FloatImage]:
+    """The selfie's texture with its glasses' frames painted over from the skin beside
+    them, and where that was (0..1). Left in, the frames were cut out of the new face (they
+    are not skin) and the clip's own skin showed through in their shape: a ghost of the
+    selfie's glasses on every frame.
+
+    Frames are lines clearly darker or brighter than the skin around them (black-hat and
+    top-hat up to a seventh of the eye distance wide) in long connected strokes, and only
+    counted as glasses when one spans the nose between the eyes (the bridge)."""
+    unit = float(eye_distance(points))
+    shape = texture.shape[:2]
+    lightness = to_lab(texture)[:, :, 0]
+    size = max(3, 2 * round(unit * 0.07) + 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    contrast = np.maximum(
+        cv2.morphologyEx(lightness, cv2.MORPH_TOPHAT, kernel),
+        cv2.morphologyEx(lightness, cv2.MORPH_BLACKHAT, kernel),
+    )
+    rows = np.arange(shape[0], dtype=np.float32)[:, None]
+    top = float(points[17:27, 1].min()) - 0.05 * unit
+    bottom = float(points[36:48, 1].mean()) + 0.55 * unit
+    zone = (rows > top) & (rows < bottom) & (fill(shape, _outline(points)) > 127)
+    eyes = _grown_parts(points, shape, unit, ((RIGHT_EYE, 0.09), (LEFT_EYE, 0.09)))
+    strong = ((contrast > 18.0) & zone & (eyes < 128)).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(strong, connectivity=8)
+    long = np.zeros(count, np.bool_)
+    long[1:] = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT]) >= 0.3 * unit
+    # glasses: a long stroke that spans the nose between the eyes (the bridge) from one
+    # lens to the other; brows, lids, wrinkles and a turned nose's edge never do
+    x0, x1 = sorted((float(points[39, 0]), float(points[42, 0])))
+    y0 = float(points[[21, 22], 1].mean())
+    y1 = float(points[[39, 42], 1].mean()) + 0.05 * unit
+    bridge = np.zeros(count, np.bool_)
+    for index in np.nonzero(long)[0]:
+        left, width = stats[index, cv2.CC_STAT_LEFT], stats[index, cv2.CC_STAT_WIDTH]
+        top, height = stats[index, cv2.CC_STAT_TOP], stats[index, cv2.CC_STAT_HEIGHT]
+        bridge[index] = left <= x0 and left + width >= x1 and top <= y1 and top + height >= y0
+    if not bridge.any():
+        return texture, np.zeros(shape, np.float32)
+    frames = long[labels]
+    mask = np.asarray(cv2.dilate(frames.astype(np.uint8), disc(max(1, round(unit * 0.015)))))
+    painted = cv2.inpaint(texture, mask, max(3.0, unit * 0.05), cv2.INPAINT_TELEA)
+    return np.asarray(painted, np.uint8), mask.astype(np.float32)
 
 
 def _grown_parts(

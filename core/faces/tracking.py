@@ -315,6 +315,16 @@ def steady(
     return result
 
 
+def rest_shape(landmarks: TrackPoints, visible: NDArray[np.bool_]) -> Points | None:
+    """The clip face's resting shape: the per-point median of every visible frame's shape,
+    aligned to their mean (an open mouth or a blink in a few frames does not count)."""
+    shown = landmarks[visible]
+    if len(shown) == 0:
+        return None
+    _, shapes, _ = _split(shown)
+    return np.median(shapes, axis=0).astype(np.float32)
+
+
 def _gaussian(values: NDArray[np.float64], sigma: float) -> NDArray[np.float64]:
     """A centred Gaussian along axis 0, edges padded with their own values."""
     if sigma <= 0:
@@ -456,6 +466,7 @@ __all__ = [
     "TrackSettings",
     "fill_gaps",
     "jitter",
+    "rest_shape",
     "smooth",
     "steady",
     "track_video",

@@ -14,7 +14,7 @@ import numpy as np
 from core.engines.base import BatchSwapper, Swapper, SwapSequence
 from core.errors import ClipNotFound
 from core.faces.profile import FaceProfile
-from core.faces.tracking import steady
+from core.faces.tracking import rest_shape, steady
 from core.media.audio import Sound
 from core.media.images import RGBImage
 from core.media.overlay import add_ai_label
@@ -47,7 +47,7 @@ def render_clip(
     track = clip.load_track()
     landmarks = steady(track.landmarks, track.visible)
     total = track.frames
-    sequence = SwapSequence()
+    sequence = SwapSequence(rest=rest_shape(landmarks, track.visible))
     batching = swapper if isinstance(swapper, BatchSwapper) else None
     run = 8 if batching else 1  # frames swapped together
     pending: list[tuple[int, RGBImage]] = []

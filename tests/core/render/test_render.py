@@ -3,15 +3,18 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from core.config import Settings
 from core.engines.classic import ClassicSwapper
+from core.engines.reshape import ShapeChange
 from core.faces.landmarks import INNER_LIPS, extend_points, eye_distance
 from core.faces.profile import FaceProfile
 from core.faces.skin import fill, skin_mask
+from core.faces.tracking import rest_shape, steady
 from core.media.images import RGBImage
 from core.media.video import probe_video, read_video
 from core.packs.library import TRACK, Clip, ClipLibrary, load_clip
@@ -49,9 +52,22 @@ def _face_mask(clip: Clip, index: int, shape: tuple[int, int], grow: float) -> n
 
 
 def test_every_frame_changes_the_face_and_only_the_face(
-    pan_clip: Clip, originals: list[RGBImage], rendered: list[RGBImage]
+    pan_clip: Clip, originals: list[RGBImage], rendered: list[RGBImage], selfie_profile: FaceProfile
 ) -> None:
     assert len(rendered) == len(originals) == pan_clip.manifest.frames
+    track = pan_clip.load_track()
+    landmarks = steady(track.landmarks, track.visible)
+    rest = rest_shape(landmarks, track.visible)
+    assert rest is not None
+    swapper = ClassicSwapper()
+    change = ShapeChange.between(
+        selfie_profile.points,
+        rest,
+        features=swapper.reshape,
+        jaw=swapper.reshape_jaw,
+        jaw_seen=not selfie_profile.quality.cropped,
+    )
+    moved = [change.apply(points) for points in landmarks]
     for index in range(0, len(rendered), 6):
         before, after = originals[index].astype(int), rendered[index].astype(int)
         diff = np.abs(after - before).max(axis=2)
@@ -60,9 +76,21 @@ def test_every_frame_changes_the_face_and_only_the_face(
         outer = _face_mask(pan_clip, index, diff.shape, 0.6)
         assert diff[skin].mean() > 12  # someone else's face
         assert (diff[~outer] == 0).all()  # the background is untouched
-        # ...but the clip's own eyes and mouth, so blinks and speech follow the clip
-        mouth = fill(diff.shape, points[INNER_LIPS]) > 127
-        assert diff[mouth].mean() < 6
+        # ...but the clip's own mouth, so speech follows the clip (moved and scaled with
+        # the selfie's proportions, which the swap gives the face)
+        assert _mouth_change(originals[index], rendered[index], points, moved[index]) < 6
+
+
+def _mouth_change(
+    before: RGBImage, after: RGBImage, points: np.ndarray, moved: np.ndarray
+) -> float:
+    """Mean grey-level change inside the mouth opening, after moving ``before``'s mouth to
+    where the swap put it (``moved``: the landmarks after the change of proportions)."""
+    matrix = cv2.estimateAffine2D(points[INNER_LIPS], moved[INNER_LIPS])[0]
+    height, width = before.shape[:2]
+    carried = cv2.warpAffine(before, matrix, (width, height), flags=cv2.INTER_LINEAR)
+    mouth = cv2.erode(fill((height, width), moved[INNER_LIPS]), np.ones((3, 3), np.uint8)) > 127
+    return float(np.abs(after.astype(int) - carried.astype(int)).max(axis=2)[mouth].mean())
 
 
 def _skin_means(clip: Clip, frames: list[RGBImage]) -> np.ndarray:
