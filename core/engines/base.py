@@ -45,6 +45,18 @@ class BatchSwapper(Protocol):
     ) -> list[RGBImage]: ...
 
 
+@runtime_checkable
+class Reshaping(Protocol):
+    """A swapper that moves the face's features (gives the clip the selfie's proportions):
+    it says where the landmarks end up, so a watermark fitted to them lands on the face."""
+
+    def reshaped(
+        self, profile: FaceProfile, target: Points, sequence: SwapSequence | None
+    ) -> Points | None:
+        """The 68 landmarks of the swapped face in the frame, or None where unchanged."""
+        ...
+
+
 def _blend_stats(old: ColourStats, new: ColourStats, weight: float) -> ColourStats:
     return ColourStats(
         mean=(old.mean * (1.0 - weight) + new.mean * weight).astype(np.float32),
@@ -88,4 +100,4 @@ class SwapSequence:
         return self._colour
 
 
-__all__ = ["BatchSwapper", "SwapSequence", "Swapper"]
+__all__ = ["BatchSwapper", "Reshaping", "SwapSequence", "Swapper"]

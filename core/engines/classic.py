@@ -132,6 +132,7 @@ class ClassicSwapper:
         reshape: float = 0.85,
         reshape_jaw: float = 0.6,
         unglasses: bool = True,
+        eye_lids: float = 0.0,
     ) -> None:
         self.feather = feather  # blend ramp width, as a share of the eye distance
         self.max_gain = max_gain  # cap on the colour contrast change
@@ -161,6 +162,9 @@ class ClassicSwapper:
         self.reshape_jaw = reshape_jaw
         # The selfie's glasses are painted out of its texture (see _without_glasses).
         self.unglasses = unglasses
+        # How far around the clip's eyes its own lids and skin stay (share of the eye
+        # distance; 0 keeps only the eyes themselves, the selfie's lids around them).
+        self.eye_lids = eye_lids
 
     def swap(
         self,
@@ -175,7 +179,7 @@ class ClassicSwapper:
         if unit < 4:
             return result
         before = extend_points(target, profile.reach)
-        reshaped = self._reshaped(profile, target, sequence)
+        reshaped = self.reshaped(profile, target, sequence)
         points = before if reshaped is None else extend_points(reshaped, profile.reach)
         height, width = frame.shape[:2]
         pad = int(unit * (0.2 if reshaped is None else 0.3)) + 2
@@ -215,7 +219,7 @@ class ClassicSwapper:
         result[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
         return result
 
-    def _reshaped(
+    def reshaped(
         self, profile: FaceProfile, target: Points, sequence: SwapSequence | None
     ) -> Points | None:
         """The target's 68 points moved to the selfie's proportions, or None to keep them."""
@@ -443,7 +447,11 @@ class ClassicSwapper:
         # fight the clip's open mouth. The lips take the selfie's colour (see _tint_kept).
         # The eyes' outline (lids, their shape) stays the selfie's: it carries identity.
         eyes = np.maximum(fill(shape, local[RIGHT_EYE]), fill(shape, local[LEFT_EYE]))
-        eyes = cv2.erode(eyes, disc(max(1, round(unit * 0.03))))
+        if self.eye_lids > 0:
+            eyes = np.asarray(cv2.dilate(eyes, disc(max(1, round(unit * self.eye_lids)))), np.uint8)
+            eyes = np.asarray(blur(eyes, unit * self.eye_lids * 0.5) * 255, np.uint8)
+        else:
+            eyes = cv2.erode(eyes, disc(max(1, round(unit * 0.03))))
         lips = cv2.dilate(fill(shape, local[OUTER_LIPS]), disc(max(1, round(unit * 0.04))))
         parts = np.asarray(np.maximum(eyes, lips), np.uint8)
         kept = blur(parts, max(0.5, unit * 0.03))

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.engines.base import BatchSwapper, Swapper, SwapSequence
+from core.engines.base import BatchSwapper, Reshaping, Swapper, SwapSequence
 from core.errors import ClipNotFound
+from core.faces.landmarks import Points
 from core.faces.profile import FaceProfile
 from core.faces.tracking import rest_shape, steady
 from core.media.audio import Sound
@@ -52,6 +53,14 @@ def render_clip(
     run = 8 if batching else 1  # frames swapped together
     pending: list[tuple[int, RGBImage]] = []
 
+    def placed(points: Points) -> Points:
+        """Where the swapped face's landmarks are (an engine may move its features)."""
+        if isinstance(swapper, Reshaping):
+            moved = swapper.reshaped(profile, points, sequence)
+            if moved is not None:
+                return moved
+        return points
+
     def flush() -> Iterator[RGBImage]:
         scale = np.float32(pending[0][1].shape[1] / clip.manifest.width)
         shown = [(i, f, landmarks[i] * scale) for i, f in pending if track.visible[i]]
@@ -63,7 +72,7 @@ def render_clip(
         for index, frame in pending:
             result = swapped.get(index, frame)  # lost face: the frame passes through
             if watermark is not None and index in swapped:
-                result = watermark.embed(result, landmarks[index] * scale)
+                result = watermark.embed(result, placed(landmarks[index] * scale))
             if label:
                 result = add_ai_label(result)
             if progress is not None:
