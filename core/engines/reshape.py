@@ -133,6 +133,45 @@ def _kernel(squared: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.asarray(0.5 * squared * np.log(np.maximum(squared, 1e-12)), np.float64)
 
 
+def spline_map(at: Points, to: Points, shape: tuple[int, int], unit: float) -> NDArray[np.float32]:
+    """For every pixel of a ``shape`` picture, the position a smooth thin-plate spline takes
+    it to: ``to[i]`` at ``at[i]`` (up to a slight smoothing that keeps close points from
+    fighting), ``(height, width, 2)``, ready for ``cv2.remap``.
+
+    The spline is worked out on a coarse grid (its field is smooth) and resized to every
+    pixel; the grid cells are placed where ``cv2.resize`` expects their centres, so the
+    resize adds no shift."""
+    height, width = shape
+    controls = np.asarray(at, np.float64) / unit
+    values = np.asarray(to, np.float64) - np.asarray(at, np.float64)
+    count = len(controls)
+    norms = (controls * controls).sum(1)
+    gaps = np.maximum(norms[:, None] + norms[None, :] - 2.0 * controls @ controls.T, 0.0)
+    system = np.zeros((count + 3, count + 3))
+    system[:count, :count] = _kernel(gaps) + np.eye(count) * 1e-4
+    system[:count, count] = 1.0
+    system[:count, count + 1 :] = controls
+    system[count, :count] = 1.0
+    system[count + 1 :, :count] = controls.T
+    right = np.zeros((count + 3, 2))
+    right[:count] = values
+    weights = np.linalg.solve(system, right)
+    cell = max(4, round(unit / 8))
+    columns, rows = max(2, -(-width // cell)), max(2, -(-height // cell))
+    grid_x = (np.arange(columns) + 0.5) * (width / columns) - 0.5
+    grid_y = (np.arange(rows) + 0.5) * (height / rows) - 0.5
+    gx, gy = np.meshgrid(grid_x, grid_y)
+    samples = np.stack([gx.ravel(), gy.ravel()], 1) / unit
+    distances = (samples * samples).sum(1)[:, None] + norms[None, :] - 2.0 * samples @ controls.T
+    field = _kernel(np.maximum(distances, 0.0)) @ weights[:count]
+    field += weights[count] + samples @ weights[count + 1 :]
+    shift = field.reshape(rows, columns, 2).astype(np.float32)
+    shift = np.asarray(cv2.resize(shift, (width, height), interpolation=cv2.INTER_LINEAR))
+    shift[:, :, 0] += np.arange(width, dtype=np.float32)[None, :]
+    shift[:, :, 1] += np.arange(height, dtype=np.float32)[:, None]
+    return shift
+
+
 def bend(
     region: NDArray[np.uint8],
     before: Points,
@@ -162,43 +201,13 @@ def bend(
     )
     if still is not None:
         edge = np.vstack([edge, np.asarray(still, np.float64)])
-    controls = np.vstack([np.asarray(after, np.float64), edge]) / unit
-    values = np.vstack([change, np.zeros_like(edge)])
-    count = len(controls)
-    gaps = np.maximum(
-        (controls * controls).sum(1)[:, None]
-        + (controls * controls).sum(1)[None, :]
-        - 2.0 * controls @ controls.T,
-        0.0,
+    at = np.vstack([np.asarray(after, np.float64), edge]).astype(np.float32)
+    to = np.vstack([np.asarray(before, np.float64), edge]).astype(np.float32)
+    maps = spline_map(at, to, (height, width), unit)
+    bent = cv2.remap(
+        region, maps[:, :, 0], maps[:, :, 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
     )
-    system = np.zeros((count + 3, count + 3))
-    system[:count, :count] = _kernel(gaps) + np.eye(count) * 1e-4
-    system[:count, count] = 1.0
-    system[:count, count + 1 :] = controls
-    system[count, :count] = 1.0
-    system[count + 1 :, :count] = controls.T
-    right = np.zeros((count + 3, 2))
-    right[:count] = values
-    weights = np.linalg.solve(system, right)
-    # evaluated on a coarse grid (the field is smooth), then resized to every pixel
-    cell = max(4, round(unit / 8))
-    grid_x = np.linspace(0, width - 1, max(2, width // cell + 1))
-    grid_y = np.linspace(0, height - 1, max(2, height // cell + 1))
-    gx, gy = np.meshgrid(grid_x, grid_y)
-    samples = np.stack([gx.ravel(), gy.ravel()], 1) / unit
-    distances = (
-        (samples * samples).sum(1)[:, None]
-        + (controls * controls).sum(1)[None, :]
-        - 2.0 * samples @ controls.T
-    )
-    field = _kernel(np.maximum(distances, 0.0)) @ weights[:count]
-    field += weights[count] + samples @ weights[count + 1 :]
-    shift = field.reshape(len(grid_y), len(grid_x), 2).astype(np.float32)
-    shift = np.asarray(cv2.resize(shift, (width, height), interpolation=cv2.INTER_LINEAR))
-    map_x = shift[:, :, 0] + np.arange(width, dtype=np.float32)[None, :]
-    map_y = shift[:, :, 1] + np.arange(height, dtype=np.float32)[:, None]
-    bent = cv2.remap(region, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     return np.asarray(bent, np.uint8)
 
 
-__all__ = ["ShapeChange", "bend"]
+__all__ = ["ShapeChange", "bend", "spline_map"]
