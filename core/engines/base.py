@@ -78,6 +78,7 @@ class SwapSequence:
         # the selfie's proportions against; None for a single picture
         self.rest = rest
         self._colour: tuple[ColourStats, ColourStats] | None = None
+        self._frames = 0
         self._memo: dict[str, tuple[object, object]] = {}
 
     def remember(self, key: str, owner: object, make: Callable[[], T]) -> T:
@@ -87,6 +88,17 @@ class SwapSequence:
             hit = (owner, make())
             self._memo[key] = hit
         return cast(T, hit[1])
+
+    def measured(
+        self, measure: Callable[[], tuple[ColourStats, ColourStats]], every: int = 2
+    ) -> tuple[ColourStats, ColourStats]:
+        """:meth:`steady` of ``measure()``, measured on every ``every``-th frame only: the
+        light on a face changes slowly and the moving average smooths it anyway, so the
+        frames between keep the average (a tenth of the classic swap's time)."""
+        self._frames += 1
+        if self._colour is not None and self._frames % every:
+            return self._colour
+        return self.steady(*measure())
 
     def steady(self, source: ColourStats, target: ColourStats) -> tuple[ColourStats, ColourStats]:
         if self._colour is None:

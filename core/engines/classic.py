@@ -10,7 +10,7 @@ and takes a few milliseconds per face.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -298,12 +298,13 @@ class ClassicSwapper:
         source_small, target_small = shrink(source_lab), shrink(target_lab)
         covered_small = shrink(covered.astype(np.float32)) > 0.5
         unit_small = unit * small[0] / width
-        skin = clear_skin(local * (small[0] / width), covered_small.shape, unit_small)
-        skin &= covered_small
-        src = colour_stats(source_small, skin)
-        dst = colour_stats(target_small, skin)
-        if sequence is not None:
-            src, dst = sequence.steady(src, dst)
+
+        def measure() -> tuple[ColourStats, ColourStats]:
+            skin = clear_skin(local * (small[0] / width), covered_small.shape, unit_small)
+            skin &= covered_small
+            return colour_stats(source_small, skin), colour_stats(target_small, skin)
+
+        src, dst = measure() if sequence is None else sequence.measured(measure)
         gain = np.clip(dst.std / np.maximum(src.std, 1e-3), 1.0 / self.max_gain, self.max_gain)
         transfer = _ColourTransfer(src, dst, gain.astype(np.float32))
         grey = profile.quality.greyscale or float(src.std[1:].max()) < 1.5
@@ -327,6 +328,7 @@ class ClassicSwapper:
         channels = (0,) if grey else (0, 1, 2)  # a grey selfie's chroma is the target's
         # (one blur of the weighted difference per scale: the blur is linear)
         gap = (target_small - out_small) * weight[:, :, None]
+        light = np.zeros_like(gap)  # the change, measured small, grown once
         for part, reach, limit in (
             (slice(0, 1), self.shading, 20.0),
             (slice(1, 3), self.tint, 25.0),
@@ -336,19 +338,23 @@ class ClassicSwapper:
             sigma = max(1.0, unit_small * reach)
             norm = np.maximum(blur(weight, sigma), 1e-3)
             blurred = blur(np.ascontiguousarray(gap[:, :, part]), sigma)
-            light = blurred.reshape(*blurred.shape[:2], -1) / norm[:, :, None]
-            change = grow(np.clip(light, -limit, limit).astype(np.float32))
-            out[:, :, part] += change.reshape(*change.shape[:2], -1)
+            spread = blurred.reshape(*blurred.shape[:2], -1) / norm[:, :, None]
+            light[:, :, part] = np.clip(spread, -limit, limit)
+        out += grow(light)
         if self.creases > 0:  # where the target is skin (not a hand or glasses' frame)
             sigma = max(0.6, unit_small * self.crease_scale)
-
-            def smooth(lightness: FloatImage) -> FloatImage:  # measured small, like the rest
-                small_l = shrink(np.ascontiguousarray(lightness))
-                flat = cv2.GaussianBlur(small_l, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-                return grow(np.asarray(flat, np.float32))
-
-            creases = self._creases(out[:, :, 0], target_lab[:, :, 0], local, unit, smooth, painted)
-            out[:, :, 0] += creases * grow(target_like)
+            # the fine detail of the difference is the clip's detail less the selfie's (a
+            # blur is linear), measured small like the rest
+            difference = np.ascontiguousarray(target_lab[:, :, 0] - out[:, :, 0])
+            flat = cv2.GaussianBlur(
+                shrink(difference), (0, 0), sigma, borderType=cv2.BORDER_REFLECT
+            )
+            ratio = small[0] / width
+            zones = self._crease_zones(
+                local * ratio, (small[1], small[0]), unit_small, shrink(painted.astype(np.float32))
+            )
+            weight = grow(zones * target_like * np.float32(self.creases))
+            out[:, :, 0] += (difference - grow(np.asarray(flat, np.float32))) * weight
         out[:, :, 0] = np.clip(out[:, :, 0], 0.0, 100.0)
         soften = max(0.5, unit_small * self.feather * 0.5)
         return (
@@ -360,46 +366,44 @@ class ClassicSwapper:
             target_lab,
         )
 
-    def _creases(
-        self,
-        source: FloatImage,
-        target: FloatImage,
-        local: Points,
-        unit: float,
-        smooth: Callable[[FloatImage], FloatImage],
-        painted: NDArray[np.uint8],
+    def _crease_zones(
+        self, local: Points, shape: tuple[int, int], unit: float, painted: FloatImage
     ) -> FloatImage:
-        """What moves the lightness ``source`` towards ``target``'s fine detail in the zones
-        where expressions crease the skin (eyes and lips themselves excluded)."""
-        shape = source.shape[:2]
-        zone = painted.copy()  # what was painted over on the selfie has no detail of its own
+        """Where the clip's fine detail replaces the selfie's (0..1): the zones where
+        expressions crease the skin (eyes and lips themselves excluded), and whatever was
+        painted over on the selfie (``painted``, 0..255), which has no detail of its own.
+        Smooth, so worked out on the small analysis copy."""
+        zone = np.asarray(painted, np.float32) / 255.0
+        polygons = []
         # nose wing, mouth corner, down the jaw and out over the cheek: the smile folds
         for wing, corner, *jaw in ((31, 48, 5, 3, 1), (35, 54, 11, 13, 15)):
-            zone = np.maximum(zone, fill(shape, local[[wing, corner, *jaw]]))
+            polygons.append(local[[wing, corner, *jaw]])
         for eye, outer, side in ((RIGHT_EYE, 0, -1.0), (LEFT_EYE, 3, 1.0)):
             lids = local[eye]
             lower = lids[[0, 5, 4, 3]] + np.array([0.0, 0.05 * unit], np.float32)
-            under = np.vstack([lower, lower[::-1] + np.array([0.0, 0.3 * unit], np.float32)])
-            zone = np.maximum(zone, fill(shape, under))  # under the eye
+            polygons.append(
+                np.vstack([lower, lower[::-1] + np.array([0.0, 0.3 * unit], np.float32)])
+            )
             corner = lids[outer]
             box = [[0.08, -0.2], [0.35, -0.2], [0.35, 0.25], [0.08, 0.25]]
-            feet = corner + unit * np.array(box, np.float32) * np.array([side, 1.0], np.float32)
-            zone = np.maximum(zone, fill(shape, feet))  # crow's feet
+            polygons.append(
+                corner + unit * np.array(box, np.float32) * np.array([side, 1.0], np.float32)
+            )  # crow's feet
         if len(local) >= 78:  # the forehead, above the brows: where raised brows fold it
             above = local[BROWS] - np.array([0.0, 0.12 * unit], np.float32)
-            zone = np.maximum(zone, fill(shape, np.vstack([above, local[68:78][::-1]])))
+            polygons.append(np.vstack([above, local[68:78][::-1]]))
+        for polygon in polygons:
+            zone = np.maximum(zone, fill(shape, polygon).astype(np.float32) / 255.0)
         if self.skin_detail > 0:
-            everywhere = fill(shape, _outline(local)).astype(np.float32) * self.skin_detail
-            zone = np.maximum(zone, everywhere.astype(np.uint8))
+            zone = np.maximum(zone, fill(shape, _outline(local)) / 255.0 * self.skin_detail)
         own = np.maximum(
             cv2.dilate(fill(shape, _hull(local[OUTER_LIPS])), disc(max(1, round(unit * 0.03)))),
             np.maximum(fill(shape, _hull(local[RIGHT_EYE])), fill(shape, _hull(local[LEFT_EYE]))),
         )
         if self.skin_detail > 0:  # the nose's wings and tip carry who it is
             own = np.maximum(own, _grown_parts(local, shape, unit, ((NOSTRILS, 0.04),)))
-        weight = blur(zone, max(0.5, unit * 0.08)) * (1.0 - blur(own, max(0.5, unit * 0.03)))
-        detail = (target - smooth(target)) - (source - smooth(source))
-        return np.asarray(detail * weight * self.creases, np.float32)
+        weight = blur(zone.astype(np.float32), max(0.5, unit * 0.08))
+        return np.asarray(weight * (1.0 - blur(own, max(0.5, unit * 0.03))), np.float32)
 
     def _alpha(
         self,

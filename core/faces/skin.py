@@ -98,8 +98,8 @@ def colour_stats(lab: FloatImage, mask: NDArray[np.bool_]) -> ColourStats:
     pixels = lab[mask]
     if len(pixels) < 16:
         pixels = lab.reshape(-1, 3)
-    if len(pixels) > 4096:  # a regular sample: the statistics do not need every pixel
-        pixels = pixels[:: len(pixels) // 4096 + 1]
+    if len(pixels) > 1536:  # a regular sample: the statistics do not need every pixel
+        pixels = pixels[:: len(pixels) // 1536 + 1]
     low, high = np.percentile(pixels[:, 0], [10, 90])
     # Dark frames of glasses or a shadowed beard can fill more than a tenth: keep lightness
     # within a robust spread (median absolute deviation) of the median too.
