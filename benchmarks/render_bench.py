@@ -32,6 +32,7 @@ from core.engines.base import SwapSequence  # noqa: E402
 from core.engines.classic import ClassicSwapper  # noqa: E402
 from core.faces.analyzer import DlibAnalyzer  # noqa: E402
 from core.faces.profile import enroll  # noqa: E402
+from core.faces.tracking import rest_shape  # noqa: E402
 from core.media.audio import RATE, Sound, write_sound  # noqa: E402
 from core.media.images import load_image, load_picture  # noqa: E402
 from core.media.video import encode, read_video  # noqa: E402
@@ -118,7 +119,8 @@ def main() -> None:
                 "enrol a 12 MP selfie (decode+detect+embed)",
                 lambda: enroll(load_picture(selfie, settings, selfie=True), analyzer, settings),
             )
-            sequence = SwapSequence()
+            # as a render sets it up: the clip's resting face known, for the reshape
+            sequence = SwapSequence(rest=rest_shape(track.landmarks, track.visible))
             frames = []
             for index, frame in enumerate(originals):
                 started = time.perf_counter()
