@@ -192,13 +192,21 @@ def test_a_sideways_phone_video_is_turned_upright(
 
 
 def test_the_worker_task_checks_a_webm_from_bytes(
-    mesh: HeadMesh, profile: FaceProfile, videos: Path
+    mesh: HeadMesh,
+    profile: FaceProfile,
+    videos: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     video = write_challenge(videos / "answer.webm", mesh, "right-left", fps=FPS)
     order = LivenessOrder(video.read_bytes(), ".webm", profile.to_bytes(), "right-left")
+    # a temp folder of its own: other tests' checks run beside it under xdist
+    own = tmp_path / "temp"
+    own.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(own))
     report = liveness_order(pickle.loads(pickle.dumps(order)))  # as a worker receives it
     assert report.passed, report
-    assert not list(Path(tempfile.gettempdir()).glob("facecast-liveness-*"))  # not kept
+    assert not list(own.glob("facecast-liveness-*"))  # not kept
 
 
 def test_not_a_video_and_too_long_are_friendly_errors(
