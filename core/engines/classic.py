@@ -25,6 +25,7 @@ from core.faces.landmarks import (
     INNER_LIPS,
     JAW,
     LEFT_EYE,
+    N_EXTENDED,
     NOSTRILS,
     OUTER_LIPS,
     RIGHT_EYE,
@@ -56,7 +57,9 @@ def _outline(points: Points) -> Points:
 
 # The landmarks a smooth warp follows: all but the lower lids and inner lips, which meet
 # the upper ones when the clip blinks or closes its mouth (and the selfie's need not).
-_SPLINE_POINTS = np.array([i for i in range(78) if i not in (40, 41, 46, 47, *range(60, 68))])
+_SPLINE_POINTS = np.array(
+    [i for i in range(N_EXTENDED) if i not in (40, 41, 46, 47, *range(60, 68))]
+)
 
 _ANALYSIS_EYE_DISTANCE = 52.0  # colour and lighting are measured at this face scale
 _DARK_BROWS = -12.0  # brows at least this much darker than the skin (CIELAB L) are dark
@@ -205,7 +208,7 @@ class ClassicSwapper:
         corrected, source_like, target_like, stats, target_lab = self._match_colour(
             profile, warped, region, local, unit, covered, sequence, painted
         )
-        parts = self._parts(profile, sequence)
+        parts = self._parts(profile, sequence, texture[:, :, 3])
         light_brows = parts[1] is not None and float(parts[1][0]) > _DARK_BROWS
         alpha = self._alpha(local, shape, unit, covered, source_like, target_like, light_brows)
         if self.keep_lines:
@@ -222,21 +225,23 @@ class ClassicSwapper:
         """The target's 68 points moved to the selfie's proportions, or None to keep them."""
         if self.reshape <= 0 and self.reshape_jaw <= 0:
             return None
-        rest = target if sequence is None or sequence.rest is None else sequence.rest
+        rest = None if sequence is None else sequence.rest
 
         def measure() -> ShapeChange:
             return ShapeChange.between(
                 profile.points,
-                rest,
+                target if rest is None else rest,  # a single picture is its own rest
                 features=self.reshape,
                 jaw=self.reshape_jaw,
                 jaw_seen=not profile.quality.cropped,
             )
 
-        if sequence is None or sequence.rest is None:  # a single picture: its own rest
-            change = measure()
-        else:
-            change = sequence.remember("shape", profile, measure)
+        # with the clip's resting face the change is the same for every frame
+        change = (
+            measure()
+            if sequence is None or rest is None
+            else sequence.remember("shape", profile, measure)
+        )
         return change.apply(target) if change.moves else None
 
     def _texture(self, profile: FaceProfile, sequence: SwapSequence | None) -> RGBImage:
@@ -468,12 +473,16 @@ class ClassicSwapper:
         return np.asarray(alpha, dtype=np.float32)
 
     def _parts(
-        self, profile: FaceProfile, sequence: SwapSequence | None
+        self, profile: FaceProfile, sequence: SwapSequence | None, painted: NDArray[np.uint8]
     ) -> list[NDArray[np.float32] | None]:
-        """The selfie's lips and brows against its skin (see _part_contrasts), once a clip."""
+        """The selfie's lips and brows against its skin (see _part_contrasts), once a clip;
+        ``painted``: where the selfie's glasses were (its texture's fourth channel)."""
 
         def measure() -> list[NDArray[np.float32] | None]:
-            return _part_contrasts(profile)
+            glasses = painted > 127
+            if not self.unglasses:  # not painted out, but still no brow
+                glasses = _without_glasses(profile.texture, profile.points)[1] > 0.5
+            return _part_contrasts(profile, glasses)
 
         return measure() if sequence is None else sequence.remember("parts", profile, measure)
 
@@ -525,7 +534,9 @@ class ClassicSwapper:
         return out
 
 
-def _part_contrasts(profile: FaceProfile) -> list[NDArray[np.float32] | None]:
+def _part_contrasts(
+    profile: FaceProfile, glasses: NDArray[np.bool_]
+) -> list[NDArray[np.float32] | None]:
     """How the selfie's lips and brow hair differ from its skin, in CIELAB: measured once on
     the texture, applied to the clip's own lips and brows."""
     shape = profile.texture.shape[:2]
@@ -533,7 +544,7 @@ def _part_contrasts(profile: FaceProfile) -> list[NDArray[np.float32] | None]:
     lab = to_lab(profile.texture)
     skin = colour_stats(lab, skin_mask(profile.points, shape, unit))
     hair = skin_likeness(lab, skin) < 0.5
-    hair &= _without_glasses(profile.texture, profile.points)[1] < 0.5  # a frame is no brow
+    hair &= ~glasses  # a frame is no brow
     masks = [_lip_mask(profile.points, shape), _brow_band(profile.points, shape, unit) & hair]
     return [
         (lab[mask].mean(axis=0) - skin.mean).astype(np.float32) if mask.sum() >= 8 else None

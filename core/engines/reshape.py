@@ -22,7 +22,14 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from core.faces.landmarks import JAW, Points, eye_distance, yaw_degrees
+from core.faces.landmarks import (
+    JAW,
+    Points,
+    apply_similarity,
+    eye_distance,
+    fit_similarity,
+    yaw_degrees,
+)
 
 Matrix = NDArray[np.float64]
 
@@ -41,18 +48,8 @@ _FEATURES = (
 _STEADY = np.r_[0:17, 27:36, 36:48]
 
 
-def _similarity(source: NDArray[np.float64], target: NDArray[np.float64]) -> Matrix:
-    """Least-squares similarity (2x3) taking ``source`` onto ``target`` (no reflection)."""
-    mu_s, mu_t = source.mean(axis=0), target.mean(axis=0)
-    s, t = source - mu_s, target - mu_t
-    norm = float((s * s).sum()) or 1.0
-    a = float((s * t).sum()) / norm
-    b = float((s[:, 0] * t[:, 1] - s[:, 1] * t[:, 0]).sum()) / norm
-    linear = np.array([[a, -b], [b, a]])
-    return np.hstack([linear, (mu_t - linear @ mu_s)[:, None]])
-
-
 def _apply(matrix: Matrix, points: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``points`` moved by a 2x3 affine ``matrix``."""
     return np.asarray(points @ matrix[:, :2].T + matrix[:, 2], np.float64)
 
 
@@ -99,10 +96,8 @@ class ShapeChange:
         features *= trust
         jaw *= trust if jaw_seen else 0.0
         rest64 = np.asarray(rest[:68], np.float64)
-        placed = _apply(
-            _similarity(np.asarray(selfie[:68], np.float64)[_STEADY], rest64[_STEADY]),
-            np.asarray(selfie[:68], np.float64),
-        )
+        selfie64 = np.asarray(selfie[:68], np.float64)
+        placed = apply_similarity(fit_similarity(selfie64[_STEADY], rest64[_STEADY]), selfie64)
         offsets = np.zeros_like(rest64)
         for part, cap in _FEATURES:
             matrix = _bounded_affine(rest64[part], placed[part], cap)
@@ -123,9 +118,9 @@ class ShapeChange:
         """The clip frame's 68 points ``target`` with the change applied (its expression
         kept: the offsets are turned and scaled with the head)."""
         target64 = np.asarray(target[:68], np.float64)
-        placement = _similarity(self.rest[_STEADY], target64[_STEADY])
-        moved = target64 + self.offsets @ placement[:, :2].T
-        return moved.astype(np.float32)
+        a, b, _, _ = fit_similarity(self.rest[_STEADY], target64[_STEADY])
+        moved = target64 + self.offsets @ np.array([[a, -b], [b, a]]).T
+        return np.asarray(moved, np.float32)
 
 
 def _kernel(squared: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -103,6 +103,30 @@ def similarity_to_template(
     return np.array([[a, -b, tx], [b, a, ty]], dtype=np.float64)
 
 
+def fit_similarity(
+    points: NDArray[np.float64], reference: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Least-squares similarity (a, b, tx, ty) taking ``points`` onto ``reference``:
+    x' = a x - b y + tx, y' = b x + a y + ty (Umeyama, without reflection)."""
+    mu_p, mu_r = points.mean(axis=0), reference.mean(axis=0)
+    p, r = points - mu_p, reference - mu_r
+    norm = float((p * p).sum()) or 1.0
+    a = float((p * r).sum()) / norm
+    b = float((p[:, 0] * r[:, 1] - p[:, 1] * r[:, 0]).sum()) / norm
+    tx = mu_r[0] - (a * mu_p[0] - b * mu_p[1])
+    ty = mu_r[1] - (b * mu_p[0] + a * mu_p[1])
+    return np.array([a, b, tx, ty])
+
+
+def apply_similarity(
+    params: NDArray[np.float64], points: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """``points`` moved by the similarity ``params`` (a, b, tx, ty) of :func:`fit_similarity`."""
+    a, b, tx, ty = params
+    x, y = points[:, 0], points[:, 1]
+    return np.stack([a * x - b * y + tx, b * x + a * y + ty], axis=1)
+
+
 def transform_points(points: Points, matrix: NDArray[np.float64]) -> Points:
     ones = np.ones((len(points), 1), dtype=np.float64)
     return (np.hstack([points.astype(np.float64), ones]) @ matrix.T).astype(np.float32)
@@ -120,9 +144,11 @@ __all__ = [
     "OUTER_LIPS",
     "RIGHT_EYE",
     "Points",
+    "apply_similarity",
     "extend_points",
     "eye_centres",
     "eye_distance",
+    "fit_similarity",
     "roll_degrees",
     "similarity_to_template",
     "transform_points",

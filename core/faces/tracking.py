@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.faces.analyzer import Analyzer, Box, box_iou
-from core.faces.landmarks import Points, eye_distance
+from core.faces.landmarks import Points, apply_similarity, eye_distance, fit_similarity
 from core.media.images import RGBImage
 
 TrackPoints = NDArray[np.float32]
@@ -220,25 +220,6 @@ def _one_euro(
     return out
 
 
-def _similarity(points: NDArray[np.float64], reference: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Least-squares similarity (a, b, tx, ty) taking ``points`` onto ``reference``:
-    x' = a x - b y + tx, y' = b x + a y + ty (Umeyama, without reflection)."""
-    mu_p, mu_r = points.mean(axis=0), reference.mean(axis=0)
-    p, r = points - mu_p, reference - mu_r
-    norm = float((p * p).sum()) or 1.0
-    a = float((p * r).sum()) / norm
-    b = float((p[:, 0] * r[:, 1] - p[:, 1] * r[:, 0]).sum()) / norm
-    tx = mu_r[0] - (a * mu_p[0] - b * mu_p[1])
-    ty = mu_r[1] - (b * mu_p[0] + a * mu_p[1])
-    return np.array([a, b, tx, ty])
-
-
-def _apply(params: NDArray[np.float64], points: NDArray[np.float64]) -> NDArray[np.float64]:
-    a, b, tx, ty = params
-    x, y = points[:, 0], points[:, 1]
-    return np.stack([a * x - b * y + tx, b * x + a * y + ty], axis=1)
-
-
 def _invert(params: NDArray[np.float64]) -> NDArray[np.float64]:
     a, b, tx, ty = params
     det = a * a + b * b
@@ -253,8 +234,8 @@ def _split(
     frame's placement (the similarity taking the aligned shape back onto the frame)."""
     points = segment.astype(np.float64)
     reference = points.mean(axis=0)
-    placement = np.array([_similarity(frame, reference) for frame in points])
-    shapes = np.array([_apply(p, f) for p, f in zip(placement, points, strict=True)])
+    placement = np.array([fit_similarity(frame, reference) for frame in points])
+    shapes = np.array([apply_similarity(p, f) for p, f in zip(placement, points, strict=True)])
     return reference, shapes, np.array([_invert(p) for p in placement])
 
 
@@ -281,7 +262,7 @@ def smooth(
         shape = _zero_phase(flat_shape, fps, settings.min_cutoff, settings.beta) * unit
         place = _zero_phase(flat_place, fps, settings.place_min_cutoff, settings.place_beta)
         place *= np.array([1.0, 1.0, unit, unit])
-        rebuilt = [_apply(p, s.reshape(-1, 2)) for p, s in zip(place, shape, strict=True)]
+        rebuilt = [apply_similarity(p, s.reshape(-1, 2)) for p, s in zip(place, shape, strict=True)]
         result[start:stop] = np.array(rebuilt, dtype=np.float32)
     return result
 
@@ -310,7 +291,7 @@ def steady(
         _, shapes, inverse = _split(landmarks[start:stop])
         shapes = _gaussian(shapes, shape_frames)
         inverse = _gaussian(inverse, place_frames)
-        rebuilt = [_apply(p, f) for p, f in zip(inverse, shapes, strict=True)]
+        rebuilt = [apply_similarity(p, f) for p, f in zip(inverse, shapes, strict=True)]
         result[start:stop] = np.array(rebuilt, dtype=np.float32)
     return result
 
