@@ -57,6 +57,31 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
+def _text_channel(channel_id: str, guild_id: str, name: str) -> dict[str, Any]:
+    """A guild text channel as an interaction carries it."""
+    return {
+        "id": channel_id,
+        "type": 0,
+        "guild_id": guild_id,
+        "name": name,
+        "position": 0,
+        "permissions": "2147483647",
+    }
+
+
+def _member(user: dict[str, Any]) -> dict[str, Any]:
+    """``user`` as a guild member in an interaction (every permission)."""
+    return {
+        "user": user,
+        "roles": [],
+        "joined_at": NOW,
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+        "permissions": "2147483647",
+    }
+
+
 @dataclass
 class Call:
     method: str
@@ -143,23 +168,8 @@ class FakeDiscord:
         if guild:
             payload["guild_id"] = GUILD_ID
             payload["guild_locale"] = "en-US"
-            payload["channel"] = {
-                "id": CHANNEL_ID,
-                "type": 0,
-                "guild_id": GUILD_ID,
-                "name": "general",
-                "position": 0,
-                "permissions": "2147483647",
-            }
-            payload["member"] = {
-                "user": user,
-                "roles": [],
-                "joined_at": NOW,
-                "deaf": False,
-                "mute": False,
-                "flags": 0,
-                "permissions": "2147483647",
-            }
+            payload["channel"] = _text_channel(CHANNEL_ID, GUILD_ID, "general")
+            payload["member"] = _member(user)
         else:
             payload["user"] = user
         return payload
@@ -196,23 +206,8 @@ class FakeDiscord:
             payload["guild_id"] = ELSEWHERE_GUILD_ID
             payload["guild_locale"] = "en-US"
             payload["guild"] = {"id": ELSEWHERE_GUILD_ID, "locale": "en-US", "features": []}
-            payload["channel"] = {
-                "id": channel,
-                "type": 0,
-                "guild_id": ELSEWHERE_GUILD_ID,
-                "name": "off-topic",
-                "position": 0,
-                "permissions": "2147483647",
-            }
-            payload["member"] = {
-                "user": user,
-                "roles": [],
-                "joined_at": NOW,
-                "deaf": False,
-                "mute": False,
-                "flags": 0,
-                "permissions": "2147483647",
-            }
+            payload["channel"] = _text_channel(channel, ELSEWHERE_GUILD_ID, "off-topic")
+            payload["member"] = _member(user)
         elif where == "dm":
             channel = self.snowflake()
             payload["context"] = BOT_DM_CONTEXT
