@@ -56,6 +56,11 @@ _progress_queue: Any = None
 def _init_worker(progress: Any) -> None:
     global _progress_queue
     _progress_queue = progress
+    # Progress is droppable; a worker must never wait at exit to flush it. The queue's
+    # write lock is shared by every worker, and one killed while writing (a crash, or
+    # close() stopping a render) never releases it: the others then waited forever at
+    # exit, and so did the pool's shutdown (a test hung under xdist).
+    progress.cancel_join_thread()
 
 
 def _send_progress(job_id: str, done: int, total: int) -> None:

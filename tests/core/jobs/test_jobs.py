@@ -125,3 +125,20 @@ async def test_stats_count_queued_running_and_finished_jobs() -> None:
         assert 0.4 <= after.latency_p50 <= after.latency_p95  # jobs waited for each other
     finally:
         await small.close()
+
+
+async def test_close_does_not_wait_for_progress_a_dead_worker_blocked() -> None:
+    """A worker killed while writing progress leaves the progress queue's shared write lock
+    held; the other workers' progress then cannot be flushed. They must still exit, or
+    closing the runner waits for them forever."""
+    small = LocalJobRunner(workers=1, max_queue=5)
+    events = await _follow(await small.submit("a", job_tasks.square, 2))
+    assert events[-1].kind == "done"
+    held = small._progress._wlock  # as a worker killed mid-write leaves it
+    held.acquire()
+    try:
+        blocked = await _follow(await small.submit("b", job_tasks.square, 3))
+        assert blocked[-1].kind == "done"  # the result does not go through that queue
+        await asyncio.wait_for(small.close(), 20)
+    finally:
+        held.release()
