@@ -156,10 +156,16 @@ def spline_map(at: Points, to: Points, shape: tuple[int, int], unit: float) -> N
     grid_x = (np.arange(columns) + 0.5) * (width / columns) - 0.5
     grid_y = (np.arange(rows) + 0.5) * (height / rows) - 0.5
     gx, gy = np.meshgrid(grid_x, grid_y)
-    samples = np.stack([gx.ravel(), gy.ravel()], 1) / unit
-    distances = (samples * samples).sum(1)[:, None] + norms[None, :] - 2.0 * samples @ controls.T
-    field = _kernel(np.maximum(distances, 0.0)) @ weights[:count]
-    field += weights[count] + samples @ weights[count + 1 :]
+    # the grid is evaluated in single precision (a thousandth of a pixel at most: the
+    # weights are solved in double), which halves the time of its logarithms
+    samples = (np.stack([gx.ravel(), gy.ravel()], 1) / unit).astype(np.float32)
+    near = controls.astype(np.float32)
+    distances = (samples * samples).sum(1)[:, None] + (near * near).sum(1)[None, :]
+    distances -= 2.0 * samples @ near.T
+    np.maximum(distances, np.float32(1e-12), out=distances)
+    kernel = distances * np.log(distances)  # r^2 log r, from r^2 (halved below)
+    field = kernel @ (0.5 * weights[:count]).astype(np.float32)
+    field += (weights[count] + samples @ weights[count + 1 :]).astype(np.float32)
     shift = field.reshape(rows, columns, 2).astype(np.float32)
     shift = np.asarray(cv2.resize(shift, (width, height), interpolation=cv2.INTER_LINEAR))
     shift[:, :, 0] += np.arange(width, dtype=np.float32)[None, :]

@@ -95,11 +95,12 @@ def clear_skin(points: Points, shape: tuple[int, int], unit: float) -> NDArray[n
 
 def colour_stats(lab: FloatImage, mask: NDArray[np.bool_]) -> ColourStats:
     """Skin colour statistics, ignoring the darkest and brightest tenth (shadows, shine)."""
-    pixels = lab[mask]
-    if len(pixels) < 16:
-        pixels = lab.reshape(-1, 3)
-    if len(pixels) > 1536:  # a regular sample: the statistics do not need every pixel
-        pixels = pixels[:: len(pixels) // 1536 + 1]
+    where = np.flatnonzero(mask)
+    if len(where) < 16:
+        where = np.arange(mask.size)
+    if len(where) > 1536:  # a regular sample: the statistics do not need every pixel
+        where = where[:: len(where) // 1536 + 1]
+    pixels = lab.reshape(-1, 3)[where]
     low, high = np.percentile(pixels[:, 0], [10, 90])
     # Dark frames of glasses or a shadowed beard can fill more than a tenth: keep lightness
     # within a robust spread (median absolute deviation) of the median too.
@@ -127,8 +128,16 @@ def skin_likeness(lab: FloatImage, stats: ColourStats, *, use_chroma: bool = Tru
     and shadows 15-20 L apart) but not of hair, which differs in lightness and hue at once.
     """
     floor = np.array([9.0, 4.0, 4.0], dtype=np.float32)
-    z = (lab - stats.mean) / np.maximum(stats.std, floor)
-    distance = np.sqrt((z * z).sum(axis=2)) if use_chroma else np.abs(z[:, :, 0]) * 1.4
+    spread = np.maximum(stats.std, floor)
+    if use_chroma:
+        # channel by channel: numpy's sum over a last axis of three is several times slower
+        squared = np.zeros(lab.shape[:2], np.float32)
+        for channel in range(3):
+            z = (lab[:, :, channel] - stats.mean[channel]) / spread[channel]
+            squared += z * z
+        distance = np.sqrt(squared)
+    else:
+        distance = np.abs(lab[:, :, 0] - stats.mean[0]) * (1.4 / spread[0])
     return np.clip((4.5 - distance) / 1.5, 0.0, 1.0).astype(np.float32)
 
 
