@@ -36,6 +36,10 @@ class TrackSettings:
     place_beta: float = 9.6
     # Share of each landmark taken from where optical flow carried it from the last frame.
     flow_weight: float = 0.6
+    # The head's placement follows its motion measured from the picture (see
+    # :func:`head_motion`); the landmark fit only corrects its drift, over this many
+    # seconds (a centred Gaussian's sigma). 0 keeps the fitted placement alone.
+    place_drift_seconds: float = 0.15
 
 
 @dataclass(slots=True)
@@ -240,15 +244,22 @@ def _split(
 
 
 def smooth(
-    landmarks: TrackPoints, visible: NDArray[np.bool_], fps: float, settings: TrackSettings
+    landmarks: TrackPoints,
+    visible: NDArray[np.bool_],
+    fps: float,
+    settings: TrackSettings,
+    motions: list[NDArray[np.float64] | None] | None = None,
 ) -> TrackPoints:
     """Remove landmark jitter without lagging behind the head or the camera.
 
     Each frame is split into the head's rigid placement (a similarity fitted to all 68
     points, which averages the per-point noise away) and its shape in a fixed frame (the
-    expression). The placement is only lightly filtered so fast moves and camera shake are
-    followed; the shape, where the jitter lives, gets the full One-Euro filter. Both run
-    forwards and backwards and are averaged (zero phase: no lag, no lead).
+    expression). The shape, where the jitter lives, gets the full One-Euro filter. With
+    ``motions`` (the head's motion from the frame before, measured from the picture: see
+    :func:`head_motion`) the placement follows them and the fit only corrects their drift
+    (:func:`_fused_placement`); without, it is only lightly filtered so fast moves and camera
+    shake are followed. Filters run forwards and backwards and are averaged (zero phase: no
+    lag, no lead).
     """
     result = landmarks.copy()
     for start, stop in _runs(visible):
@@ -258,13 +269,95 @@ def smooth(
         unit = eye_distance(reference.astype(np.float32)) or 1.0
         # Placement as where the reference's corners land, in eye distances.
         flat_shape = shapes.reshape(len(shapes), -1) / unit
-        flat_place = inverse / np.array([1.0, 1.0, unit, unit])
         shape = _zero_phase(flat_shape, fps, settings.min_cutoff, settings.beta) * unit
-        place = _zero_phase(flat_place, fps, settings.place_min_cutoff, settings.place_beta)
-        place *= np.array([1.0, 1.0, unit, unit])
+        drift = settings.place_drift_seconds * fps
+        if motions is not None and drift > 0:
+            place = _fused_placement(inverse, motions[start:stop], drift)
+        else:
+            flat_place = inverse / np.array([1.0, 1.0, unit, unit])
+            place = _zero_phase(flat_place, fps, settings.place_min_cutoff, settings.place_beta)
+            place *= np.array([1.0, 1.0, unit, unit])
         rebuilt = [apply_similarity(p, s.reshape(-1, 2)) for p, s in zip(place, shape, strict=True)]
         result[start:stop] = np.array(rebuilt, dtype=np.float32)
     return result
+
+
+def _compose(outer: NDArray[np.float64], inner: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The similarity ``outer`` after ``inner`` (both ``a, b, tx, ty``)."""
+    a, b, tx, ty = outer
+    c, d, ux, uy = inner
+    return np.array([a * c - b * d, a * d + b * c, a * ux - b * uy + tx, b * ux + a * uy + ty])
+
+
+def _fused_placement(
+    placement: NDArray[np.float64],
+    motions: list[NDArray[np.float64] | None],
+    drift: float,
+) -> NDArray[np.float64]:
+    """The head's placement per frame (``a, b, tx, ty``, reference to frame) from its
+    measured frame-to-frame ``motions``, anchored to the fitted ``placement``.
+
+    A landmark fit places the head to about a pixel, differently on every frame; the
+    picture's own motion (a couple of hundred corners followed by optical flow) says how it
+    moved to a few hundredths, but drifts when summed. So the motions are chained into a
+    path, and the gap between the path and the fitted placement, which holds the fit's
+    jitter and the path's slow drift, is smoothed over ``drift`` frames and put back: the
+    result moves as the picture does and stays where the fit says on average. A frame
+    whose motion could not be measured steps as the fit does."""
+    count = len(placement)
+    path = np.empty((count, 4))
+    path[0] = (1.0, 0.0, 0.0, 0.0)
+    for index in range(1, count):
+        motion = motions[index]
+        if motion is None:
+            motion = _compose(placement[index], _invert(placement[index - 1]))
+        path[index] = _compose(motion, path[index - 1])
+    # placement = path after gap, the gap taking the reference to the run's first frame
+    gap = np.array([_compose(_invert(path[i]), placement[i]) for i in range(count)])
+    gap = _gaussian(gap, drift)
+    return np.array([_compose(path[i], gap[i]) for i in range(count)])
+
+
+def head_motion(
+    previous: NDArray[np.uint8], grey: NDArray[np.uint8], points: Points
+) -> NDArray[np.float64] | None:
+    """How the head moved from ``previous`` to ``grey`` (grey frames), as a similarity
+    ``a, b, tx, ty``; ``points``: its landmarks in ``previous``. None when too little of it
+    could be followed.
+
+    Corners on the rigid part of the face (brows, nose, upper cheeks and forehead edge; not
+    the eyes, which blink, nor the jaw and mouth, which speak) are followed by pyramidal
+    Lucas-Kanade both ways; those that come back to within a third of a pixel vote, and a
+    RANSAC similarity fit ignores the few that moved on their own."""
+    unit = max(eye_distance(points), 1.0)
+    if unit < 12:
+        return None
+    upper = np.vstack([points[0:3], points[17:27], points[14:17], points[27:36]])
+    mask = np.zeros(grey.shape, np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(upper).astype(np.int32)), 255)
+    for eye in (points[36:42], points[42:48]):
+        hull = cv2.convexHull(np.round(eye).astype(np.int32))
+        cv2.fillConvexPoly(mask, hull, 0)
+        cv2.polylines(mask, [hull], True, 0, max(2, round(unit * 0.15)))
+    corners = cv2.goodFeaturesToTrack(
+        previous, 200, 0.01, max(3.0, unit * 0.05), mask=mask, blockSize=5
+    )
+    if corners is None or len(corners) < 8:
+        return None
+    corners = np.asarray(corners, np.float32)
+    window = (21, 21)
+    ahead, found, _ = cv2.calcOpticalFlowPyrLK(previous, grey, corners, None, winSize=window)
+    back, returned, _ = cv2.calcOpticalFlowPyrLK(grey, previous, ahead, None, winSize=window)
+    error = np.linalg.norm((back - corners).reshape(-1, 2), axis=1)
+    good = (found.reshape(-1) == 1) & (returned.reshape(-1) == 1) & (error < 0.3)
+    if good.sum() < 8:
+        return None
+    matrix, inliers = cv2.estimateAffinePartial2D(
+        corners[good], ahead[good], method=cv2.RANSAC, ransacReprojThreshold=0.7
+    )
+    if matrix is None or inliers is None or int(inliers.sum()) < 8:
+        return None
+    return np.array([matrix[0, 0], matrix[1, 0], matrix[0, 2], matrix[1, 2]], np.float64)
 
 
 def steady(
@@ -366,6 +459,7 @@ class TrackRecorder:
         self._seen: list[bool] = []
         self._detected: list[bool] = []
         self._last: tuple[NDArray[np.uint8], Points | None] | None = None
+        self._motions: list[NDArray[np.float64] | None] = []
 
     @property
     def frames(self) -> int:
@@ -374,8 +468,13 @@ class TrackRecorder:
     def add(self, frame: RGBImage) -> None:
         found, by_detector = self._tracker.step(frame)
         grey = np.asarray(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), dtype=np.uint8)
+        motion = None
         if found is not None:
+            last = self._last
+            if last is not None and last[1] is not None and last[0].shape == grey.shape:
+                motion = head_motion(last[0], grey, last[1])
             found = self._follow_flow(grey, found)
+        self._motions.append(motion)
         self._last = (grey, found)
         self._seen.append(found is not None)
         self._detected.append(by_detector)
@@ -416,7 +515,7 @@ class TrackRecorder:
         landmarks = np.array(self._points, dtype=np.float32).reshape(-1, 68, 2)
         visible = np.array(self._seen, dtype=np.bool_)
         fill_gaps(landmarks, visible, self.settings.max_gap)
-        smoothed = smooth(landmarks, visible, fps, self.settings)
+        smoothed = smooth(landmarks, visible, fps, self.settings, self._motions)
         return Track(
             landmarks=smoothed,
             visible=visible,
@@ -446,6 +545,7 @@ __all__ = [
     "TrackRecorder",
     "TrackSettings",
     "fill_gaps",
+    "head_motion",
     "jitter",
     "rest_shape",
     "smooth",

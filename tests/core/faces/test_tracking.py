@@ -37,6 +37,38 @@ def test_tracks_known_camera_motion_within_two_percent(
     assert np.percentile(errors, 90) < 0.03
 
 
+@pytest.mark.parametrize("motion", ["shake", "pan"])
+def test_the_face_moves_with_the_picture_not_with_the_landmark_fits_wobble(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, astronaut_face: Face, motion: str
+) -> None:
+    """A selfie warped onto a track shimmers wherever the track wobbles and the filmed face
+    does not: the head's placement follows the motion measured from the picture."""
+    focus = tuple(float(v) for v in astronaut_face.landmarks.mean(axis=0))
+    frames, matrices = animate_still(
+        astronaut,
+        motion,
+        seconds=2.0,
+        fps=12,
+        size=(320, 240),
+        focus=focus,  # type: ignore[arg-type]
+    )
+    frames = list(frames)
+    truth = move_points(astronaut_face.landmarks, matrices)
+    unit = float(np.mean([eye_distance(points) for points in truth]))
+
+    def wobble(settings: TrackSettings) -> tuple[float, float]:
+        track = track_video(frames, analyzer, 12.0, settings)
+        off = (track.landmarks - truth).mean(axis=1)  # where the whole face is off, per frame
+        steps = np.linalg.norm(np.diff(off, axis=0), axis=1).mean() / unit
+        return float(steps), float(_error(track.landmarks, truth).mean())
+
+    fitted_wobble, fitted_error = wobble(TrackSettings(place_drift_seconds=0.0))
+    fused_wobble, fused_error = wobble(TrackSettings())
+    assert fused_wobble < 0.3 * fitted_wobble, (fused_wobble, fitted_wobble)
+    assert fused_wobble < 0.001  # a tenth of a pixel on a 100-px face
+    assert fused_error <= fitted_error * 1.05  # and no further from the face on average
+
+
 def test_smoothing_removes_jitter_and_moves_towards_the_truth(astronaut_face: Face) -> None:
     # Truth: a face drifting right and growing; measurements: truth + 1.5% jitter.
     frames = 48
