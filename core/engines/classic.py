@@ -61,7 +61,7 @@ _SPLINE_POINTS = np.array(
     [i for i in range(N_EXTENDED) if i not in (40, 41, 46, 47, *range(60, 68))]
 )
 
-_ANALYSIS_EYE_DISTANCE = 52.0  # colour and lighting are measured at this face scale
+_ANALYSIS_EYE_DISTANCE = 40.0  # colour and lighting are measured at this face scale
 _DARK_BROWS = -12.0  # brows at least this much darker than the skin (CIELAB L) are dark
 
 
@@ -128,6 +128,7 @@ class ClassicSwapper:
         reshape_jaw: float = 0.6,
         unglasses: bool = True,
         eye_lids: float = 0.06,
+        texture_blur: float = 1.3,
     ) -> None:
         self.feather = feather  # blend ramp width, as a share of the eye distance
         self.max_gain = max_gain  # cap on the colour contrast change
@@ -165,6 +166,11 @@ class ClassicSwapper:
         # into every frame; eye-opening correlation 0.88 -> 0.92 on the devset); the eyes'
         # size and place are still the selfie's (see core.engines.reshape).
         self.eye_lids = eye_lids
+        # The selfie's texture is blurred by this much (pixels of the output) before it is
+        # warped (see _texture): flicker on the devset's near-still talking heads 1.23 ->
+        # 1.10 x the clip's (with the tracker's picture-led placement), identity and edge
+        # width unchanged (the clip's own edges are no sharper).
+        self.texture_blur = texture_blur
 
     def swap(
         self,
@@ -194,7 +200,7 @@ class ClassicSwapper:
         local = points - origin
         shape = (y1 - y0, x1 - x0)
 
-        texture = self._texture(profile, sequence)
+        texture = self._texture(profile, sequence, unit)
         warped, covered = self._warp(profile, texture, local, shape)
         warped, painted = np.ascontiguousarray(warped[:, :, :3]), warped[:, :, 3]
         region = frame[y0:y1, x0:x1]
@@ -244,18 +250,31 @@ class ClassicSwapper:
         )
         return change.apply(target) if change.moves else None
 
-    def _texture(self, profile: FaceProfile, sequence: SwapSequence | None) -> RGBImage:
-        """The selfie's texture as the swap paints it (its glasses taken off), with a fourth
-        channel saying where something was painted over (0..255)."""
-        if not self.unglasses:
-            blank = np.zeros(profile.texture.shape[:2], np.uint8)
-            return np.dstack([profile.texture, blank])
+    def _texture(
+        self, profile: FaceProfile, sequence: SwapSequence | None, unit: float
+    ) -> RGBImage:
+        """The selfie's texture as the swap paints it (its glasses taken off, band-limited
+        for a face ``unit`` pixels between the eyes), with a fourth channel saying where
+        something was painted over (0..255)."""
 
         def clean() -> RGBImage:
-            painted, where = _without_glasses(profile.texture, profile.points)
+            painted, where = profile.texture, np.zeros(profile.texture.shape[:2], np.float32)
+            if self.unglasses:
+                painted, where = _without_glasses(profile.texture, profile.points)
+            # Band-limited before it is resampled: a selfie's finest detail (pores, stubble,
+            # a sharp phone photo's edges), sampled at a moving sub-pixel phase, shimmered as
+            # the head moved (bilinear sampling blurs it more or less from frame to frame);
+            # the clip's own skin, filmed, has none finer than its lens passed.
+            sigma = self.texture_blur * eye_distance(profile.points) / max(unit, 1.0)
+            if sigma >= 0.2:
+                painted = np.asarray(cv2.GaussianBlur(painted, (0, 0), sigma), np.uint8)
             return np.dstack([painted, np.round(where * 255).astype(np.uint8)])
 
-        return clean() if sequence is None else sequence.remember("texture", profile, clean)
+        if sequence is None:
+            return clean()
+        if sequence.rest is not None:  # the clip's resting face: one size for the clip
+            unit = eye_distance(sequence.rest)
+        return sequence.remember("texture", profile, clean)
 
     def _warp(
         self, profile: FaceProfile, texture: RGBImage, local: Points, shape: tuple[int, int]
@@ -435,17 +454,18 @@ class ClassicSwapper:
         # pasted, and whatever in the clip is not skin (a microphone, a pen, glasses'
         # frames, a fringe, a beard) stays in front. Brows are the exception: they carry
         # identity and are hair on both faces.
-        brows = blur(
-            np.asarray(
-                cv2.dilate(fill(shape, _hull(local[BROWS])), disc(max(1, round(unit * 0.06)))),
-                np.uint8,
-            ),
-            sigma,
-        )
         if self.keep_brows:
             # the clip's brows stay; the selfie's skin around them still comes
-            brows = np.zeros_like(brows)
-        alpha *= brows + (1.0 - brows) * source_like * target_like
+            alpha *= source_like * target_like
+        else:
+            brows = blur(
+                np.asarray(
+                    cv2.dilate(fill(shape, _hull(local[BROWS])), disc(max(1, round(unit * 0.06)))),
+                    np.uint8,
+                ),
+                sigma,
+            )
+            alpha *= brows + (1.0 - brows) * source_like * target_like
         if self.keep_brows and light_brows:
             # ...but not a selfie's light or grey brow hair: it passes for skin and, pasted
             # beside the clip's dark brows, made a grey smudge. Along the brows the clip
@@ -587,13 +607,20 @@ def _thin_lines(lightness: FloatImage, points: Points, unit: float) -> FloatImag
     shape = lightness.shape[:2]
     size = max(3, 2 * round(unit * 0.03) + 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    bright = cv2.morphologyEx(lightness, cv2.MORPH_TOPHAT, kernel)
-    dark = cv2.morphologyEx(lightness, cv2.MORPH_BLACKHAT, kernel)
-    # above the skin's own fine detail (pores, freckles: a few L units at this scale)
-    lines = np.clip((np.maximum(bright, dark) - 9.0) / 6.0, 0.0, 1.0)
-    rows = np.arange(shape[0], dtype=np.float32)[:, None]
     eyes_y = float(points[36:48, 1].mean())
     top = float(points[17:27, 1].min()) - 0.1 * unit
+    lines = np.zeros(shape, np.float32)
+    # only the band from the brows to below the eyes is looked at (with a kernel's margin)
+    first = min(max(0, int(top) - size), shape[0])
+    last = min(shape[0], max(first, int(eyes_y + 0.6 * unit) + size + 1))
+    if last - first < size:
+        return lines
+    band = np.ascontiguousarray(lightness[first:last])
+    bright = cv2.morphologyEx(band, cv2.MORPH_TOPHAT, kernel)
+    dark = cv2.morphologyEx(band, cv2.MORPH_BLACKHAT, kernel)
+    # above the skin's own fine detail (pores, freckles: a few L units at this scale)
+    lines[first:last] = np.clip((np.maximum(bright, dark) - 9.0) / 6.0, 0.0, 1.0)
+    rows = np.arange(shape[0], dtype=np.float32)[:, None]
     zone = (rows > top) & (rows < eyes_y + 0.6 * unit)
     eyes = _grown_parts(points, shape, unit, ((RIGHT_EYE, 0.08), (LEFT_EYE, 0.08)))
     kept = zone & (eyes < 128) & ~_brow_band(points, shape, unit)
