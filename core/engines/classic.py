@@ -520,24 +520,32 @@ class ClassicSwapper:
         the target's light."""
         unit = float(eye_distance(local))
         shape = region.shape[:2]
-        target_masks = [_lip_mask(local, shape)]
-        strengths = [self.lip_tint]
-        brows = [False]
+        parts = [(OUTER_LIPS, self.lip_tint, False)]
         if self.keep_brows:
-            target_masks.append(_brow_band(local, shape, unit) & (target_like < 0.5))
-            strengths.append(self.brow_tint)
-            brows.append(True)
+            parts.append((BROWS, self.brow_tint, True))
         out = region.astype(np.float32)
-        for source_part, target_mask, strength, brow in zip(
-            source_parts, target_masks, strengths, brows, strict=False
-        ):
-            if source_part is None or target_mask.sum() < 8 or strength <= 0:
+        pad = max(2, round(unit * 0.05))
+        for source_part, (where, strength, brow) in zip(source_parts, parts, strict=False):
+            if source_part is None or strength <= 0:
                 continue
-            ys, xs = np.nonzero(target_mask)
-            pad = max(2, round(unit * 0.05))
-            y0, y1 = max(0, ys.min() - pad), min(shape[0], ys.max() + pad + 1)
-            x0, x1 = max(0, xs.min() - pad), min(shape[1], xs.max() + pad + 1)
-            target_part = target_lab[target_mask].mean(axis=0) - dst.mean
+            # each part is worked on in a window around its landmarks (and the brow band's
+            # width), not over the whole face
+            reach = pad + (max(2, round(unit * 0.12)) if brow else 0) + 1
+            x0, y0 = np.floor(local[where].min(axis=0)).astype(int) - reach
+            x1, y1 = np.ceil(local[where].max(axis=0)).astype(int) + reach + 1
+            x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, shape[1]), min(y1, shape[0])
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            near = local - np.array([x0, y0], np.float32)
+            size = (int(y1 - y0), int(x1 - x0))
+            if brow:
+                target_mask = _brow_band(near, size, unit) & (target_like[y0:y1, x0:x1] < 0.5)
+            else:
+                target_mask = _lip_mask(near, size)
+            if target_mask.sum() < 8:
+                continue
+            lab = target_lab[y0:y1, x0:x1]
+            target_part = lab[target_mask].mean(axis=0) - dst.mean
             shift = (source_part - target_part) * strength
             shift[0] *= 0.6  # lightness carries the clip's light; follow the selfie partly
             if brow:
@@ -546,9 +554,9 @@ class ClassicSwapper:
                 # a redhead's hue on the clip's dark brows read as orange paint: half of it.
                 shift[0] = min(float(shift[0]), 5.0)
                 shift[1:] *= 0.5
-            crop = target_lab[y0:y1, x0:x1] + shift.astype(np.float32)
+            crop = lab + shift.astype(np.float32)
             crop[:, :, 0] = np.clip(crop[:, :, 0], 0.0, 100.0)
-            weight = blur(target_mask[y0:y1, x0:x1].astype(np.float32), max(0.5, unit * 0.015))
+            weight = blur(target_mask.astype(np.float32), max(0.5, unit * 0.015))
             window = out[y0:y1, x0:x1]
             window += (from_lab(crop) - window) * weight[:, :, None]
         return out
