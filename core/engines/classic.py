@@ -221,8 +221,10 @@ class ClassicSwapper:
             alpha *= 1.0 - _thin_lines(target_lab[:, :, 0], local, unit)
         alpha = alpha[:, :, None]
         clip_face = self._tint_kept(parts, region, target_lab, local, stats[1], target_like)
-        blended = corrected * alpha + clip_face * (1.0 - alpha)
-        result[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        blended = clip_face
+        blended += (corrected - clip_face) * alpha
+        blended += 0.5
+        result[y0:y1, x0:x1] = np.clip(blended, 0, 255, out=blended).astype(np.uint8)
         return result
 
     def reshaped(
@@ -479,16 +481,26 @@ class ClassicSwapper:
         # a glance or a word in the clip happens in the output, and the selfie's teeth never
         # fight the clip's open mouth. The lips take the selfie's colour (see _tint_kept).
         # The eyes' outline (lids, their shape) stays the selfie's: it carries identity.
-        eyes = np.maximum(fill(shape, local[RIGHT_EYE]), fill(shape, local[LEFT_EYE]))
-        if self.eye_lids > 0:
-            eyes = np.asarray(cv2.dilate(eyes, disc(max(1, round(unit * self.eye_lids)))), np.uint8)
-            eyes = np.asarray(blur(eyes, unit * self.eye_lids * 0.5) * 255, np.uint8)
-        else:
-            eyes = cv2.erode(eyes, disc(max(1, round(unit * 0.03))))
-        lips = cv2.dilate(fill(shape, local[OUTER_LIPS]), disc(max(1, round(unit * 0.04))))
-        parts = np.asarray(np.maximum(eyes, lips), np.uint8)
-        kept = blur(parts, max(0.5, unit * 0.03))
-        alpha *= 1.0 - kept
+        # (worked out in a window around the eyes and mouth, wide enough for the growing
+        # and both blurs to fade out inside it)
+        reach = unit * (max(self.eye_lids, 0.04) * 3.0 + 0.15) + 4.0
+        x0, y0 = np.floor(local[36:68].min(axis=0) - reach).astype(int)
+        x1, y1 = np.ceil(local[36:68].max(axis=0) + reach).astype(int) + 1
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, shape[1]), min(y1, shape[0])
+        if x1 > x0 and y1 > y0:
+            near = local - np.array([x0, y0], np.float32)
+            window = (int(y1 - y0), int(x1 - x0))
+            eyes = np.maximum(fill(window, near[RIGHT_EYE]), fill(window, near[LEFT_EYE]))
+            if self.eye_lids > 0:
+                lids = np.asarray(
+                    cv2.dilate(eyes, disc(max(1, round(unit * self.eye_lids)))), np.uint8
+                )
+                eyes = np.asarray(blur(lids, unit * self.eye_lids * 0.5) * 255, np.uint8)
+            else:
+                eyes = np.asarray(cv2.erode(eyes, disc(max(1, round(unit * 0.03)))), np.uint8)
+            lips = cv2.dilate(fill(window, near[OUTER_LIPS]), disc(max(1, round(unit * 0.04))))
+            parts = np.asarray(np.maximum(eyes, lips), np.uint8)
+            alpha[y0:y1, x0:x1] *= 1.0 - blur(parts, max(0.5, unit * 0.03))
         alpha[~covered] = 0.0
         return np.asarray(alpha, dtype=np.float32)
 
@@ -627,15 +639,19 @@ def _thin_lines(lightness: FloatImage, points: Points, unit: float) -> FloatImag
     bright = cv2.morphologyEx(band, cv2.MORPH_TOPHAT, kernel)
     dark = cv2.morphologyEx(band, cv2.MORPH_BLACKHAT, kernel)
     # above the skin's own fine detail (pores, freckles: a few L units at this scale)
-    lines[first:last] = np.clip((np.maximum(bright, dark) - 9.0) / 6.0, 0.0, 1.0)
-    rows = np.arange(shape[0], dtype=np.float32)[:, None]
+    found = np.clip((np.maximum(bright, dark) - 9.0) / 6.0, 0.0, 1.0)
+    rows = np.arange(first, last, dtype=np.float32)[:, None]
     zone = (rows > top) & (rows < eyes_y + 0.6 * unit)
-    eyes = _grown_parts(points, shape, unit, ((RIGHT_EYE, 0.08), (LEFT_EYE, 0.08)))
-    kept = zone & (eyes < 128) & ~_brow_band(points, shape, unit)
-    lines = np.where(kept, lines, 0.0).astype(np.float32)
-    # the line's whole width, anti-aliased edges included
-    widened = np.asarray(cv2.dilate(lines, np.ones((3, 3), np.uint8)), np.float32)
-    return blur(widened, 0.5)
+    near = points - np.array([0.0, first], np.float32)  # the band's own coordinates
+    size_band = (last - first, shape[1])
+    eyes = _grown_parts(near, size_band, unit, ((RIGHT_EYE, 0.08), (LEFT_EYE, 0.08)))
+    kept = zone & (eyes < 128) & ~_brow_band(near, size_band, unit)
+    found = np.where(kept, found, 0.0).astype(np.float32)
+    # the line's whole width, anti-aliased edges included (the zone is a kernel inside
+    # the band, so nothing reaches past it)
+    widened = np.asarray(cv2.dilate(found, np.ones((3, 3), np.uint8)), np.float32)
+    lines[first:last] = blur(widened, 0.5)
+    return lines
 
 
 def _without_glasses(texture: RGBImage, points: Points) -> tuple[RGBImage, FloatImage]:
