@@ -90,11 +90,12 @@ class SwapSequence:
         return cast(T, hit[1])
 
     def measured(
-        self, measure: Callable[[], tuple[ColourStats, ColourStats]], every: int = 2
+        self, measure: Callable[[], tuple[ColourStats, ColourStats]], every: int = 3
     ) -> tuple[ColourStats, ColourStats]:
         """:meth:`steady` of ``measure()``, measured on every ``every``-th frame only: the
         light on a face changes slowly and the moving average smooths it anyway, so the
-        frames between keep the average (a tenth of the classic swap's time)."""
+        frames between keep the average (measuring was a tenth of the classic swap's time;
+        every 3rd frame instead of every 2nd changed no devset measure by over 0.01)."""
         self._frames += 1
         if self._colour is not None and self._frames % every:
             return self._colour
