@@ -129,6 +129,7 @@ class ClassicSwapper:
         unglasses: bool = True,
         eye_lids: float = 0.06,
         texture_blur: float = 1.3,
+        crease_colour: bool = True,
     ) -> None:
         self.feather = feather  # blend ramp width, as a share of the eye distance
         self.max_gain = max_gain  # cap on the colour contrast change
@@ -171,6 +172,9 @@ class ClassicSwapper:
         # 1.10 x the clip's (with the tracker's picture-led placement), identity and edge
         # width unchanged (the clip's own edges are no sharper).
         self.texture_blur = texture_blur
+        # The clip's fine detail in the crease zones includes its colour, not only its
+        # lightness (see _match_colour).
+        self.crease_colour = crease_colour
 
     def swap(
         self,
@@ -219,7 +223,8 @@ class ClassicSwapper:
         alpha = self._alpha(local, shape, unit, covered, source_like, target_like, light_brows)
         if self.keep_lines:
             alpha *= 1.0 - _thin_lines(target_lab[:, :, 0], local, unit)
-        alpha = alpha[:, :, None]
+        # (three channels merged: faster than numpy's broadcast over a last axis of three)
+        alpha = np.asarray(cv2.merge([alpha, alpha, alpha]), np.float32)
         clip_face = self._tint_kept(parts, region, target_lab, local, stats[1], target_like)
         blended = clip_face
         blended += (corrected - clip_face) * alpha
@@ -383,6 +388,14 @@ class ClassicSwapper:
             )
             weight = grow(zones * target_like * np.float32(self.creases))
             out[:, :, 0] += (difference - grow(np.asarray(flat, np.float32))) * weight
+            if self.crease_colour:
+                # Colour too: with lightness alone, a selfie's stubble or shadow (dark and
+                # nearly grey) lifted to the clip's skin lightness kept its greyness, blue-grey
+                # patches on the cheeks. The chroma there is the clip's, all of it: its
+                # larger scales were matched already (``tint``), so only the fine part moves.
+                for channel in (1, 2):  # (one at a time: a two-channel view is slow)
+                    chroma = out[:, :, channel]
+                    chroma += (target_lab[:, :, channel] - chroma) * weight
         out[:, :, 0] = np.clip(out[:, :, 0], 0.0, 100.0)
         soften = max(0.5, unit_small * self.feather * 0.5)
         return (

@@ -247,6 +247,41 @@ def test_the_selfies_smile_lines_do_not_freeze_into_the_clip(
     assert fold_contrast(ClassicSwapper(reshape=0.0, reshape_jaw=0.0)) < 0.6 * pasted
 
 
+def test_the_selfies_stubble_does_not_turn_the_clips_cheeks_grey(
+    analyzer: DlibAnalyzer, astronaut: RGBImage
+) -> None:
+    """A selfie's stubble or shadow beside the mouth is dark and nearly grey. Where the clip's
+    own fine detail replaces the selfie's (the smile folds) only its lightness used to come,
+    so the stubble, lifted to the clip's skin lightness, stayed grey: blue-grey patches on
+    the cheeks. The clip's colour detail comes too."""
+    points = _only_face(analyzer, astronaut).landmarks
+    zone = np.zeros(astronaut.shape[:2], np.uint8)
+    for wing, corner, *jaw in ((31, 48, 5, 3), (35, 54, 11, 13)):
+        cv2.fillPoly(zone, [np.round(points[[wing, corner, *jaw]]).astype(np.int32)], 255)
+    inside = cv2.erode(zone, np.ones((5, 5), np.uint8)) > 0
+    dots = (np.random.default_rng(2).random(astronaut.shape[:2]) < 0.35) & inside
+    grey = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    stubbled = astronaut.copy()
+    stubbled[dots] = np.clip(grey[dots] * 0.55, 0, 255).astype(np.uint8)[:, None]
+    stubbled = np.asarray(cv2.GaussianBlur(stubbled, (0, 0), 0.7), np.uint8)
+    selfie = build_profile(stubbled, _only_face(analyzer, stubbled))
+
+    def chroma(image: RGBImage) -> float:
+        lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+        return float(np.hypot(lab[:, :, 1], lab[:, :, 2])[inside].mean())
+
+    skin = chroma(astronaut)
+    assert chroma(stubbled) < 0.75 * skin  # the selfie's cheeks are greyer (0.70)
+
+    def cheeks(swapper: ClassicSwapper) -> float:
+        return chroma(swapper.swap(selfie, astronaut, points)) / skin
+
+    # (the face keeps its shape here: the zone is measured where it was drawn)
+    still = {"reshape": 0.0, "reshape_jaw": 0.0}
+    assert cheeks(ClassicSwapper(crease_colour=False, **still)) < 0.9  # grey (0.86)
+    assert cheeks(ClassicSwapper(**still)) > 0.95  # the clip's skin colour (1.00)
+
+
 def test_the_clips_light_glasses_frames_stay_in_front(
     hanks_profile: FaceProfile, analyzer: DlibAnalyzer, astronaut: RGBImage
 ) -> None:

@@ -16,11 +16,10 @@ def _error(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.asarray(np.linalg.norm(found - truth, axis=2).mean(axis=1) / unit)
 
 
-@pytest.mark.parametrize("motion", ["push-in", "pan", "shake"])
-def test_tracks_known_camera_motion_within_two_percent(
-    analyzer: DlibAnalyzer, astronaut: RGBImage, astronaut_face: Face, motion: str
-) -> None:
-    focus = tuple(float(v) for v in astronaut_face.landmarks.mean(axis=0))
+def _camera_move(astronaut: RGBImage, face: Face, motion: str) -> tuple[list[RGBImage], np.ndarray]:
+    """Two seconds of a camera ``motion`` over the astronaut (12 fps, 320x240), and where her
+    landmarks truly are in each frame."""
+    focus = tuple(float(v) for v in face.landmarks.mean(axis=0))
     frames, matrices = animate_still(
         astronaut,
         motion,
@@ -29,8 +28,15 @@ def test_tracks_known_camera_motion_within_two_percent(
         size=(320, 240),
         focus=focus,  # type: ignore[arg-type]
     )
+    return list(frames), move_points(face.landmarks, matrices)
+
+
+@pytest.mark.parametrize("motion", ["push-in", "pan", "shake"])
+def test_tracks_known_camera_motion_within_two_percent(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, astronaut_face: Face, motion: str
+) -> None:
+    frames, truth = _camera_move(astronaut, astronaut_face, motion)
     track = track_video(frames, analyzer, 12.0)
-    truth = move_points(astronaut_face.landmarks, matrices)
     assert track.coverage == 1.0
     errors = _error(track.landmarks, truth)
     assert errors.mean() < 0.02, errors
@@ -43,17 +49,7 @@ def test_the_face_moves_with_the_picture_not_with_the_landmark_fits_wobble(
 ) -> None:
     """A selfie warped onto a track shimmers wherever the track wobbles and the filmed face
     does not: the head's placement follows the motion measured from the picture."""
-    focus = tuple(float(v) for v in astronaut_face.landmarks.mean(axis=0))
-    frames, matrices = animate_still(
-        astronaut,
-        motion,
-        seconds=2.0,
-        fps=12,
-        size=(320, 240),
-        focus=focus,  # type: ignore[arg-type]
-    )
-    frames = list(frames)
-    truth = move_points(astronaut_face.landmarks, matrices)
+    frames, truth = _camera_move(astronaut, astronaut_face, motion)
     unit = float(np.mean([eye_distance(points) for points in truth]))
 
     def wobble(settings: TrackSettings) -> tuple[float, float]:
