@@ -43,6 +43,7 @@ from core.faces.skin import (
     disc,
     fill,
     from_lab,
+    grown_hull,
     skin_likeness,
     skin_mask,
     to_lab,
@@ -438,7 +439,7 @@ class ClassicSwapper:
         if self.skin_detail > 0:
             zone = np.maximum(zone, fill(shape, _outline(local)) / 255.0 * self.skin_detail)
         own = np.maximum(
-            cv2.dilate(fill(shape, _hull(local[OUTER_LIPS])), disc(max(1, round(unit * 0.03)))),
+            grown_hull(shape, _hull(local[OUTER_LIPS]), max(1, round(unit * 0.03))),
             np.maximum(fill(shape, _hull(local[RIGHT_EYE])), fill(shape, _hull(local[LEFT_EYE]))),
         )
         if self.skin_detail > 0:  # the nose's wings and tip carry who it is
@@ -718,8 +719,7 @@ def _grown_parts(
     """255 over each landmark group's hull, grown by its share of the eye distance."""
     mask = np.zeros(shape, np.uint8)
     for part, grow in parts:
-        grown = cv2.dilate(fill(shape, _hull(points[part])), disc(max(1, round(unit * grow))))
-        mask = np.maximum(mask, np.asarray(grown, np.uint8))
+        mask = np.maximum(mask, grown_hull(shape, _hull(points[part]), max(1, round(unit * grow))))
     return mask
 
 

@@ -52,6 +52,18 @@ def blur(mask: NDArray[np.uint8] | FloatImage, sigma: float) -> FloatImage:
     return np.asarray(cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR))
 
 
+def grown_hull(shape: tuple[int, int], hull: Points, radius: int) -> NDArray[np.uint8]:
+    """255 over the convex polygon ``hull`` grown by ``radius`` pixels: what dilating its fill
+    with a :func:`disc` gives (the same area within a percent), drawn directly as the fill
+    and a round-capped outline (a dilation with a round kernel cost up to 15x more)."""
+    mask = np.zeros(shape, dtype=np.uint8)
+    pts = np.round(hull * 16).astype(np.int32)
+    cv2.fillConvexPoly(mask, pts, 255, lineType=cv2.LINE_AA, shift=4)
+    if radius > 0:
+        cv2.polylines(mask, [pts], True, 255, thickness=2 * radius, lineType=cv2.LINE_AA, shift=4)
+    return mask
+
+
 def disc(radius: int) -> NDArray[np.uint8]:
     size = 2 * max(1, radius) + 1
     return np.asarray(cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
@@ -75,8 +87,7 @@ def skin_mask(points: Points, shape: tuple[int, int], unit: float) -> NDArray[np
     skin = cv2.erode(fill(shape, inner_outline(points)), disc(radius)) > 0
     for part in (RIGHT_EYE, LEFT_EYE, OUTER_LIPS, BROWS):
         hull = np.asarray(cv2.convexHull(points[part]), np.float32).reshape(-1, 2)
-        blocked = cv2.dilate(fill(shape, hull, convex=True), disc(2 * radius))
-        skin &= blocked == 0
+        skin &= grown_hull(shape, hull, 2 * radius) == 0
     return np.asarray(skin, dtype=np.bool_)
 
 
@@ -161,6 +172,7 @@ __all__ = [
     "features",
     "fill",
     "from_lab",
+    "grown_hull",
     "inner_outline",
     "skin_likeness",
     "skin_mask",
