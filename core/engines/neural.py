@@ -199,10 +199,16 @@ class InsightFaceAnalyzer:
         self.overlap = overlap
 
     def detect_boxes(
-        self, image: RGBImage, *, upsample: bool | None = None, verify: bool = True
+        self,
+        image: RGBImage,
+        *,
+        upsample: bool | None = None,
+        verify: bool = True,
+        unsure: bool = False,
     ) -> list[tuple[Box, float]]:
-        """SCRFD boxes and scores (``upsample`` and ``verify`` are dlib's; ignored)."""
-        del upsample, verify
+        """SCRFD boxes and scores (``upsample``, ``verify`` and ``unsure`` are dlib's;
+        ignored)."""
+        del upsample, verify, unsure
         size = self.detector_spec.input_size
         height, width = image.shape[:2]
         scale = size / max(height, width)

@@ -66,9 +66,16 @@ class Analyzer(Protocol):
         ...
 
     def detect_boxes(
-        self, image: RGBImage, *, upsample: bool | None = None, verify: bool = True
+        self,
+        image: RGBImage,
+        *,
+        upsample: bool | None = None,
+        verify: bool = True,
+        unsure: bool = False,
     ) -> list[tuple[Box, float]]:
-        """Face boxes and scores only: the fast path for tracking through a video."""
+        """Face boxes and scores only: the fast path for tracking through a video.
+        ``unsure`` adds, unconfirmed, the boxes scored under the threshold but not far
+        (for looking for a mark, where a false face costs only a look)."""
         ...
 
     def landmarks(self, image: RGBImage, box: Box) -> Points:
@@ -268,10 +275,17 @@ class DlibAnalyzer:
         self._lock = threading.Lock()
 
     def detect_boxes(
-        self, image: RGBImage, *, upsample: bool | None = None, verify: bool = True
+        self,
+        image: RGBImage,
+        *,
+        upsample: bool | None = None,
+        verify: bool = True,
+        unsure: bool = False,
     ) -> list[tuple[Box, float]]:
         """Boxes and HOG scores. ``upsample`` None means: only for small pictures;
-        ``verify=False`` skips the CNN check (for tracking a face already known)."""
+        ``verify=False`` skips the CNN check (for tracking a face already known);
+        ``unsure`` adds the doubtful boxes (down to ``doubtful``) unconfirmed, after the
+        others."""
         image = np.ascontiguousarray(image)  # dlib refuses views such as crops
         small, scale = _shrunk(image, self.detect_max_side)
         found: list[tuple[Box, float]] = []
@@ -285,7 +299,7 @@ class DlibAnalyzer:
             with self._lock:
                 # When the CNN can confirm, keep doubtful HOG scores too: a clear frontal
                 # face behind round glasses or with a pout can score below zero.
-                floor = min(self.threshold, self.doubtful) if verify else self.threshold
+                floor = min(self.threshold, self.doubtful) if verify or unsure else self.threshold
                 rects, scores, _ = self._detector.run(small, pass_upsample, floor)
             for rect, score in sorted(zip(rects, scores, strict=True), key=lambda r: -r[1]):
                 box = _unscaled(rect, scale)
@@ -311,6 +325,10 @@ class DlibAnalyzer:
                     found.append((box, score))
         if verify and not found:
             found = self._cnn_boxes(image)
+        if unsure:
+            for box, score in sorted([*below, *refused], key=lambda b: -b[1]):
+                if not any(box_iou(box, kept) >= 0.3 for kept, _ in found):
+                    found.append((box, score))
         return found
 
     def _cnn_boxes(self, image: RGBImage) -> list[tuple[Box, float]]:
