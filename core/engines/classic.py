@@ -474,13 +474,7 @@ class ClassicSwapper:
             # the clip's brows stay; the selfie's skin around them still comes
             alpha *= source_like * target_like
         else:
-            brows = blur(
-                np.asarray(
-                    cv2.dilate(fill(shape, _hull(local[BROWS])), disc(max(1, round(unit * 0.06)))),
-                    np.uint8,
-                ),
-                sigma,
-            )
+            brows = blur(grown_hull(shape, _hull(local[BROWS]), max(1, round(unit * 0.06))), sigma)
             alpha *= brows + (1.0 - brows) * source_like * target_like
         if self.keep_brows and light_brows:
             # ...but not a selfie's light or grey brow hair: it passes for skin and, pasted
@@ -498,9 +492,7 @@ class ClassicSwapper:
         # (worked out in a window around the eyes and mouth, wide enough for the growing
         # and both blurs to fade out inside it)
         reach = unit * (max(self.eye_lids, 0.04) * 3.0 + 0.15) + 4.0
-        x0, y0 = np.floor(local[36:68].min(axis=0) - reach).astype(int)
-        x1, y1 = np.ceil(local[36:68].max(axis=0) + reach).astype(int) + 1
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, shape[1]), min(y1, shape[0])
+        x0, y0, x1, y1 = _box_around(local[36:68], reach, shape)
         if x1 > x0 and y1 > y0:
             near = local - np.array([x0, y0], np.float32)
             window = (int(y1 - y0), int(x1 - x0))
@@ -557,9 +549,7 @@ class ClassicSwapper:
             # each part is worked on in a window around its landmarks (and the brow band's
             # width), not over the whole face
             reach = pad + (max(2, round(unit * 0.12)) if brow else 0) + 1
-            x0, y0 = np.floor(local[where].min(axis=0)).astype(int) - reach
-            x1, y1 = np.ceil(local[where].max(axis=0)).astype(int) + reach + 1
-            x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, shape[1]), min(y1, shape[0])
+            x0, y0, x1, y1 = _box_around(local[where], reach, shape)
             if x1 - x0 < 2 or y1 - y0 < 2:
                 continue
             near = local - np.array([x0, y0], np.float32)
@@ -721,6 +711,14 @@ def _grown_parts(
     for part, grow in parts:
         mask = np.maximum(mask, grown_hull(shape, _hull(points[part]), max(1, round(unit * grow))))
     return mask
+
+
+def _box_around(points: Points, reach: float, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``x0, y0, x1, y1``: the pixels within ``reach`` of ``points``' bounding box, inside a
+    ``shape`` picture (empty when they miss it)."""
+    x0, y0 = np.floor(points.min(axis=0) - reach).astype(int)
+    x1, y1 = np.ceil(points.max(axis=0) + reach).astype(int) + 1
+    return max(int(x0), 0), max(int(y0), 0), min(int(x1), shape[1]), min(int(y1), shape[0])
 
 
 def _hull(points: Points) -> Points:
