@@ -44,6 +44,10 @@ _FEATURES = (
     (slice(42, 48), 0.15),
     (slice(48, 68), 0.12),  # the mouth: a smile widens it, so its change is capped
 )
+# The gap between the brows' inner ends shrinks to no less than this share of the clip's:
+# the clip's brow hair reaches past its landmarks' ends, and brought as close as a selfie
+# with close-set brows has them, the two met over the nose (a unibrow).
+_BROW_GAP = 0.8
 # Where the whole face is placed: the points that an expression hardly moves.
 _STEADY = np.r_[0:17, 27:36, 36:48]
 
@@ -102,6 +106,7 @@ class ShapeChange:
         for part, cap in _FEATURES:
             matrix = _bounded_affine(rest64[part], placed[part], cap)
             offsets[part] = (_apply(matrix, rest64[part]) - rest64[part]) * features
+        _hold_brow_gap(rest64, offsets)
         unit = max(eye_distance(rest64.astype(np.float32)), 1.0)
         moved = (placed[JAW] - rest64[JAW]) * jaw
         length = np.linalg.norm(moved, axis=1, keepdims=True)
@@ -121,6 +126,19 @@ class ShapeChange:
         a, b, _, _ = fit_similarity(self.rest[_STEADY], target64[_STEADY])
         moved = target64 + self.offsets @ np.array([[a, -b], [b, a]]).T
         return np.asarray(moved, np.float32)
+
+
+def _hold_brow_gap(rest: NDArray[np.float64], offsets: NDArray[np.float64]) -> None:
+    """Move the brows apart (``offsets`` in place) where the change would bring their inner
+    ends closer than ``_BROW_GAP`` of the clip's own gap, along the line of the eyes."""
+    axis = rest[42:48].mean(axis=0) - rest[36:42].mean(axis=0)
+    axis /= max(float(np.linalg.norm(axis)), 1e-6)
+    gap = float((rest[22] - rest[21]) @ axis)
+    moved = gap + float((offsets[22] - offsets[21]) @ axis)
+    short = _BROW_GAP * gap - moved
+    if gap > 0 and short > 0:
+        offsets[17:22] -= axis * (short / 2.0)
+        offsets[22:27] += axis * (short / 2.0)
 
 
 def _kernel(squared: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -60,6 +60,27 @@ def test_a_clips_resting_face_is_not_reshaped_by_its_own_selfie(astronaut_face: 
     assert not change.moves
 
 
+def _brow_gap(points: Points) -> float:
+    return float(points[22, 0] - points[21, 0])
+
+
+def test_close_set_brows_do_not_meet_over_the_nose(astronaut_face: Face) -> None:
+    """A selfie whose brows nearly meet brought the clip's brows as close, and the clip's
+    brow hair, which reaches past its landmarks' ends, met over the nose: a unibrow. The gap
+    shrinks to no less than 0.8 of the clip's; brows set wider apart still move apart."""
+    rest = astronaut_face.landmarks
+    unit = eye_distance(rest)
+    for shift, lowest, highest in ((0.12, 0.79, 0.85), (-0.08, 1.2, 10.0)):
+        selfie = rest.copy()  # the brows moved in (or out) by ``shift`` eye distances each
+        selfie[17:22, 0] += shift * unit
+        selfie[22:27, 0] -= shift * unit
+        moved = ShapeChange.between(selfie, rest, features=1.0, jaw=0.0).apply(rest)
+        ratio = _brow_gap(moved) / _brow_gap(rest)
+        assert lowest <= ratio <= highest, (shift, ratio)  # (without the floor: 0.28)
+        # the brows move apart evenly, level: the nose between them stays put
+        assert abs(float(moved[21:23, 0].mean() - rest[21:23, 0].mean())) < 0.01 * unit
+
+
 def test_a_turned_selfie_leaves_the_shape_alone(astronaut_face: Face) -> None:
     """Proportions are compared in 2D: a selfie turned 37 degrees would read as a narrow
     face, so it changes nothing."""
