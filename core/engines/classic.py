@@ -131,6 +131,8 @@ class ClassicSwapper:
         eye_lids: float = 0.06,
         texture_blur: float = 1.3,
         crease_colour: bool = True,
+        close_hair: float = 0.06,
+        lip_hue_reach: float = 6.0,
     ) -> None:
         self.feather = feather  # blend ramp width, as a share of the eye distance
         self.max_gain = max_gain  # cap on the colour contrast change
@@ -176,6 +178,14 @@ class ClassicSwapper:
         # The clip's fine detail in the crease zones includes its colour, not only its
         # lightness (see _match_colour).
         self.crease_colour = crease_colour
+        # Below the nose, the skin-coloured gaps of the selfie's beard or moustache (sparse,
+        # grey or white hair, skin between the hairs) count as hair too (see _beard):
+        # pasted and relit they made a mottled orange patch on the clip's chin. The scale
+        # (share of the eye distance) at which a mostly-hair neighbourhood is all hair;
+        # 0 pastes the gaps.
+        self.close_hair = close_hair
+        # How far the kept lips' hue moves towards the selfie's at most (CIELAB a, b).
+        self.lip_hue_reach = lip_hue_reach
 
     def swap(
         self,
@@ -206,7 +216,8 @@ class ClassicSwapper:
         shape = (y1 - y0, x1 - x0)
 
         texture = self._texture(profile, sequence, unit)
-        warped, covered = self._warp(profile, texture, local, shape)
+        beard = self._beard(profile, sequence)
+        warped, covered, beard_here = self._warp(profile, texture, local, shape, beard)
         warped, painted = np.ascontiguousarray(warped[:, :, :3]), warped[:, :, 3]
         region = frame[y0:y1, x0:x1]
         if reshaped is not None:
@@ -217,7 +228,7 @@ class ClassicSwapper:
             away *= (1.0 + 0.2 * unit / np.maximum(np.linalg.norm(away, axis=1), 1.0))[:, None]
             region = bend(region, before - origin, local, unit, still=middle + away)
         corrected, source_like, target_like, stats, target_lab = self._match_colour(
-            profile, warped, region, local, unit, covered, sequence, painted
+            profile, warped, region, local, unit, covered, sequence, painted, beard_here
         )
         parts = self._parts(profile, sequence, texture[:, :, 3])
         light_brows = parts[1] is not None and float(parts[1][0]) > _DARK_BROWS
@@ -284,14 +295,35 @@ class ClassicSwapper:
             unit = eye_distance(sequence.rest)
         return sequence.remember("texture", profile, clean)
 
+    def _beard(
+        self, profile: FaceProfile, sequence: SwapSequence | None
+    ) -> NDArray[np.uint8] | None:
+        """Where the selfie's beard or moustache is (see :func:`_beard`), once a clip."""
+        if self.close_hair <= 0:
+            return None
+
+        def measure() -> NDArray[np.uint8]:
+            texture = profile.texture
+            if self.unglasses:  # a painted frame is skin now, not hair
+                texture = _without_glasses(texture, profile.points)[0]
+            return _beard(texture, profile.points, self.close_hair)
+
+        return measure() if sequence is None else sequence.remember("beard", profile, measure)
+
     def _warp(
-        self, profile: FaceProfile, texture: RGBImage, local: Points, shape: tuple[int, int]
-    ) -> tuple[RGBImage, NDArray[np.bool_]]:
+        self,
+        profile: FaceProfile,
+        texture: RGBImage,
+        local: Points,
+        shape: tuple[int, int],
+        beard: NDArray[np.uint8] | None = None,
+    ) -> tuple[RGBImage, NDArray[np.bool_], NDArray[np.uint8] | None]:
         """The texture warped onto ``local`` by a thin-plate spline through the landmarks,
         and where it covers. Smooth where a triangle-by-triangle warp bent at every edge,
         and a third of its time (the spline is solved once and evaluated on a coarse grid).
         The points that meet when the clip blinks or closes its mouth (lower lids, inner
-        lips) are left out: there the clip's own eyes and lips show."""
+        lips) are left out: there the clip's own eyes and lips show. ``beard`` (see
+        :func:`_beard`) is warped the same way."""
         keep = _SPLINE_POINTS[len(local) > _SPLINE_POINTS]
         unit = float(eye_distance(local))
         maps = spline_map(local[keep], profile.points[keep], shape, unit)
@@ -299,7 +331,11 @@ class ClassicSwapper:
             texture, maps[:, :, 0], maps[:, :, 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
         covered = fill(shape, _hull(local)) > 127
-        return np.asarray(warped, dtype=np.uint8), covered
+        if beard is not None:
+            beard = np.asarray(
+                cv2.remap(beard, maps[:, :, 0], maps[:, :, 1], cv2.INTER_LINEAR), np.uint8
+            )
+        return np.asarray(warped, dtype=np.uint8), covered, beard
 
     def _match_colour(
         self,
@@ -311,6 +347,7 @@ class ClassicSwapper:
         covered: NDArray[np.bool_],
         sequence: SwapSequence | None,
         painted: NDArray[np.uint8],
+        beard: NDArray[np.uint8] | None = None,
     ) -> tuple[FloatImage, FloatImage, FloatImage, tuple[ColourStats, ColourStats], FloatImage]:
         """The warped face recoloured and relit like the target, where the source and the
         target look like skin, and both skins' colour statistics."""
@@ -351,6 +388,10 @@ class ClassicSwapper:
             out[:, :, 1:] = chroma
         target_like = skin_likeness(target_small, dst)
         source_like = skin_likeness(source_small, src, use_chroma=not grey)
+        not_beard = None
+        if beard is not None:  # (see _beard)
+            not_beard = 1.0 - shrink(beard.astype(np.float32) / 255.0)
+            source_like *= not_beard
         # Match the light too: the target's large-scale shading and tint (a key light from
         # one side, a darker jaw, a warm lamp) replace the source's, measured over the
         # target's skin (the selfie's own blown-out or shadowed patches must count,
@@ -359,6 +400,10 @@ class ClassicSwapper:
         # lightness does: a selfie with a blown-out nose and an orange rim comes out evenly
         # skin-coloured, while keeping its finer colour detail (lips, blush).
         weight = target_like * covered_small
+        if not_beard is not None:
+            # the selfie's beard is not pasted, so its dark hairs must not lift (and
+            # redden) the skin around it either: it was an orange patch under the lip
+            weight = weight * not_beard
         channels = (0,) if grey else (0, 1, 2)  # a grey selfie's chroma is the target's
         # (one blur of the weighted difference per scale: the blur is linear)
         gap = (target_small - out_small) * weight[:, :, None]
@@ -570,6 +615,11 @@ class ClassicSwapper:
                 # a redhead's hue on the clip's dark brows read as orange paint: half of it.
                 shift[0] = min(float(shift[0]), 5.0)
                 shift[1:] *= 0.5
+            else:
+                # a selfie's lipstick red moved onto a clip's pale lips read as paint
+                hue = float(np.hypot(shift[1], shift[2]))
+                if hue > self.lip_hue_reach:
+                    shift[1:] *= self.lip_hue_reach / max(hue, 1e-6)
             crop = lab + shift.astype(np.float32)
             crop[:, :, 0] = np.clip(crop[:, :, 0], 0.0, 100.0)
             weight = blur(target_mask.astype(np.float32), max(0.5, unit * 0.015))
@@ -623,6 +673,45 @@ def _widen_dark(likeness: FloatImage, points: Points, unit: float) -> FloatImage
     )
     widened = np.minimum(likeness, 1.0 - thin)
     return np.where(own > 127, likeness, widened).astype(np.float32)
+
+
+def _beard(texture: RGBImage, points: Points, scale: float) -> NDArray[np.uint8]:
+    """Where the selfie has a beard or moustache (0..255): below the nose, the
+    neighbourhoods (``scale`` eye distances wide) where most pixels are not skin.
+
+    Worked out once on the texture at its full size, where the hairs are resolved: at the
+    colour analysis' scale a sparse or grey beard averages into a skin-like colour, and a
+    selfie lit from one side has skin so varied in lightness that a brown beard's mixed
+    pixels pass for shadowed skin. So hair is also what is rough (fine detail several times
+    the cheeks') or pale and hardly red (grey and white hair). The lips and nostrils are
+    the face's own and left out."""
+    shape = texture.shape[:2]
+    unit = float(eye_distance(points))
+    zone = np.zeros(shape, np.uint8)
+    top = max(0, int(float(points[33, 1]) - 0.1 * unit))  # from just above the nose tip
+    if top >= shape[0]:
+        return zone
+    lab = to_lab(texture)
+    cheeks = clear_skin(points, shape, unit)
+    stats = colour_stats(lab, cheeks)
+    light = np.ascontiguousarray(lab[:, :, 0])
+    fine = np.abs(light - cv2.GaussianBlur(light, (0, 0), max(0.7, unit * 0.012)))
+    rough = cv2.GaussianBlur(fine, (0, 0), max(0.7, unit * 0.02))
+    smooth = float(np.median(rough[cheeks])) + 0.5
+    lab, rough = lab[top:], rough[top:]
+    hairy = np.clip((rough / smooth - 2.0) / 2.0, 0.0, 1.0)
+    if float(stats.mean[1]) > 4.0:
+        pale = np.clip((0.5 - lab[:, :, 1] / float(stats.mean[1])) / 0.2, 0.0, 1.0)
+        pale[lab[:, :, 0] < float(stats.mean[0] - 0.5 * stats.std[0])] = 0.0
+        hairy = np.maximum(hairy, pale)
+    likeness = np.minimum(skin_likeness(lab, stats), 1.0 - hairy)
+    density = blur(1.0 - likeness, max(0.7, unit * scale))
+    hair = np.clip((density - 0.35) / 0.25, 0.0, 1.0)
+    near = points - np.array([0.0, top], np.float32)
+    own = _grown_parts(near, lab.shape[:2], unit, ((NOSTRILS, 0.05), (OUTER_LIPS, 0.03)))
+    hair[own > 127] = 0.0
+    zone[top:] = np.round(hair * 255).astype(np.uint8)
+    return zone
 
 
 def _thin_lines(lightness: FloatImage, points: Points, unit: float) -> FloatImage:

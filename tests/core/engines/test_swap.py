@@ -5,15 +5,16 @@ from itertools import pairwise
 import cv2
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from core.config import Settings
 from core.engines.base import Swapper, SwapSequence
 from core.engines.classic import ClassicSwapper
 from core.engines.registry import make_swapper
 from core.faces.analyzer import DlibAnalyzer, Face, identity_distance
-from core.faces.landmarks import OUTER_LIPS
+from core.faces.landmarks import OUTER_LIPS, Points
 from core.faces.profile import FaceProfile, build_profile, enroll
-from core.faces.skin import fill
+from core.faces.skin import fill, to_lab
 from core.media.images import RGBImage
 
 
@@ -280,6 +281,51 @@ def test_the_selfies_stubble_does_not_turn_the_clips_cheeks_grey(
     still = {"reshape": 0.0, "reshape_jaw": 0.0}
     assert cheeks(ClassicSwapper(crease_colour=False, **still)) < 0.9  # grey (0.86)
     assert cheeks(ClassicSwapper(**still)) > 0.95  # the clip's skin colour (1.00)
+
+
+def _chin(shape: tuple[int, int], points: Points) -> NDArray[np.bool_]:
+    """From below the lower lip to the jaw line, a few pixels inside."""
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(
+        mask, [np.round(points[[5, 6, 7, 8, 9, 10, 11, 54, 57, 48]]).astype(np.int32)], 255
+    )
+    return np.asarray(cv2.erode(mask, np.ones((5, 5), np.uint8)) > 0)
+
+
+def test_a_selfies_beard_is_not_pasted_as_a_mottled_patch(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, hanks: RGBImage
+) -> None:
+    """A sparse or grey beard shows skin between its hairs; those gaps passed for skin,
+    were pasted and relit, and made an orange, mottled patch on the clip's clean chin.
+    Where most of the chin is hair, all of it is, and the clip's own chin shows."""
+    points = _only_face(analyzer, astronaut).landmarks
+    length = max(2, round(float(np.linalg.norm(points[45] - points[36])) * 0.05))
+    zone = _chin(astronaut.shape[:2], points)
+    # short greying hairs over about 60 % of the chin, skin between them
+    rng = np.random.default_rng(7)
+    hairs = np.zeros(astronaut.shape[:2], np.uint8)
+    ys, xs = np.nonzero(zone)
+    for index in rng.choice(len(ys), size=len(ys) // 5, replace=False):
+        x, y = int(xs[index]), int(ys[index])
+        cv2.line(hairs, (x, y), (x + int(rng.integers(-2, 3)), y + length), 255, 1)
+    bearded = astronaut.copy()
+    bearded[hairs > 0] = (120, 100, 90)
+    assert 0.4 < float((hairs > 0)[zone].mean()) < 0.8  # skin shows between the hairs
+    selfie = build_profile(bearded, _only_face(analyzer, bearded))
+    target = _only_face(analyzer, hanks).landmarks  # the clip: a clean-shaven chin
+    chin = _chin(hanks.shape[:2], target)
+    clip_lab = to_lab(hanks)
+
+    def mottle(swapper: ClassicSwapper) -> float:
+        """How far the output's chin is from the clip's, in CIELAB."""
+        difference = to_lab(swapper.swap(selfie, hanks, target)) - clip_lab
+        return float(np.linalg.norm(difference, axis=2)[chin].mean())
+
+    still = {"reshape": 0.0, "reshape_jaw": 0.0}
+    pasted = mottle(ClassicSwapper(close_hair=0.0, **still))
+    kept = mottle(ClassicSwapper(**still))
+    assert pasted > 8.0, pasted  # the beard's gaps come along (12.0)
+    assert kept < 0.25 * pasted, (kept, pasted)  # the clip's chin (0.7)
 
 
 def test_the_clips_light_glasses_frames_stay_in_front(
