@@ -116,6 +116,7 @@ class ClassicSwapper:
         *,
         feather: float = 0.07,
         max_gain: float = 1.6,
+        max_boost: float = 1.15,
         shading: float = 0.45,
         tint: float = 0.15,
         keep_brows: bool = True,
@@ -136,6 +137,11 @@ class ClassicSwapper:
     ) -> None:
         self.feather = feather  # blend ramp width, as a share of the eye distance
         self.max_gain = max_gain  # cap on the colour contrast change
+        # ...and on raising it: a clip lit from one side has a wide spread of skin
+        # lightness, which is its large-scale shading (matched on its own below), not finer
+        # contrast; the selfie's pores and shading raised 1.6x to it came out as dark,
+        # mottled patches (a frontally lit studio portrait into a side-lit speech).
+        self.max_boost = max_boost
         self.shading = shading  # scale of the lightness that is matched, same unit
         self.tint = tint  # scale of the chroma that is matched, same unit
         # The clip's brows move with its expression (a raise, a frown) and sit right on its
@@ -376,7 +382,7 @@ class ClassicSwapper:
             return colour_stats(source_small, skin), colour_stats(target_small, skin)
 
         src, dst = measure() if sequence is None else sequence.measured(measure)
-        gain = np.clip(dst.std / np.maximum(src.std, 1e-3), 1.0 / self.max_gain, self.max_gain)
+        gain = np.clip(dst.std / np.maximum(src.std, 1e-3), 1.0 / self.max_gain, self.max_boost)
         transfer = _ColourTransfer(src, dst, gain.astype(np.float32))
         grey = profile.quality.greyscale or float(src.std[1:].max()) < 1.5
 
