@@ -134,6 +134,7 @@ class ClassicSwapper:
         crease_colour: bool = True,
         close_hair: float = 0.06,
         lip_hue_reach: float = 6.0,
+        frown_lines: float = 1.0,
     ) -> None:
         self.feather = feather  # blend ramp width, as a share of the eye distance
         self.max_gain = max_gain  # cap on the colour contrast change
@@ -192,6 +193,11 @@ class ClassicSwapper:
         self.close_hair = close_hair
         # How far the kept lips' hue moves towards the selfie's at most (CIELAB a, b).
         self.lip_hue_reach = lip_hue_reach
+        # The selfie's frown lines (see _frown_lines) take the clip's fine detail, like the
+        # crease zones: an old man's, between the clip's brows moved close to his, read as
+        # one dark brow across the nose. Only the lines: the rest of the selfie's detail
+        # there (its brow ridge's and nose bridge's shading) carries who it is.
+        self.frown_lines = frown_lines
 
     def swap(
         self,
@@ -222,8 +228,9 @@ class ClassicSwapper:
         shape = (y1 - y0, x1 - x0)
 
         texture = self._texture(profile, sequence, unit)
-        beard = self._beard(profile, sequence)
-        warped, covered, beard_here = self._warp(profile, texture, local, shape, beard)
+        warped, covered, marks = self._warp(
+            profile, texture, local, shape, self._marks(profile, sequence)
+        )
         warped, painted = np.ascontiguousarray(warped[:, :, :3]), warped[:, :, 3]
         region = frame[y0:y1, x0:x1]
         if reshaped is not None:
@@ -234,7 +241,7 @@ class ClassicSwapper:
             away *= (1.0 + 0.2 * unit / np.maximum(np.linalg.norm(away, axis=1), 1.0))[:, None]
             region = bend(region, before - origin, local, unit, still=middle + away)
         corrected, source_like, target_like, stats, target_lab = self._match_colour(
-            profile, warped, region, local, unit, covered, sequence, painted, beard_here
+            profile, warped, region, local, unit, covered, sequence, painted, marks
         )
         parts = self._parts(profile, sequence, texture[:, :, 3])
         light_brows = parts[1] is not None and float(parts[1][0]) > _DARK_BROWS
@@ -301,20 +308,27 @@ class ClassicSwapper:
             unit = eye_distance(sequence.rest)
         return sequence.remember("texture", profile, clean)
 
-    def _beard(
+    def _marks(
         self, profile: FaceProfile, sequence: SwapSequence | None
     ) -> NDArray[np.uint8] | None:
-        """Where the selfie's beard or moustache is (see :func:`_beard`), once a clip."""
-        if self.close_hair <= 0:
+        """Where the selfie's beard or moustache (see :func:`_beard`) and its frown lines
+        (see :func:`_frown_lines`) are, two channels, once a clip; None when neither is
+        looked for."""
+        if self.close_hair <= 0 and self.frown_lines <= 0:
             return None
 
         def measure() -> NDArray[np.uint8]:
             texture = profile.texture
             if self.unglasses:  # a painted frame is skin now, not hair
                 texture = _without_glasses(texture, profile.points)[0]
-            return _beard(texture, profile.points, self.close_hair)
+            marks = np.zeros((*texture.shape[:2], 2), np.uint8)
+            if self.close_hair > 0:
+                marks[:, :, 0] = _beard(texture, profile.points, self.close_hair)
+            if self.frown_lines > 0:
+                marks[:, :, 1] = _frown_lines(texture, profile.points)
+            return marks
 
-        return measure() if sequence is None else sequence.remember("beard", profile, measure)
+        return measure() if sequence is None else sequence.remember("marks", profile, measure)
 
     def _warp(
         self,
@@ -322,14 +336,14 @@ class ClassicSwapper:
         texture: RGBImage,
         local: Points,
         shape: tuple[int, int],
-        beard: NDArray[np.uint8] | None = None,
+        marks: NDArray[np.uint8] | None = None,
     ) -> tuple[RGBImage, NDArray[np.bool_], NDArray[np.uint8] | None]:
         """The texture warped onto ``local`` by a thin-plate spline through the landmarks,
         and where it covers. Smooth where a triangle-by-triangle warp bent at every edge,
         and a third of its time (the spline is solved once and evaluated on a coarse grid).
         The points that meet when the clip blinks or closes its mouth (lower lids, inner
-        lips) are left out: there the clip's own eyes and lips show. ``beard`` (see
-        :func:`_beard`) is warped the same way."""
+        lips) are left out: there the clip's own eyes and lips show. ``marks`` (see
+        :meth:`_marks`) are warped the same way."""
         keep = _SPLINE_POINTS[len(local) > _SPLINE_POINTS]
         unit = float(eye_distance(local))
         maps = spline_map(local[keep], profile.points[keep], shape, unit)
@@ -337,11 +351,11 @@ class ClassicSwapper:
             texture, maps[:, :, 0], maps[:, :, 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
         covered = fill(shape, _hull(local)) > 127
-        if beard is not None:
-            beard = np.asarray(
-                cv2.remap(beard, maps[:, :, 0], maps[:, :, 1], cv2.INTER_LINEAR), np.uint8
+        if marks is not None:
+            marks = np.asarray(
+                cv2.remap(marks, maps[:, :, 0], maps[:, :, 1], cv2.INTER_LINEAR), np.uint8
             )
-        return np.asarray(warped, dtype=np.uint8), covered, beard
+        return np.asarray(warped, dtype=np.uint8), covered, marks
 
     def _match_colour(
         self,
@@ -353,7 +367,7 @@ class ClassicSwapper:
         covered: NDArray[np.bool_],
         sequence: SwapSequence | None,
         painted: NDArray[np.uint8],
-        beard: NDArray[np.uint8] | None = None,
+        marks: NDArray[np.uint8] | None = None,
     ) -> tuple[FloatImage, FloatImage, FloatImage, tuple[ColourStats, ColourStats], FloatImage]:
         """The warped face recoloured and relit like the target, where the source and the
         target look like skin, and both skins' colour statistics."""
@@ -394,10 +408,13 @@ class ClassicSwapper:
             out[:, :, 1:] = chroma
         target_like = skin_likeness(target_small, dst)
         source_like = skin_likeness(source_small, src, use_chroma=not grey)
-        not_beard = None
-        if beard is not None:  # (see _beard)
-            not_beard = 1.0 - shrink(beard.astype(np.float32) / 255.0)
-            source_like *= not_beard
+        not_beard, frowns = None, None
+        if marks is not None:  # (see _marks)
+            if self.close_hair > 0:
+                not_beard = 1.0 - shrink(marks[:, :, 0].astype(np.float32) / 255.0)
+                source_like *= not_beard
+            if self.frown_lines > 0:
+                frowns = np.ascontiguousarray(marks[:, :, 1])
         # Match the light too: the target's large-scale shading and tint (a key light from
         # one side, a darker jaw, a warm lamp) replace the source's, measured over the
         # target's skin (the selfie's own blown-out or shadowed patches must count,
@@ -439,6 +456,9 @@ class ClassicSwapper:
                 local * ratio, (small[1], small[0]), unit_small, shrink(painted.astype(np.float32))
             )
             weight = grow(zones * target_like * np.float32(self.creases))
+            if frowns is not None:  # (see _frown_lines)
+                lines = frowns.astype(np.float32) * np.float32(self.frown_lines / 255.0)
+                weight = np.maximum(weight, lines * grow(target_like))
             out[:, :, 0] += (difference - grow(np.asarray(flat, np.float32))) * weight
             if self.crease_colour:
                 # Colour too: with lightness alone, a selfie's stubble or shadow (dark and
@@ -650,6 +670,26 @@ def _part_contrasts(
         (lab[mask].mean(axis=0) - skin.mean).astype(np.float32) if mask.sum() >= 8 else None
         for mask in masks
     ]
+
+
+def _frown_lines(texture: RGBImage, points: Points) -> NDArray[np.uint8]:
+    """Where the selfie has frown lines (0..255): lines clearly darker than the skin beside
+    them (a black-hat a quarter of the eye distance wide: an old man's frown is a dark
+    furrow, not only a hairline), between the brows' inner ends and down to the top of the
+    nose. Broader shading there (a brow ridge's, the nose bridge's) is not found."""
+    unit = float(eye_distance(points))
+    shape = texture.shape[:2]
+    inward = np.array([0.03 * unit, 0.0], np.float32)
+    up, down = np.array([0.0, 0.15 * unit], np.float32), np.array([0.0, 0.1 * unit], np.float32)
+    between = [points[21] + inward - up, points[22] - inward - up, points[22] - inward + down]
+    zone = fill(shape, np.vstack([*between, points[28], points[21] + inward + down]))
+    size = max(3, 2 * round(unit * 0.12) + 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    lightness = np.ascontiguousarray(to_lab(texture)[:, :, 0])
+    dark = cv2.morphologyEx(lightness, cv2.MORPH_BLACKHAT, kernel)
+    lines = np.clip((dark - 5.0) / 6.0, 0.0, 1.0) * (zone.astype(np.float32) / 255.0)
+    lines = np.asarray(cv2.dilate(lines, np.ones((3, 3), np.uint8)), np.float32)
+    return np.asarray(np.round(blur(lines, 1.0) * 255), np.uint8)
 
 
 def _brow_band(points: Points, shape: tuple[int, int], unit: float) -> NDArray[np.bool_]:

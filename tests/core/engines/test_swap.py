@@ -12,7 +12,7 @@ from core.engines.base import Swapper, SwapSequence
 from core.engines.classic import ClassicSwapper
 from core.engines.registry import make_swapper
 from core.faces.analyzer import DlibAnalyzer, Face, identity_distance
-from core.faces.landmarks import OUTER_LIPS, Points
+from core.faces.landmarks import OUTER_LIPS, Points, eye_distance
 from core.faces.profile import FaceProfile, build_profile, enroll
 from core.faces.skin import fill, to_lab
 from core.media.images import RGBImage
@@ -326,6 +326,42 @@ def test_a_selfies_beard_is_not_pasted_as_a_mottled_patch(
     kept = mottle(ClassicSwapper(**still))
     assert pasted > 8.0, pasted  # the beard's gaps come along (12.0)
     assert kept < 0.25 * pasted, (kept, pasted)  # the clip's chin (0.7)
+
+
+def test_a_selfies_frown_lines_do_not_join_the_brows(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, hanks: RGBImage
+) -> None:
+    """An old man's frown lines, between the clip's brows moved close to his, read as one
+    dark brow across the nose. Where the clip's skin there is lighter, it is lifted."""
+    points = _only_face(analyzer, astronaut).landmarks
+    unit = float(np.linalg.norm(points[45] - points[36]))
+    frowning = astronaut.copy()
+    middle, gap = (points[21] + points[22]) / 2.0, float(points[22, 0] - points[21, 0])
+    for side in (-0.18, 0.18):  # two dark vertical creases
+        top = (round(middle[0] + side * gap), round(middle[1] - 0.05 * unit))
+        bottom = (round(middle[0] + side * gap * 0.7), round(middle[1] + 0.22 * unit))
+        cv2.line(frowning, top, bottom, (70, 45, 35), max(2, round(unit * 0.035)))
+    frowning = np.asarray(cv2.GaussianBlur(frowning, (0, 0), 1.0), np.uint8)
+    target = _only_face(analyzer, hanks).landmarks  # the clip: no frown lines
+    size = eye_distance(target)  # the glabella: between the brows' inner ends, to the nose
+    inward, reach = np.array([0.04 * size, 0.0], np.float32), np.array([0.0, 0.1 * size])
+    glabella = [target[21] + inward - reach, target[22] - inward - reach, target[27]]
+    zone = fill(hanks.shape[:2], np.vstack(glabella).astype(np.float32)) > 127
+
+    def darkest(image: RGBImage, swapper: ClassicSwapper) -> float:
+        """The glabella's darkest twentieth, CIELAB L."""
+        result = swapper.swap(build_profile(image, _only_face(analyzer, image)), hanks, target)
+        return float(np.percentile(to_lab(result)[:, :, 0][zone], 5))
+
+    still = {"reshape": 0.0, "reshape_jaw": 0.0}
+    kept = darkest(frowning, ClassicSwapper(frown_lines=0.0, **still))
+    lifted = darkest(frowning, ClassicSwapper(**still))
+    clip = float(np.percentile(to_lab(hanks)[:, :, 0][zone], 5))
+    assert kept < clip - 20  # the creases came along (39 against the clip's 68)
+    assert lifted > kept + 8  # lifted (51)
+    # a smooth selfie's glabella is left as it was
+    smooth = [darkest(astronaut, ClassicSwapper(frown_lines=f, **still)) for f in (0.0, 1.0)]
+    assert abs(smooth[1] - smooth[0]) < 3
 
 
 def test_the_clips_light_glasses_frames_stay_in_front(
