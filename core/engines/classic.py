@@ -290,9 +290,7 @@ class ClassicSwapper:
         something was painted over (0..255)."""
 
         def clean() -> RGBImage:
-            painted, where = profile.texture, np.zeros(profile.texture.shape[:2], np.float32)
-            if self.unglasses:
-                painted, where = _without_glasses(profile.texture, profile.points)
+            painted, where = self._unglassed(profile, sequence)
             # Band-limited before it is resampled: a selfie's finest detail (pores, stubble,
             # a sharp phone photo's edges), sampled at a moving sub-pixel phase, shimmered as
             # the head moved (bilinear sampling blurs it more or less from frame to frame);
@@ -308,25 +306,36 @@ class ClassicSwapper:
             unit = eye_distance(sequence.rest)
         return sequence.remember("texture", profile, clean)
 
+    def _unglassed(
+        self, profile: FaceProfile, sequence: SwapSequence | None
+    ) -> tuple[RGBImage, FloatImage]:
+        """The selfie's texture with its glasses painted out when ``unglasses`` (see
+        :func:`_without_glasses`), and where they were (0..1); once a clip."""
+
+        def paint() -> tuple[RGBImage, FloatImage]:
+            if not self.unglasses:
+                return profile.texture, np.zeros(profile.texture.shape[:2], np.float32)
+            return _without_glasses(profile.texture, profile.points)
+
+        return paint() if sequence is None else sequence.remember("unglassed", profile, paint)
+
     def _marks(
         self, profile: FaceProfile, sequence: SwapSequence | None
     ) -> NDArray[np.uint8] | None:
         """Where the selfie's beard or moustache (see :func:`_beard`) and its frown lines
         (see :func:`_frown_lines`) are, two channels, once a clip; None when neither is
-        looked for."""
+        looked for or found."""
         if self.close_hair <= 0 and self.frown_lines <= 0:
             return None
 
-        def measure() -> NDArray[np.uint8]:
-            texture = profile.texture
-            if self.unglasses:  # a painted frame is skin now, not hair
-                texture = _without_glasses(texture, profile.points)[0]
+        def measure() -> NDArray[np.uint8] | None:
+            texture = self._unglassed(profile, sequence)[0]  # a painted frame is no hair
             marks = np.zeros((*texture.shape[:2], 2), np.uint8)
             if self.close_hair > 0:
                 marks[:, :, 0] = _beard(texture, profile.points, self.close_hair)
             if self.frown_lines > 0:
                 marks[:, :, 1] = _frown_lines(texture, profile.points)
-            return marks
+            return marks if marks.any() else None
 
         return measure() if sequence is None else sequence.remember("marks", profile, measure)
 
@@ -410,10 +419,10 @@ class ClassicSwapper:
         source_like = skin_likeness(source_small, src, use_chroma=not grey)
         not_beard, frowns = None, None
         if marks is not None:  # (see _marks)
-            if self.close_hair > 0:
+            if self.close_hair > 0 and marks[:, :, 0].any():
                 not_beard = 1.0 - shrink(marks[:, :, 0].astype(np.float32) / 255.0)
                 source_like *= not_beard
-            if self.frown_lines > 0:
+            if self.frown_lines > 0 and marks[:, :, 1].any():
                 frowns = np.ascontiguousarray(marks[:, :, 1])
         # Match the light too: the target's large-scale shading and tint (a key light from
         # one side, a darker jaw, a warm lamp) replace the source's, measured over the
@@ -685,11 +694,19 @@ def _frown_lines(texture: RGBImage, points: Points) -> NDArray[np.uint8]:
     zone = fill(shape, np.vstack([*between, points[28], points[21] + inward + down]))
     size = max(3, 2 * round(unit * 0.12) + 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    lightness = np.ascontiguousarray(to_lab(texture)[:, :, 0])
+    found = np.zeros(shape, np.uint8)
+    # (in a window around the zone, a kernel wide: the black-hat over the whole texture
+    # was most of the time)
+    x0, y0, x1, y1 = _box_around(np.vstack([*between, points[28]]), size + 4.0, shape)
+    if x1 - x0 <= size or y1 - y0 <= size:
+        return found
+    lightness = np.ascontiguousarray(to_lab(texture[y0:y1, x0:x1])[:, :, 0])
     dark = cv2.morphologyEx(lightness, cv2.MORPH_BLACKHAT, kernel)
-    lines = np.clip((dark - 5.0) / 6.0, 0.0, 1.0) * (zone.astype(np.float32) / 255.0)
+    inside = zone[y0:y1, x0:x1].astype(np.float32) / 255.0
+    lines = np.clip((dark - 5.0) / 6.0, 0.0, 1.0) * inside
     lines = np.asarray(cv2.dilate(lines, np.ones((3, 3), np.uint8)), np.float32)
-    return np.asarray(np.round(blur(lines, 1.0) * 255), np.uint8)
+    found[y0:y1, x0:x1] = np.round(blur(lines, 1.0) * 255).astype(np.uint8)
+    return found
 
 
 def _brow_band(points: Points, shape: tuple[int, int], unit: float) -> NDArray[np.bool_]:
