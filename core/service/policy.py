@@ -152,14 +152,17 @@ class UsageLimits:
                     OVER_DAILY_QUOTA.format(self.per_day) if full.seconds == DAY else OVER_RATE
                 )
             return ticket
-        lock = self._locks.get(user_id)
-        if lock is None:
-            lock = self._locks[user_id] = asyncio.Lock()
-        async with lock:
+        async with self._lock(user_id):
             pending = self._pending.setdefault(user_id, set())
             await self._check(user_id, kind, len(pending))
             pending.add(ticket.token)
         return ticket
+
+    def _lock(self, user_id: int) -> asyncio.Lock:
+        lock = self._locks.get(user_id)
+        if lock is None:
+            lock = self._locks[user_id] = asyncio.Lock()
+        return lock
 
     async def confirm(self, ticket: Ticket) -> None:
         """The job was queued: the use counts for good."""
@@ -167,8 +170,12 @@ class UsageLimits:
             return
         ticket.settled = True
         if self.state is None:
-            await self.log.record_usage(ticket.user_id, ticket.kind)
-            self._forget_pending(ticket)
+            # Recorded and no longer pending in one step for a concurrent reserve: between
+            # the two it counted twice, and a user one short of the quota was refused (three
+            # inline results chosen at once: the third was not counted).
+            async with self._lock(ticket.user_id):
+                await self.log.record_usage(ticket.user_id, ticket.kind)
+                self._forget_pending(ticket)
 
     async def refund(self, ticket: Ticket) -> None:
         """The job was never queued (busy, say): the use does not count."""

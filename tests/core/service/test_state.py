@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,43 @@ async def test_counters_add_up(states: Callable[[], SharedState]) -> None:
 
 
 # -- usage limits over the store and over Redis ----------------------------------------------
+
+
+class _SlowToAcknowledge:
+    """The store, answering a usage write only a moment after it is committed (a loaded
+    machine): the window in which a concurrent reservation sees the write."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def record_usage(self, user_id: int, kind: str) -> None:
+        await self.store.record_usage(user_id, kind)
+        await asyncio.sleep(0.05)
+
+    async def usage_count(self, user_id: int, kind: str, since: datetime) -> int:
+        return await self.store.usage_count(user_id, kind, since)
+
+
+async def test_a_use_being_recorded_is_not_counted_twice(tmp_path: Path) -> None:
+    """A use confirmed while another is reserved is counted once: in the store or as
+    pending, never both (it was both for a moment, and a user one short of the daily quota
+    was refused; CI saw three inline results chosen at once count as two)."""
+    store = await Store.open(Settings(data_dir=tmp_path))
+    try:
+        user = await store.user("telegram", "1002")
+        limits = UsageLimits(_SlowToAcknowledge(store), per_minute=6, per_day=3)
+        first, second = await limits.reserve(user), await limits.reserve(user)
+        confirming = asyncio.create_task(limits.confirm(first))
+        await asyncio.sleep(0.01)  # the first use is in the store, not yet acknowledged
+        third = await limits.reserve(user)  # 1 recorded + 1 pending: the last place
+        await confirming
+        for ticket in (second, third):
+            await limits.confirm(ticket)
+        assert await store.usage_count(user, "render", datetime.now(UTC) - timedelta(days=1)) == 3
+        with pytest.raises(QuotaExceeded, match="daily limit"):
+            await limits.reserve(user)
+    finally:
+        await store.close()
 
 
 async def test_rate_limit_holds_under_15_concurrent_requests_in_process(
