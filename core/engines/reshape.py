@@ -48,6 +48,10 @@ _FEATURES = (
 # the clip's brow hair reaches past its landmarks' ends, and brought as close as a selfie
 # with close-set brows has them, the two met over the nose (a unibrow).
 _BROW_GAP = 0.8
+# A brow turns towards the selfie's by this many degrees at most: a brow's tilt is mostly
+# expression (raised inner ends look worried, lowered ones angry), and a smiling selfie's
+# arched brows, turned up to 15 degrees, froze that look into every frame.
+_BROW_TURN = 4.0
 # Where the whole face is placed: the points that an expression hardly moves.
 _STEADY = np.r_[0:17, 27:36, 36:48]
 
@@ -57,16 +61,25 @@ def _apply(matrix: Matrix, points: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.asarray(points @ matrix[:, :2].T + matrix[:, 2], np.float64)
 
 
-def _bounded_affine(source: NDArray[np.float64], target: NDArray[np.float64], cap: float) -> Matrix:
+def _bounded_affine(
+    source: NDArray[np.float64], target: NDArray[np.float64], cap: float, turn: float = 180.0
+) -> Matrix:
     """The affine taking ``source`` onto ``target`` about its centre, its stretches held
-    within ``1 +- cap`` and no shear beyond what those allow."""
+    within ``1 +- cap``, no shear beyond what those allow and its rotation within ``turn``
+    degrees."""
     mu_s, mu_t = source.mean(axis=0), target.mean(axis=0)
     s, t = source - mu_s, target - mu_t
     linear, *_ = np.linalg.lstsq(s, t, rcond=None)  # s @ linear = t
     u, sigma, vt = np.linalg.svd(linear.T)
-    if np.linalg.det(u @ vt) < 0:  # a mirror is never a change of proportion
+    rotation = u @ vt  # linear = rotation @ stretch (a polar decomposition)
+    if np.linalg.det(rotation) < 0:  # a mirror is never a change of proportion
         return np.hstack([np.eye(2), (mu_t - mu_s)[:, None]])
-    linear = u @ np.diag(np.clip(sigma, 1.0 - cap, 1.0 + cap)) @ vt
+    angle = float(np.arctan2(rotation[1, 0], rotation[0, 0]))
+    limit = np.radians(turn)
+    if abs(angle) > limit:
+        held = float(np.clip(angle, -limit, limit))
+        rotation = np.array([[np.cos(held), -np.sin(held)], [np.sin(held), np.cos(held)]])
+    linear = rotation @ vt.T @ np.diag(np.clip(sigma, 1.0 - cap, 1.0 + cap)) @ vt
     return np.hstack([linear, (mu_t - linear @ mu_s)[:, None]])
 
 
@@ -104,7 +117,8 @@ class ShapeChange:
         placed = apply_similarity(fit_similarity(selfie64[_STEADY], rest64[_STEADY]), selfie64)
         offsets = np.zeros_like(rest64)
         for part, cap in _FEATURES:
-            matrix = _bounded_affine(rest64[part], placed[part], cap)
+            turn = _BROW_TURN if part.stop <= 27 else 180.0
+            matrix = _bounded_affine(rest64[part], placed[part], cap, turn)
             offsets[part] = (_apply(matrix, rest64[part]) - rest64[part]) * features
         _hold_brow_gap(rest64, offsets)
         unit = max(eye_distance(rest64.astype(np.float32)), 1.0)

@@ -81,6 +81,38 @@ def test_close_set_brows_do_not_meet_over_the_nose(astronaut_face: Face) -> None
         assert abs(float(moved[21:23, 0].mean() - rest[21:23, 0].mean())) < 0.01 * unit
 
 
+def _brow_tilt(points: Points, brow: slice) -> float:
+    """The brow's tilt in degrees, from its outer end to its inner end."""
+    dx, dy = points[brow][-1] - points[brow][0]
+    return float(np.degrees(np.arctan2(dy, dx)))
+
+
+def test_a_selfies_tilted_brows_do_not_freeze_into_the_clip(astronaut_face: Face) -> None:
+    """Brows turned 12 degrees (inner ends raised: a worried look, or a smile's arch) turn
+    the clip's brows 4 degrees at most: a brow's tilt is mostly expression."""
+    rest = astronaut_face.landmarks
+    selfie = rest.copy()
+    for brow, sign in ((slice(17, 22), -1.0), (slice(22, 27), 1.0)):
+        centre = rest[brow].mean(axis=0)
+        angle = np.radians(12.0 * sign)
+        turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        selfie[brow] = (rest[brow] - centre) @ turn.T + centre
+    moved = ShapeChange.between(selfie, rest, features=1.0, jaw=0.0).apply(rest)
+    for brow in (slice(17, 22), slice(22, 27)):
+        turned = abs(_brow_tilt(moved, brow) - _brow_tilt(rest, brow))
+        assert 2.0 < turned < 4.5, turned  # (12 without the limit)
+    # the eyes' own tilt is the selfie's still
+    eyes = selfie.copy()
+    for eye, sign in ((RIGHT_EYE, -1.0), (LEFT_EYE, 1.0)):
+        eyes[eye] += np.array([0.0, sign * 0.03 * eye_distance(rest)], np.float32)
+    moved = ShapeChange.between(eyes, rest, features=1.0, jaw=0.0).apply(rest)
+
+    def tilt(points: Points) -> float:
+        return float(points[45, 1] - points[36, 1])
+
+    assert tilt(moved) - tilt(rest) > 0.8 * (tilt(eyes) - tilt(rest))
+
+
 def test_a_turned_selfie_leaves_the_shape_alone(astronaut_face: Face) -> None:
     """Proportions are compared in 2D: a selfie turned 37 degrees would read as a narrow
     face, so it changes nothing."""
