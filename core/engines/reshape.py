@@ -33,25 +33,27 @@ from core.faces.landmarks import (
 
 Matrix = NDArray[np.float64]
 
+# A brow turns towards the selfie's by this many degrees at most: a brow's tilt is mostly
+# expression (raised inner ends look worried, lowered ones angry), and a smiling selfie's
+# arched brows, turned up to 15 degrees, froze that look into every frame.
+_BROW_TURN = 4.0
+_ANY_TURN = 180.0
 # Features moved and scaled as a whole (an affine each): their proportions carry identity,
 # their finer shape in the selfie carries the selfie's expression (a smile's curve), which
-# must not freeze into the clip.
+# must not freeze into the clip. Each: its points, its largest change of size (a share),
+# its largest turn (degrees).
 _FEATURES = (
-    (slice(17, 22), 0.10),  # a brow: its largest change of size, as a share
-    (slice(22, 27), 0.10),
-    (slice(27, 36), 0.12),  # the nose
-    (slice(36, 42), 0.15),  # an eye
-    (slice(42, 48), 0.15),
-    (slice(48, 68), 0.12),  # the mouth: a smile widens it, so its change is capped
+    (slice(17, 22), 0.10, _BROW_TURN),  # a brow
+    (slice(22, 27), 0.10, _BROW_TURN),
+    (slice(27, 36), 0.12, _ANY_TURN),  # the nose
+    (slice(36, 42), 0.15, _ANY_TURN),  # an eye
+    (slice(42, 48), 0.15, _ANY_TURN),
+    (slice(48, 68), 0.12, _ANY_TURN),  # the mouth: a smile widens it, so its change is capped
 )
 # The gap between the brows' inner ends shrinks to no less than this share of the clip's:
 # the clip's brow hair reaches past its landmarks' ends, and brought as close as a selfie
 # with close-set brows has them, the two met over the nose (a unibrow).
 _BROW_GAP = 0.8
-# A brow turns towards the selfie's by this many degrees at most: a brow's tilt is mostly
-# expression (raised inner ends look worried, lowered ones angry), and a smiling selfie's
-# arched brows, turned up to 15 degrees, froze that look into every frame.
-_BROW_TURN = 4.0
 # Where the whole face is placed: the points that an expression hardly moves.
 _STEADY = np.r_[0:17, 27:36, 36:48]
 
@@ -62,7 +64,7 @@ def _apply(matrix: Matrix, points: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def _bounded_affine(
-    source: NDArray[np.float64], target: NDArray[np.float64], cap: float, turn: float = 180.0
+    source: NDArray[np.float64], target: NDArray[np.float64], cap: float, turn: float = _ANY_TURN
 ) -> Matrix:
     """The affine taking ``source`` onto ``target`` about its centre, its stretches held
     within ``1 +- cap``, no shear beyond what those allow and its rotation within ``turn``
@@ -116,8 +118,7 @@ class ShapeChange:
         selfie64 = np.asarray(selfie[:68], np.float64)
         placed = apply_similarity(fit_similarity(selfie64[_STEADY], rest64[_STEADY]), selfie64)
         offsets = np.zeros_like(rest64)
-        for part, cap in _FEATURES:
-            turn = _BROW_TURN if part.stop <= 27 else 180.0
+        for part, cap, turn in _FEATURES:
             matrix = _bounded_affine(rest64[part], placed[part], cap, turn)
             offsets[part] = (_apply(matrix, rest64[part]) - rest64[part]) * features
         _hold_brow_gap(rest64, offsets)

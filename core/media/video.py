@@ -310,9 +310,9 @@ def gif_command(
     """
     width, height = size
     use = "paletteuse=dither=bayer:bayer_scale=4" if dither == "bayer" else f"paletteuse={dither}"
-    # The palette is counted on every 4th frame: neighbouring frames share their colours
-    # (the same PSNR to the frames within 0.05 dB on the bundled and devset clips), and
-    # counting every frame was a quarter of the GIF's encoding time.
+    # The palette is counted on every _PALETTE_EVERY-th frame: neighbouring frames share
+    # their colours (at 4, the same PSNR to the frames within 0.05 dB on the bundled and
+    # devset clips), and counting every frame was a quarter of the GIF's encoding time.
     graph = (
         f"[0:v]split[a][b];[a]select='not(mod(n\\,{_PALETTE_EVERY}))',"
         f"palettegen=max_colors={colors}:stats_mode=full[p];"
