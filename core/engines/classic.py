@@ -811,48 +811,99 @@ def _thin_lines(lightness: FloatImage, points: Points, unit: float) -> FloatImag
 
 
 def _without_glasses(texture: RGBImage, points: Points) -> tuple[RGBImage, FloatImage]:
-    """The selfie's texture with its glasses' frames painted over from the skin beside
+    """The selfie's texture with its glasses' frames painted over from the skin around
     them, and where that was (0..1). Left in, the frames were cut out of the new face (they
     are not skin) and the clip's own skin showed through in their shape: a ghost of the
     selfie's glasses on every frame.
 
-    Frames are lines clearly darker or brighter than the skin around them (black-hat and
-    top-hat up to a seventh of the eye distance wide) in long connected strokes, and only
-    counted as glasses when one spans the nose between the eyes (the bridge)."""
+    The frames (see :func:`_glasses_frames`) are filled with the skin around them: an
+    average of the nearby pixels that look like skin, over the smallest neighbourhood that
+    has enough of them (a twentieth of the eye distance, then twice that, ...). Inpainting
+    from the hole's border (Telea's method, used before) dragged the frames' own dark edge
+    pixels and the lashes into a thick frame's hole: a dark smear around both eyes and a
+    pale band under the lenses. The eyes themselves are never painted."""
     unit = float(eye_distance(points))
     shape = texture.shape[:2]
-    lightness = to_lab(texture)[:, :, 0]
-    size = max(3, 2 * round(unit * 0.07) + 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    contrast = np.maximum(
-        cv2.morphologyEx(lightness, cv2.MORPH_TOPHAT, kernel),
-        cv2.morphologyEx(lightness, cv2.MORPH_BLACKHAT, kernel),
-    )
+    lab = to_lab(texture)
+    frames = _glasses_frames(lab[:, :, 0], points, unit)
+    if frames is None:
+        return texture, np.zeros(shape, np.float32)
+    eyes = np.maximum(fill(shape, points[RIGHT_EYE]), fill(shape, points[LEFT_EYE]))
+    hole = np.asarray(cv2.dilate(frames, disc(max(1, round(unit * 0.03)))), np.uint8)
+    hole[eyes > 127] = 0
+    around = hole == 0
+    weight = skin_likeness(lab, colour_stats(lab, skin_mask(points, shape, unit) & around))
+    weight[~around] = 0.0
+    colour = texture.astype(np.float32)
+    filled = np.zeros_like(colour)
+    found = np.zeros(shape, np.float32)
+    sigma = max(1.0, unit * 0.05)
+    for _ in range(4):  # each pixel from the smallest neighbourhood with enough skin in it
+        support = blur(weight, sigma)
+        share = np.clip(support / 0.2, 0.0, 1.0) * (1.0 - found)
+        for channel in range(3):
+            mean = blur(np.ascontiguousarray(colour[:, :, channel] * weight), sigma)
+            filled[:, :, channel] += mean / np.maximum(support, 1e-4) * share
+        found += share
+        sigma *= 2.0
+    filled /= np.maximum(found, 1e-4)[:, :, None]
+    where = blur(hole, max(0.5, unit * 0.01))
+    colour += (filled - colour) * where[:, :, None]
+    painted = np.clip(colour + 0.5, 0, 255).astype(np.uint8)
+    return painted, np.asarray(where, np.float32)
+
+
+def _glasses_frames(lightness: FloatImage, points: Points, unit: float) -> NDArray[np.uint8] | None:
+    """The selfie's glasses' frames (255), or None: lines clearly darker, or clearly
+    brighter, than the skin around them (a black-hat or top-hat a seventh of the eye
+    distance wide, a quarter for thick frames) in strokes that span the nose between the
+    eyes (the bridge) from one lens to the other, crossing it; brows, lids, wrinkles and a
+    turned nose's edge never do. One polarity: the one whose bridge stroke stands out most.
+    Both at once (used before) also took the skin inside a dark frame's lenses, which is
+    brighter than the rims around it."""
+    shape = lightness.shape[:2]
     rows = np.arange(shape[0], dtype=np.float32)[:, None]
     top = float(points[17:27, 1].min()) - 0.05 * unit
     bottom = float(points[36:48, 1].mean()) + 0.55 * unit
     zone = (rows > top) & (rows < bottom) & (fill(shape, _outline(points)) > 127)
-    eyes = _grown_parts(points, shape, unit, ((RIGHT_EYE, 0.04), (LEFT_EYE, 0.04)))
-    strong = ((contrast > 18.0) & zone & (eyes < 128)).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(strong, connectivity=8)
-    long = np.zeros(count, np.bool_)
-    long[1:] = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT]) >= 0.3 * unit
-    # glasses: a long stroke that spans the nose between the eyes (the bridge) from one
-    # lens to the other; brows, lids, wrinkles and a turned nose's edge never do
+    zone &= _grown_parts(points, shape, unit, ((RIGHT_EYE, 0.04), (LEFT_EYE, 0.04))) < 128
     x0, x1 = sorted((float(points[39, 0]), float(points[42, 0])))
     y0 = float(points[[21, 22], 1].mean())
     y1 = float(points[[39, 42], 1].mean()) + 0.05 * unit
-    bridge = np.zeros(count, np.bool_)
-    for index in np.nonzero(long)[0]:
-        left, width = stats[index, cv2.CC_STAT_LEFT], stats[index, cv2.CC_STAT_WIDTH]
-        top, height = stats[index, cv2.CC_STAT_TOP], stats[index, cv2.CC_STAT_HEIGHT]
-        bridge[index] = left <= x0 and left + width >= x1 and top <= y1 and top + height >= y0
-    if not bridge.any():
-        return texture, np.zeros(shape, np.float32)
-    frames = long[labels]
-    mask = np.asarray(cv2.dilate(frames.astype(np.uint8), disc(max(1, round(unit * 0.015)))))
-    painted = cv2.inpaint(texture, mask, max(3.0, unit * 0.05), cv2.INPAINT_TELEA)
-    return np.asarray(painted, np.uint8), mask.astype(np.float32)
+    for width in (0.14, 0.25):
+        size = max(3, 2 * round(unit * width / 2) + 1)
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+        best, strongest = None, 0.0
+        for operation in (cv2.MORPH_BLACKHAT, cv2.MORPH_TOPHAT):
+            contrast = cv2.morphologyEx(lightness, operation, kernel)
+            strong = ((contrast > 18.0) & zone).astype(np.uint8)
+            _, labels, stats, _ = cv2.connectedComponentsWithStats(strong, connectivity=8)
+            left, wide = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_WIDTH]
+            high, tall = stats[:, cv2.CC_STAT_TOP], stats[:, cv2.CC_STAT_HEIGHT]
+            bridge = (
+                (np.maximum(wide, tall) >= 0.3 * unit)
+                & (left <= x0)
+                & (left + wide >= x1)
+                & (high <= y1)
+                & (high + tall >= y0)
+            )
+            bridge[0] = False  # the background
+            # ...and crosses it: in nearly every column between the eyes' inner corners,
+            # between the brows and the eyes (a nose's shadow joined to a lid has the span
+            # but not the crossing)
+            window = labels[max(0, int(y0)) : int(np.ceil(y1)) + 1, int(np.ceil(x0)) : int(x1) + 1]
+            for index in np.flatnonzero(bridge):
+                if window.size == 0 or float((window == index).any(axis=0).mean()) < 0.8:
+                    bridge[index] = False
+            if not bridge.any():
+                continue
+            frames = bridge[labels]
+            stands_out = float(contrast[frames].mean())
+            if stands_out > strongest:
+                best, strongest = frames, stands_out
+        if best is not None:
+            return np.asarray(best, np.uint8) * np.uint8(255)
+    return None
 
 
 def _grown_parts(
