@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import ClassVar, Protocol, TypeVar, cast, runtime_checkable
 
 import numpy as np
+from numpy.typing import NDArray
 
 from core.faces.landmarks import Points
 from core.faces.profile import FaceProfile
@@ -80,6 +81,7 @@ class SwapSequence:
         self._colour: tuple[ColourStats, ColourStats] | None = None
         self._frames = 0
         self._memo: dict[str, tuple[object, object]] = {}
+        self._averages: dict[str, NDArray[np.float32]] = {}
 
     def remember(self, key: str, owner: object, make: Callable[[], T]) -> T:
         """``make()``, computed once per clip for ``owner`` (a profile's texture, say)."""
@@ -88,6 +90,15 @@ class SwapSequence:
             hit = (owner, make())
             self._memo[key] = hit
         return cast(T, hit[1])
+
+    def averaged(self, key: str, value: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The moving average of ``value`` over the clip's frames so far (each new frame
+        counts ``response``), kept under ``key``."""
+        old = self._averages.get(key)
+        if old is not None and old.shape == value.shape:
+            value = (old + (value - old) * np.float32(self.response)).astype(np.float32)
+        self._averages[key] = value
+        return value
 
     def measured(
         self, measure: Callable[[], tuple[ColourStats, ColourStats]], every: int = 3
