@@ -731,7 +731,10 @@ def _frown_lines(texture: RGBImage, points: Points) -> NDArray[np.uint8]:
     inside = zone[y0:y1, x0:x1].astype(np.float32) / 255.0
     lines = np.clip((dark - 5.0) / 6.0, 0.0, 1.0) * inside
     lines = np.asarray(cv2.dilate(lines, np.ones((3, 3), np.uint8)), np.float32)
-    found[y0:y1, x0:x1] = np.round(blur(lines, 1.0) * 255).astype(np.uint8)
+    # soft-edged: the clip's detail laid over a hard-edged patch showed as one (a paler
+    # square where a selfie's sparse glabella hair passed for a furrow)
+    soft = blur(lines, max(1.0, unit * 0.04))
+    found[y0:y1, x0:x1] = np.round(np.clip(soft * 1.5, 0.0, 1.0) * 255).astype(np.uint8)
     return found
 
 
