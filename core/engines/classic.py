@@ -140,6 +140,7 @@ class ClassicSwapper:
         frown_lines: float = 1.0,
         rim: float = 1.0,
         rim_reach: float = 0.25,
+        skin_tint: float = 1.0,
     ) -> None:
         self.feather = feather  # blend ramp width, as a share of the eye distance
         self.max_gain = max_gain  # cap on the colour contrast change
@@ -213,6 +214,12 @@ class ClassicSwapper:
         # 0.035; 0.083 at 0.25; devset median 0.145 -> 0.150).
         self.rim = rim
         self.rim_reach = rim_reach
+        # Over all of the clip's skin, the colour (CIELAB a, b) finer than ``tint`` is the
+        # clip's: a selfie's nose or chin more orange or red than its cheeks (a flush, mottled
+        # older skin, a warm studio light), relit under a warm room light, came out as an
+        # orange nose and a mottled chin. Its skin tone, the larger scales, stays the
+        # selfie's; ``skin_tint`` is how much (0-1).
+        self.skin_tint = skin_tint
 
     def swap(
         self,
@@ -503,6 +510,13 @@ class ClassicSwapper:
                 for channel in (1, 2):  # (one at a time: a two-channel view is slow)
                     chroma = out[:, :, channel]
                     chroma += (target_lab[:, :, channel] - chroma) * weight
+        if self.skin_tint > 0 and not grey:
+            sigma = max(0.6, unit_small * self.tint)
+            share = grow(target_like) * np.float32(self.skin_tint)
+            for channel in (1, 2):
+                apart = np.ascontiguousarray(target_lab[:, :, channel] - out[:, :, channel])
+                flat = cv2.GaussianBlur(shrink(apart), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+                out[:, :, channel] += (apart - grow(np.asarray(flat, np.float32))) * share
         out[:, :, 0] = np.clip(out[:, :, 0], 0.0, 100.0)
         soften = max(0.5, unit_small * self.feather * 0.5)
         return (

@@ -280,7 +280,9 @@ def test_the_selfies_stubble_does_not_turn_the_clips_cheeks_grey(
 
     # (the face keeps its shape here: the zone is measured where it was drawn)
     still = {"reshape": 0.0, "reshape_jaw": 0.0}
-    assert cheeks(ClassicSwapper(crease_colour=False, **still)) < 0.9  # grey (0.86)
+    # (the clip's colour detail over all of its skin, ``skin_tint``, would lift them too)
+    grey = ClassicSwapper(crease_colour=False, skin_tint=0.0, **still)
+    assert cheeks(grey) < 0.9  # grey (0.86)
     assert cheeks(ClassicSwapper(**still)) > 0.95  # the clip's skin colour (1.00)
 
 
@@ -557,3 +559,42 @@ def test_a_selfies_thick_dark_frames_leave_no_smear(
         to_lab(swapper.swap(profile, astronaut, points))[:, :, 0] for profile in (plain, glasses)
     )
     assert float(np.abs(without - painted)[near].mean()) < 2.0  # 1.4 (inpainted: 2.8)
+
+
+def test_a_selfies_orange_nose_does_not_come_along(
+    analyzer: DlibAnalyzer, astronaut: RGBImage
+) -> None:
+    """A nose more orange or red than the cheeks (a flush, a warm studio light on it) is
+    colour finer than the scale the clip's tint is matched at; relit under a warm room
+    light it came out as an orange nose. The clip's colour detail shows there; the
+    selfie's skin tone (its mean) still comes."""
+    big = cv2.resize(astronaut, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
+    points = _only_face(analyzer, big).landmarks
+    hull = np.asarray(cv2.convexHull(points[27:36]), np.float32).reshape(-1, 2)
+    nose = cv2.GaussianBlur(
+        fill(big.shape[:2], hull).astype(np.float32) / 255.0, (0, 0), eye_distance(points) * 0.03
+    )
+    lab = to_lab(big)
+    for channel in (1, 2):  # redder and yellower: orange
+        lab[:, :, channel] += 10.0 * nose
+    orange = np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    selfie = build_profile(orange, _only_face(analyzer, orange))
+    target = _only_face(analyzer, astronaut).landmarks
+    on_nose = fill(astronaut.shape[:2], _hull_of(target[27:36])) > 127
+    cheek = fill(astronaut.shape[:2], target[[1, 2, 3, 31, 39, 40, 41]]) > 127
+    clip = to_lab(astronaut)
+
+    def more_orange(swapper: ClassicSwapper) -> float:
+        """How much further the nose's colour moved from the clip's than the cheek's did."""
+        change = (to_lab(swapper.swap(selfie, astronaut, target)) - clip)[:, :, 1:]
+        return float(np.linalg.norm(change[on_nose].mean(0) - change[cheek].mean(0)))
+
+    still = {"reshape": 0.0, "reshape_jaw": 0.0}
+    kept = more_orange(ClassicSwapper(skin_tint=0.0, **still))
+    evened = more_orange(ClassicSwapper(**still))
+    assert kept > 3.0, kept  # 4.1
+    assert evened < 0.4 * kept, (evened, kept)  # 1.1
+
+
+def _hull_of(points: Points) -> Points:
+    return np.asarray(cv2.convexHull(points), np.float32).reshape(-1, 2)
