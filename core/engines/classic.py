@@ -485,14 +485,16 @@ class ClassicSwapper:
                 None if sequence is None else partial(sequence.averaged, "rim"),
             )
             out[:, :, 0] += grow(rim * np.float32(self.rim))
+
+        def finer(channel: int, sigma: float) -> FloatImage:
+            """The clip's ``channel`` less the relit selfie's, finer than ``sigma`` (of the
+            small copy): the clip's detail less the selfie's (a blur is linear), its smooth
+            part measured small like the rest."""
+            apart = np.ascontiguousarray(target_lab[:, :, channel] - out[:, :, channel])
+            flat = cv2.GaussianBlur(shrink(apart), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+            return apart - grow(np.asarray(flat, np.float32))
+
         if self.creases > 0:  # where the target is skin (not a hand or glasses' frame)
-            sigma = max(0.6, unit_small * self.crease_scale)
-            # the fine detail of the difference is the clip's detail less the selfie's (a
-            # blur is linear), measured small like the rest
-            difference = np.ascontiguousarray(target_lab[:, :, 0] - out[:, :, 0])
-            flat = cv2.GaussianBlur(
-                shrink(difference), (0, 0), sigma, borderType=cv2.BORDER_REFLECT
-            )
             ratio = small[0] / width
             zones = self._crease_zones(
                 local * ratio, (small[1], small[0]), unit_small, shrink(painted.astype(np.float32))
@@ -501,7 +503,7 @@ class ClassicSwapper:
             if frowns is not None:  # (see _frown_lines)
                 lines = frowns.astype(np.float32) * np.float32(self.frown_lines / 255.0)
                 weight = np.maximum(weight, lines * grow(target_like))
-            out[:, :, 0] += (difference - grow(np.asarray(flat, np.float32))) * weight
+            out[:, :, 0] += finer(0, max(0.6, unit_small * self.crease_scale)) * weight
             if self.crease_colour:
                 # Colour too: with lightness alone, a selfie's stubble or shadow (dark and
                 # nearly grey) lifted to the clip's skin lightness kept its greyness, blue-grey
@@ -511,12 +513,9 @@ class ClassicSwapper:
                     chroma = out[:, :, channel]
                     chroma += (target_lab[:, :, channel] - chroma) * weight
         if self.skin_tint > 0 and not grey:
-            sigma = max(0.6, unit_small * self.tint)
             share = grow(target_like) * np.float32(self.skin_tint)
             for channel in (1, 2):
-                apart = np.ascontiguousarray(target_lab[:, :, channel] - out[:, :, channel])
-                flat = cv2.GaussianBlur(shrink(apart), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-                out[:, :, channel] += (apart - grow(np.asarray(flat, np.float32))) * share
+                out[:, :, channel] += finer(channel, max(0.6, unit_small * self.tint)) * share
         out[:, :, 0] = np.clip(out[:, :, 0], 0.0, 100.0)
         soften = max(0.5, unit_small * self.feather * 0.5)
         return (
