@@ -24,6 +24,27 @@ def _only_face(analyzer: DlibAnalyzer, image: RGBImage) -> Face:
     return faces[0]
 
 
+def _draw_glasses(
+    picture: NDArray[np.uint8],
+    points: Points,
+    colour: int | tuple[int, int, int],
+    thickness: int,
+    size: tuple[float, float],
+    *,
+    bridge: bool = True,
+) -> None:
+    """Frames drawn round both eyes (ellipses ``size`` times each eye's width across and
+    high), and across the nose between them unless ``bridge`` is False, in place."""
+    for eye in (slice(36, 42), slice(42, 48)):
+        width = float(np.ptp(points[eye][:, 0]))
+        centre = np.round(points[eye].mean(axis=0)).astype(int).tolist()
+        axes = (round(width * size[0]), round(width * size[1]))
+        cv2.ellipse(picture, centre, axes, 0, 0, 360, colour, thickness)
+    if bridge:
+        ends = [np.round(points[i]).astype(int).tolist() for i in (39, 42)]
+        cv2.line(picture, ends[0], ends[1], colour, thickness)
+
+
 @pytest.fixture(scope="module")
 def hanks_profile(analyzer: DlibAnalyzer, hanks: RGBImage) -> FaceProfile:
     # Tom Hanks' sample is a chin-cropped greyscale 112 px crop: enrolment would refuse it,
@@ -281,8 +302,8 @@ def test_the_selfies_stubble_does_not_turn_the_clips_cheeks_grey(
     # (the face keeps its shape here: the zone is measured where it was drawn)
     still = {"reshape": 0.0, "reshape_jaw": 0.0}
     # (the clip's colour detail over all of its skin, ``skin_tint``, would lift them too)
-    grey = ClassicSwapper(crease_colour=False, skin_tint=0.0, **still)
-    assert cheeks(grey) < 0.9  # grey (0.86)
+    lightness_only = ClassicSwapper(crease_colour=False, skin_tint=0.0, **still)
+    assert cheeks(lightness_only) < 0.9  # grey (0.86)
     assert cheeks(ClassicSwapper(**still)) > 0.95  # the clip's skin colour (1.00)
 
 
@@ -377,12 +398,7 @@ def test_the_clips_light_glasses_frames_stay_in_front(
     points = _only_face(analyzer, astronaut).landmarks
     wearing = astronaut.copy()
     frames = np.zeros(astronaut.shape[:2], np.uint8)
-    for eye in (slice(36, 42), slice(42, 48)):
-        width = float(np.ptp(points[eye][:, 0]))
-        centre = np.round(points[eye].mean(axis=0)).astype(int).tolist()
-        cv2.ellipse(frames, centre, (round(width * 0.85), round(width * 0.6)), 0, 0, 360, 255, 2)
-    bridge = [np.round(points[i]).astype(int).tolist() for i in (39, 42)]
-    cv2.line(frames, bridge[0], bridge[1], 255, 2)
+    _draw_glasses(frames, points, 255, 2, (0.85, 0.6))
     wearing[frames > 0] = (238, 236, 230)  # light metal, 2 px: a real frame at this size
     ring = frames > 0
 
@@ -411,22 +427,13 @@ def test_the_selfies_glasses_leave_no_ghost(
     selfie = np.ascontiguousarray(group_photo[top : y1 + grow, left : x1 + grow])
     face = _only_face(analyzer, selfie)
     wearing = selfie.copy()
-    for eye in (slice(36, 42), slice(42, 48)):
-        width = float(np.ptp(face.landmarks[eye][:, 0]))
-        centre = np.round(face.landmarks[eye].mean(axis=0)).astype(int).tolist()
-        axes = (round(width * 0.9), round(width * 0.65))
-        cv2.ellipse(wearing, centre, axes, 0, 0, 360, (25, 20, 20), 3)
-    bridge = [np.round(face.landmarks[i]).astype(int).tolist() for i in (39, 42)]
-    cv2.line(wearing, bridge[0], bridge[1], (25, 20, 20), 3)
+    _draw_glasses(wearing, face.landmarks, (25, 20, 20), 3, (0.9, 0.65))
     plain, glasses = (
         build_profile(picture, _only_face(analyzer, picture)) for picture in (selfie, wearing)
     )
     points = _only_face(analyzer, astronaut).landmarks
     ring = np.zeros(astronaut.shape[:2], np.uint8)
-    for eye in (slice(36, 42), slice(42, 48)):
-        width = float(np.ptp(points[eye][:, 0]))
-        centre = np.round(points[eye].mean(axis=0)).astype(int).tolist()
-        cv2.ellipse(ring, centre, (round(width * 0.9), round(width * 0.65)), 0, 0, 360, 255, 9)
+    _draw_glasses(ring, points, 255, 9, (0.9, 0.65), bridge=False)
     near_eyes = ring > 0
 
     def edges(swapper: ClassicSwapper, profile: FaceProfile) -> float:
@@ -542,14 +549,8 @@ def test_a_selfies_thick_dark_frames_leave_no_smear(
     points = _only_face(analyzer, astronaut).landmarks
     thickness = max(2, round(eye_distance(points) * 0.1))
     wearing, frames = astronaut.copy(), np.zeros(astronaut.shape[:2], np.uint8)
-    for picture, colour in ((wearing, (25, 20, 20)), (frames, 255)):
-        for eye in (slice(36, 42), slice(42, 48)):
-            width = float(np.ptp(points[eye][:, 0]))
-            centre = np.round(points[eye].mean(axis=0)).astype(int).tolist()
-            axes = (round(width * 0.95), round(width * 0.7))
-            cv2.ellipse(picture, centre, axes, 0, 0, 360, colour, thickness)
-        bridge = [np.round(points[i]).astype(int).tolist() for i in (39, 42)]
-        cv2.line(picture, bridge[0], bridge[1], colour, thickness)
+    _draw_glasses(wearing, points, (25, 20, 20), thickness, (0.95, 0.7))
+    _draw_glasses(frames, points, 255, thickness, (0.95, 0.7))
     near = cv2.dilate(frames, np.ones((5, 5), np.uint8)) > 0
     plain, glasses = (
         build_profile(picture, _only_face(analyzer, picture)) for picture in (astronaut, wearing)
@@ -570,9 +571,10 @@ def test_a_selfies_orange_nose_does_not_come_along(
     selfie's skin tone (its mean) still comes."""
     big = cv2.resize(astronaut, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
     points = _only_face(analyzer, big).landmarks
-    hull = np.asarray(cv2.convexHull(points[27:36]), np.float32).reshape(-1, 2)
     nose = cv2.GaussianBlur(
-        fill(big.shape[:2], hull).astype(np.float32) / 255.0, (0, 0), eye_distance(points) * 0.03
+        fill(big.shape[:2], _hull_of(points[27:36])).astype(np.float32) / 255.0,
+        (0, 0),
+        eye_distance(points) * 0.03,
     )
     lab = to_lab(big)
     for channel in (1, 2):  # redder and yellower: orange
