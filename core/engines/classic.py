@@ -846,8 +846,9 @@ def _beard(texture: RGBImage, points: Points, scale: float) -> NDArray[np.uint8]
     colour analysis' scale a sparse or grey beard averages into a skin-like colour, and a
     selfie lit from one side has skin so varied in lightness that a brown beard's mixed
     pixels pass for shadowed skin. So hair is also what is rough (fine detail several times
-    the cheeks') or pale and hardly red (grey and white hair). The lips and nostrils are
-    the face's own and left out."""
+    the cheeks') or pale and hardly red (grey and white hair), and so is the thin beard
+    between the lips and the rest of it. The lips and nostrils are the face's own and left
+    out."""
     shape = texture.shape[:2]
     unit = float(eye_distance(points))
     zone = np.zeros(shape, np.uint8)
@@ -871,8 +872,21 @@ def _beard(texture: RGBImage, points: Points, scale: float) -> NDArray[np.uint8]
     density = blur(1.0 - likeness, max(0.7, unit * scale))
     hair = np.clip((density - 0.35) / 0.25, 0.0, 1.0)
     near = points - np.array([0.0, top], np.float32)
-    own = _grown_parts(near, lab.shape[:2], unit, ((NOSTRILS, 0.05), (OUTER_LIPS, 0.03)))
-    hair[own > 127] = 0.0
+    # Between a beard and the lower lip (and under a moustache) the hair thins out and its
+    # skin passes for skin: enclosed by the beard and the lips, it is beard too (a closing
+    # over hair and lips, a quarter of the eye distance across). Pasted, it was a brownish
+    # patch under the clip's lip.
+    # (inside the jaw, where the background around a face is no part of it, and only
+    # where hair encloses it clearly: a smile's faint folds beside the lips are not hair)
+    lips = _grown_parts(near, lab.shape[:2], unit, ((OUTER_LIPS, 0.03),))
+    closed = cv2.morphologyEx(
+        np.maximum(hair, lips.astype(np.float32) / 255.0),
+        cv2.MORPH_CLOSE,
+        disc(max(1, round(unit * 0.12))),
+    )
+    enclosed = (fill(lab.shape[:2], _hull(near[JAW])) > 127) & (closed > 0.75)
+    hair = np.where(enclosed, np.maximum(hair, closed), hair).astype(np.float32)
+    hair[(lips > 127) | (_grown_parts(near, lab.shape[:2], unit, ((NOSTRILS, 0.05),)) > 127)] = 0
     zone[top:] = np.round(hair * 255).astype(np.uint8)
     return zone
 
