@@ -486,12 +486,14 @@ class ClassicSwapper:
             )
             out[:, :, 0] += grow(rim * np.float32(self.rim))
 
+        both = target_like * source_like  # where both faces are skin
+
         def finer(channel: int, sigma: float) -> FloatImage:
             """The clip's ``channel`` less the relit selfie's, finer than ``sigma`` (of the
             small copy): the clip's detail less the selfie's (a blur is linear), its smooth
-            part measured small like the rest."""
+            part measured small like the rest, over the skin both faces show."""
             apart = np.ascontiguousarray(target_lab[:, :, channel] - out[:, :, channel])
-            flat = cv2.GaussianBlur(shrink(apart), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+            flat = blur(shrink(apart) * both, sigma) / np.maximum(blur(both, sigma), 1e-3)
             return apart - grow(np.asarray(flat, np.float32))
 
         if self.creases > 0:  # where the target is skin (not a hand or glasses' frame)
