@@ -433,11 +433,15 @@ class ClassicSwapper:
 
         out = transfer.apply(source_lab)
         out_small = transfer.apply(source_small)
-        if grey:
-            # No chroma to transfer: colour the face with the target's own, smoothed.
-            chroma = grow(blur(target_small[:, :, 1:], max(1.0, unit_small * 0.12)))
-            out[:, :, 1:] = chroma
         target_like = skin_likeness(target_small, dst)
+        if grey:
+            # No chroma to transfer: colour the face with the target's own skin's, smoothed
+            # over its skin (a coloured wall or collar beside the face is no skin colour).
+            width_grey = max(1.0, unit_small * 0.12)
+            skin = (target_like * covered_small).astype(np.float32)
+            tinted = blur(target_small[:, :, 1:] * skin[:, :, None], width_grey)
+            norm = np.maximum(blur(skin, width_grey), np.float32(1e-3))
+            out[:, :, 1:] = grow((tinted / norm[:, :, None]).astype(np.float32))
         source_like = skin_likeness(source_small, src, use_chroma=not grey)
         not_beard, frowns = None, None
         if marks is not None:  # (see _marks)

@@ -12,7 +12,7 @@ from core.engines.base import Swapper, SwapSequence
 from core.engines.classic import ClassicSwapper
 from core.engines.registry import make_swapper
 from core.faces.analyzer import DlibAnalyzer, Face, identity_distance
-from core.faces.landmarks import OUTER_LIPS, Points, eye_distance
+from core.faces.landmarks import JAW, OUTER_LIPS, Points, eye_distance
 from core.faces.profile import FaceProfile, build_profile, enroll
 from core.faces.skin import fill, to_lab
 from core.media.images import RGBImage
@@ -153,6 +153,27 @@ def test_greyscale_source_comes_out_in_colour(
     pixels = hanks_on_astronaut[cheeks[:, 1], cheeks[:, 0]].astype(int)
     chroma = (pixels.max(axis=1) - pixels.min(axis=1)).mean()
     assert chroma > 20  # skin-coloured, not grey
+
+
+def test_a_greyscale_selfie_takes_the_clips_skin_colour_not_its_walls(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, hanks: RGBImage
+) -> None:
+    """A black-and-white selfie is coloured with the clip's own skin colour, smoothed; a
+    blue wall right beside the clip's face is no skin colour and stays out of it."""
+    grey = np.repeat(cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
+    selfie = build_profile(grey, _only_face(analyzer, grey))
+    target = _only_face(analyzer, hanks).landmarks
+    clip = hanks.copy()
+    clip[fill(hanks.shape[:2], cv2.convexHull(target)) == 0] = (40, 90, 220)  # a blue wall
+    # the skin along the jaw, within a tenth of the eye distance of the wall
+    jaw = fill(hanks.shape[:2], target[JAW]) > 127
+    depth = round(0.1 * eye_distance(target))
+    inside = cv2.erode(jaw.astype(np.uint8), np.ones((3, 3), np.uint8))
+    edge = (inside > 0) & (cv2.erode(inside, np.ones((depth, depth), np.uint8)) == 0)
+    output = ClassicSwapper(reshape=0.0, reshape_jaw=0.0).swap(selfie, clip, target)
+    # CIELAB b: skin is yellowish (b > 0), the wall blue (b < 0)
+    bluer = float(to_lab(clip)[:, :, 2][edge].mean() - to_lab(output)[:, :, 2][edge].mean())
+    assert bluer < 0.5, bluer  # (1.4 when the wall was smoothed in with the skin; 0.0)
 
 
 def test_swap_is_deterministic(
