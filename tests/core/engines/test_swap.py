@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import pairwise
 
 import cv2
@@ -343,6 +344,28 @@ def _chin(shape: tuple[int, int], points: Points) -> NDArray[np.bool_]:
     return np.asarray(cv2.erode(mask, np.ones((5, 5), np.uint8)) > 0)
 
 
+def _pasted_and_kept(
+    analyzer: DlibAnalyzer,
+    bearded: RGBImage,
+    clip: RGBImage,
+    zone: Callable[[tuple[int, int], Points], NDArray[np.bool_]],
+) -> tuple[float, float]:
+    """How far from a clean-shaven ``clip`` (CIELAB) the output is inside ``zone`` (of its
+    shape and landmarks) when a ``bearded`` selfie's skin-coloured gaps are pasted
+    (``close_hair=0``), and when they are not (the default); the face keeps its shape."""
+    selfie = build_profile(bearded, _only_face(analyzer, bearded))
+    target = _only_face(analyzer, clip).landmarks
+    inside = zone(clip.shape[:2], target)
+    clip_lab = to_lab(clip)
+
+    def distance(swapper: ClassicSwapper) -> float:
+        difference = to_lab(swapper.swap(selfie, clip, target)) - clip_lab
+        return float(np.linalg.norm(difference, axis=2)[inside].mean())
+
+    still = {"reshape": 0.0, "reshape_jaw": 0.0}
+    return distance(ClassicSwapper(close_hair=0.0, **still)), distance(ClassicSwapper(**still))
+
+
 def test_a_selfies_beard_is_not_pasted_as_a_mottled_patch(
     analyzer: DlibAnalyzer, astronaut: RGBImage, hanks: RGBImage
 ) -> None:
@@ -362,19 +385,7 @@ def test_a_selfies_beard_is_not_pasted_as_a_mottled_patch(
     bearded = astronaut.copy()
     bearded[hairs > 0] = (120, 100, 90)
     assert 0.4 < float((hairs > 0)[zone].mean()) < 0.8  # skin shows between the hairs
-    selfie = build_profile(bearded, _only_face(analyzer, bearded))
-    target = _only_face(analyzer, hanks).landmarks  # the clip: a clean-shaven chin
-    chin = _chin(hanks.shape[:2], target)
-    clip_lab = to_lab(hanks)
-
-    def mottle(swapper: ClassicSwapper) -> float:
-        """How far the output's chin is from the clip's, in CIELAB."""
-        difference = to_lab(swapper.swap(selfie, hanks, target)) - clip_lab
-        return float(np.linalg.norm(difference, axis=2)[chin].mean())
-
-    still = {"reshape": 0.0, "reshape_jaw": 0.0}
-    pasted = mottle(ClassicSwapper(close_hair=0.0, **still))
-    kept = mottle(ClassicSwapper(**still))
+    pasted, kept = _pasted_and_kept(analyzer, bearded, hanks, _chin)
     assert pasted > 8.0, pasted  # the beard's gaps come along (12.0)
     assert kept < 0.25 * pasted, (kept, pasted)  # the clip's chin (0.7)
 
@@ -411,19 +422,11 @@ def test_the_sparse_skin_under_a_beards_lower_lip_is_not_pasted(
     bearded = astronaut.copy()
     bearded[hairs > 0] = (100, 80, 70)
     assert float((hairs > 0)[under].mean()) < 0.2 < float((hairs > 0)[chin & ~under].mean())
-    selfie = build_profile(bearded, _only_face(analyzer, bearded))
-    target = _only_face(analyzer, hanks).landmarks
-    clip_under = _under_lip(hanks.shape[:2], target, 0.25) & _chin(hanks.shape[:2], target)
-    clip_lab = to_lab(hanks)
 
-    def patch(swapper: ClassicSwapper) -> float:
-        """How far the output under the lower lip is from the clip, in CIELAB."""
-        difference = to_lab(swapper.swap(selfie, hanks, target)) - clip_lab
-        return float(np.linalg.norm(difference, axis=2)[clip_under].mean())
+    def under_the_lip(shape: tuple[int, int], points: Points) -> NDArray[np.bool_]:
+        return _under_lip(shape, points, 0.25) & _chin(shape, points)
 
-    still = {"reshape": 0.0, "reshape_jaw": 0.0}
-    pasted = patch(ClassicSwapper(close_hair=0.0, **still))
-    kept = patch(ClassicSwapper(**still))
+    pasted, kept = _pasted_and_kept(analyzer, bearded, hanks, under_the_lip)
     assert pasted > 3.0, pasted  # the selfie's skin under its lip comes along (4.1)
     # the clip's own (0.5; 1.7 when only the beard's dense neighbourhoods were beard)
     assert kept < 0.2 * pasted, (kept, pasted)
