@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from core.config import Settings
-    from core.faces.analyzer import Analyzer
+    from core.faces.analyzer import Analyzer, Face
     from core.faces.profile import FaceProfile
     from core.media.provenance import Marks
 
@@ -149,7 +149,7 @@ def swap(
             "-n",
             min=1,
             help="Swap only face N of the target (numbered left to right, as `facecast faces` "
-            "shows). Default: every face.",
+            "shows), even one turned too far. Default: every face turned towards the camera.",
         ),
     ] = None,
     lenient: Lenient = False,
@@ -172,6 +172,7 @@ def swap(
         targets = analyzer.detect(picture)
         if not targets:
             raise NoFaceFound(f"I couldn't find a face in {target.name} to swap into.")
+        turned: list[Face] = []
         if target_face is not None:
             if target_face > len(targets):
                 raise FaceIndexOutOfRange(
@@ -179,6 +180,17 @@ def swap(
                     f"1 to {len(targets)}."
                 )
             targets = [targets[target_face - 1]]
+        else:
+            # A face turned further than a selfie may be shows what one frontal selfie
+            # does not (its far cheek, its profile): swapped, it came out stretched and
+            # grey. Those are left as they are unless chosen by number.
+            turned = [f for f in targets if abs(f.quality.yaw) > settings.max_yaw_degrees]
+            targets = [f for f in targets if f not in turned]
+            if not targets:
+                raise NoFaceFound(
+                    f"Every face in {target.name} is turned too far from the camera for a "
+                    "straight-on selfie; pick one with --target-face to swap it anyway."
+                )
         swapper = make_swapper(settings)
         marks = _marks(settings)
         watermark = marks.watermarker()
@@ -194,6 +206,13 @@ def swap(
         out.print(
             f"Swapped {len(targets)} face(s) into {output} in {elapsed:.1f}s.", highlight=False
         )
+        if turned:
+            angles = ", ".join(f"{abs(f.quality.yaw):.0f}°" for f in turned)
+            out.print(
+                f"note: {len(turned)} face(s) turned too far from the camera ({angles}) were "
+                "left as they are; pick one with --target-face to swap it anyway.",
+                highlight=False,
+            )
 
 
 @app.command()

@@ -42,11 +42,19 @@ def test_swap_into_every_face_of_the_group_photo(
         out,
     )
     assert run.returncode == 0, run.stderr
-    assert "Swapped 6 face(s)" in run.stdout
-    result = load_image(out)
-    original = load_image(samples / "t1.jpg")
+    # faces 2 and 5 are seen nearly in profile (55 and 54 degrees, as `faces` says):
+    # turned further than a selfie may be, they are left as they are, and the user told
+    assert "Swapped 4 face(s)" in run.stdout
+    assert "2 face(s) turned too far from the camera (55°, 54°)" in run.stdout
+    assert "--target-face" in run.stdout
+    result = load_image(out).astype(int)
+    original = load_image(samples / "t1.jpg").astype(int)
     assert result.shape == original.shape
-    assert not np.array_equal(result, original)
+    change = np.abs(result - original).max(axis=2)
+    for x0, y0, x1, y1 in ((65, 284, 169, 388), (452, 300, 577, 424)):  # faces 1 and 3
+        assert (change[y0:y1, x0:x1] > 12).mean() > 0.05
+    for x0, y0, x1, y1 in ((275, 179, 362, 266), (883, 89, 987, 192)):  # faces 2 and 5
+        assert change[y0:y1, x0:x1].max() == 0  # not a pixel touched
     with Image.open(out) as saved:
         assert saved.text["Comment"] == AI_NOTE
 
@@ -66,6 +74,18 @@ def test_swap_only_the_chosen_face(
     # Face 3 (left to right) spans x 452..577; JPEG noise aside, nothing else changed.
     assert columns.min() > 400
     assert columns.max() < 640
+
+
+def test_a_face_turned_too_far_is_swapped_when_chosen(
+    facecast: Runner, tmp_path: Path, astronaut_file: Path, samples: Path
+) -> None:
+    out = tmp_path / "turned.png"
+    run = facecast("swap", "-f", astronaut_file, "-t", samples / "t1.jpg", "-n", "2", "-o", out)
+    assert run.returncode == 0, run.stderr
+    assert "Swapped 1 face(s)" in run.stdout
+    assert "turned too far" not in run.stdout
+    changed = np.abs(load_image(out).astype(int) - load_image(samples / "t1.jpg").astype(int))
+    assert (changed.max(axis=2) > 12)[179:266, 275:362].mean() > 0.05  # face 2's box
 
 
 def test_target_face_out_of_range(
