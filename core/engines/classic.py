@@ -47,6 +47,7 @@ from core.faces.skin import (
     grown_hull,
     skin_likeness,
     skin_mask,
+    smooth_over,
     to_lab,
 )
 from core.media.images import RGBImage
@@ -434,14 +435,13 @@ class ClassicSwapper:
         out = transfer.apply(source_lab)
         out_small = transfer.apply(source_small)
         target_like = skin_likeness(target_small, dst)
+        skin = target_like * covered_small  # the target's skin, in the face
         if grey:
             # No chroma to transfer: colour the face with the target's own skin's, smoothed
             # over its skin (a coloured wall or collar beside the face is no skin colour).
-            width_grey = max(1.0, unit_small * 0.12)
-            skin = (target_like * covered_small).astype(np.float32)
-            tinted = blur(target_small[:, :, 1:] * skin[:, :, None], width_grey)
-            norm = np.maximum(blur(skin, width_grey), np.float32(1e-3))
-            out[:, :, 1:] = grow((tinted / norm[:, :, None]).astype(np.float32))
+            out[:, :, 1:] = grow(
+                smooth_over(target_small[:, :, 1:], skin, max(1.0, unit_small * 0.12))
+            )
         source_like = skin_likeness(source_small, src, use_chroma=not grey)
         not_beard, frowns = None, None
         if marks is not None:  # (see _marks)
@@ -457,14 +457,14 @@ class ClassicSwapper:
         # Chroma carries little identity, so it follows the target at a finer scale than
         # lightness does: a selfie with a blown-out nose and an orange rim comes out evenly
         # skin-coloured, while keeping its finer colour detail (lips, blush).
-        weight = target_like * covered_small
+        weight = skin
         if not_beard is not None:
             # the selfie's beard is not pasted, so its dark hairs must not lift (and
             # redden) the skin around it either: it was an orange patch under the lip
             weight = weight * not_beard
         channels = (0,) if grey else (0, 1, 2)  # a grey selfie's chroma is the target's
         # (one blur of the weighted difference per scale: the blur is linear)
-        gap = (target_small - out_small) * weight[:, :, None]
+        gap = target_small - out_small
         light = np.zeros_like(gap)  # the change, measured small, grown once
         for part, reach, limit in (
             (slice(0, 1), self.shading, 20.0),
@@ -472,10 +472,7 @@ class ClassicSwapper:
         ):
             if part.start not in channels:
                 continue
-            sigma = max(1.0, unit_small * reach)
-            norm = np.maximum(blur(weight, sigma), 1e-3)
-            blurred = blur(np.ascontiguousarray(gap[:, :, part]), sigma)
-            spread = blurred.reshape(*blurred.shape[:2], -1) / norm[:, :, None]
+            spread = smooth_over(gap[:, :, part], weight, max(1.0, unit_small * reach))
             light[:, :, part] = np.clip(spread, -limit, limit)
         out += grow(light)
         if self.rim > 0:
@@ -497,8 +494,7 @@ class ClassicSwapper:
             small copy): the clip's detail less the selfie's (a blur is linear), its smooth
             part measured small like the rest, over the skin both faces show."""
             apart = np.ascontiguousarray(target_lab[:, :, channel] - out[:, :, channel])
-            flat = blur(shrink(apart) * both, sigma) / np.maximum(blur(both, sigma), 1e-3)
-            return apart - grow(np.asarray(flat, np.float32))
+            return apart - grow(smooth_over(shrink(apart), both, sigma))
 
         if self.creases > 0:  # where the target is skin (not a hand or glasses' frame)
             ratio = small[0] / width

@@ -52,6 +52,17 @@ def blur(mask: NDArray[np.uint8] | FloatImage, sigma: float) -> FloatImage:
     return np.asarray(cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR))
 
 
+def smooth_over(values: FloatImage, weight: FloatImage, sigma: float) -> FloatImage:
+    """``values`` (with or without channels) averaged around each pixel over ``weight``
+    with a Gaussian of ``sigma``: a blur that counts only where ``weight`` is (the skin,
+    say), so what lies beside it (hair, a wall) does not bleed in."""
+    weight = np.asarray(weight, np.float32)
+    weighted = values * (weight[:, :, None] if values.ndim == 3 else weight)
+    spread = blur(np.ascontiguousarray(weighted, np.float32), sigma).reshape(values.shape)
+    norm = np.maximum(blur(weight, sigma), np.float32(1e-3))
+    return np.asarray(spread / (norm[:, :, None] if values.ndim == 3 else norm), np.float32)
+
+
 def grown_hull(shape: tuple[int, int], hull: Points, radius: int) -> NDArray[np.uint8]:
     """255 over the convex polygon ``hull`` grown by ``radius`` pixels: what dilating its fill
     with a :func:`disc` gives (the same area within a percent), drawn directly as the fill
@@ -176,5 +187,6 @@ __all__ = [
     "inner_outline",
     "skin_likeness",
     "skin_mask",
+    "smooth_over",
     "to_lab",
 ]
