@@ -184,8 +184,11 @@ def swap(
             # A face turned further than a selfie may be shows what one frontal selfie
             # does not (its far cheek, its profile): swapped, it came out stretched and
             # grey. Those are left as they are unless chosen by number.
-            turned = [f for f in targets if abs(f.quality.yaw) > settings.max_yaw_degrees]
-            targets = [f for f in targets if f not in turned]
+            facing: list[Face] = []
+            for found in targets:
+                seen = abs(found.quality.yaw) <= settings.max_yaw_degrees
+                (facing if seen else turned).append(found)
+            targets = facing
             if not targets:
                 raise NoFaceFound(
                     f"Every face in {target.name} is turned too far from the camera for a "
