@@ -263,7 +263,8 @@ class InsightFaceAnalyzer:
         inverse = cv2.invertAffineTransform(matrix)
         return np.asarray(np.hstack([points, np.ones((68, 1))]) @ inverse.T, dtype=np.float32)
 
-    def detect(self, image: RGBImage, *, embed: bool = False) -> list[Face]:
+    def detect(self, image: RGBImage, *, embed: bool = False, smallest: float = 0.0) -> list[Face]:
+        # (SCRFD looks at one 640 px copy whatever the faces' size: ``smallest`` saves nothing)
         return describe_faces(self, image, embed=embed)
 
     def embedding(self, image: RGBImage, landmarks: Points) -> Embedding512:

@@ -57,8 +57,10 @@ class Analyzer(Protocol):
 
     name: str
 
-    def detect(self, image: RGBImage, *, embed: bool = False) -> list[Face]:
-        """All faces, sorted left to right, each with landmarks and quality."""
+    def detect(self, image: RGBImage, *, embed: bool = False, smallest: float = 0.0) -> list[Face]:
+        """All faces, sorted left to right, each with landmarks and quality. With
+        ``smallest`` (0..1) the caller cares only for faces at least that share of the
+        largest one's size, and the analyzer may skip looking for the rest (a selfie)."""
         ...
 
     def embedding(self, image: RGBImage, landmarks: Points) -> Embedding:
@@ -89,11 +91,18 @@ class _Locates(Protocol):
     def embedding(self, image: RGBImage, landmarks: Points) -> Any: ...
 
 
-def describe_faces(analyzer: _Locates, image: RGBImage, *, embed: bool) -> list[Face]:
-    """What every analyzer's ``detect`` does with its boxes: landmarks, quality and (when
-    asked) the identity vector of each face, sorted left to right."""
+def describe_faces(
+    analyzer: _Locates,
+    image: RGBImage,
+    *,
+    embed: bool,
+    boxes: list[tuple[Box, float]] | None = None,
+) -> list[Face]:
+    """What every analyzer's ``detect`` does with its boxes (found here unless given):
+    landmarks, quality and (when asked) the identity vector of each face, sorted left to
+    right."""
     faces = []
-    for box, score in analyzer.detect_boxes(image):
+    for box, score in analyzer.detect_boxes(image) if boxes is None else boxes:
         points = analyzer.landmarks(image, box)
         embedding = analyzer.embedding(image, points) if embed else None
         faces.append(Face(box, score, points, assess(image, points), embedding))
@@ -149,6 +158,11 @@ def _bundled_model(filename: str) -> str:
 
 _SHARPNESS_EYE_DISTANCE = 48.0
 _CNN_MAX_SIDE = 640  # the whole-picture CNN pass: faces from ~80 px of that
+# A first look for large faces only (see DlibAnalyzer.detect's ``smallest``): HOG on a copy
+# this size, trusted when every face the caller cares for is at least _COARSE_LEAST pixels
+# there (its window is 80 px; a face at the edge of its range may be missed).
+_COARSE_SIDE = 640
+_COARSE_LEAST = 100
 _VERIFY_SIDE = 160
 
 
@@ -176,7 +190,8 @@ def is_greyscale(image: RGBImage, landmarks: Points) -> bool:
     height, width = image.shape[:2]
     x0, y0 = np.clip(landmarks.min(axis=0).astype(int), 0, [width - 1, height - 1])
     x1, y1 = np.clip(landmarks.max(axis=0).astype(int) + 1, 1, [width, height])
-    region = image[y0:y1, x0:x1].astype(np.int16)
+    step = max(1, (y1 - y0) // 200)  # a mean: every pixel of a large face is not needed
+    region = image[y0:y1:step, x0:x1:step].astype(np.int16)
     if region.size == 0:
         return False
     spread = np.abs(region - region.mean(axis=2, keepdims=True)).mean()
@@ -371,8 +386,32 @@ class DlibAnalyzer:
             shape = self._shape(image, box)
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
-    def detect(self, image: RGBImage, *, embed: bool = False) -> list[Face]:
-        return describe_faces(self, np.ascontiguousarray(image), embed=embed)
+    def detect(self, image: RGBImage, *, embed: bool = False, smallest: float = 0.0) -> list[Face]:
+        image = np.ascontiguousarray(image)
+        boxes = self._large_faces(image, smallest) if smallest > 0 else None
+        return describe_faces(self, image, embed=embed, boxes=boxes)
+
+    def _large_faces(self, image: RGBImage, smallest: float) -> list[tuple[Box, float]] | None:
+        """The sure faces HOG finds on a small copy of a large picture, when the largest is
+        big enough there that any face ``smallest`` times its size would have been found
+        too; None when the full search is needed. A 12 MP selfie: 25 ms instead of 90."""
+        coarse, scale = _shrunk(image, _COARSE_SIDE)
+        if scale >= min(1.0, self.detect_max_side / max(image.shape[:2])) * 0.75:
+            return None  # not much smaller than the full search's copy: no saving
+        with self._lock:
+            rects, scores, _ = self._detector.run(coarse, 0, self.threshold)
+        found: list[tuple[Box, float]] = []
+        for rect, score in sorted(zip(rects, scores, strict=True), key=lambda r: -r[1]):
+            box = _unscaled(rect, scale)
+            if any(box_iou(box, kept) >= 0.3 for kept, _ in found):
+                continue
+            if score < self.verify_below and not self._confirm(image, box):
+                continue
+            found.append((box, float(score)))
+        if not found:
+            return None
+        largest = max(min(x1 - x0, y1 - y0) for (x0, y0, x1, y1), _ in found) * scale
+        return found if largest * smallest >= _COARSE_LEAST else None
 
     def embedding(self, image: RGBImage, landmarks: Points) -> Embedding:
         x0, y0 = landmarks.min(axis=0)

@@ -311,7 +311,8 @@ def enroll(
 ) -> FaceProfile:
     """Turn a selfie into a profile, or raise the :class:`FaceCastError` that says why not.
     ``identity`` adds the neural engine's identity vector."""
-    faces = analyzer.detect(image)
+    # faces much smaller than the largest are neither the selfie nor a rival to it
+    faces = analyzer.detect(image, smallest=settings.rival_face_ratio)
     face = choose_selfie_face(faces, image.shape[1], settings)
     notes = check_quality(face.quality, settings)
     notes += expression_notes(face.landmarks, face.quality.yaw)

@@ -76,6 +76,41 @@ def test_one_big_face_among_tiny_ones_is_accepted(
     assert profile.quality.eye_distance > 100
 
 
+def _two_large_faces(astronaut: RGBImage) -> RGBImage:
+    """The astronaut's face twice, side by side, each ~640 px across a 2200 px photo."""
+    face = cv2.resize(astronaut[50:210, 150:300], (1050, 1120), interpolation=cv2.INTER_CUBIC)
+    photo = np.full((1300, 2200, 3), 200, np.uint8)
+    photo[90:1210, 20:1070] = face
+    photo[90:1210, 1130:2180] = face
+    return photo
+
+
+def test_a_large_photos_large_faces_are_found_by_the_quick_look(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, settings: Settings
+) -> None:
+    # A selfie only needs the faces that could be it or its rivals: a search on a small
+    # copy finds these two (for the user the same as the full search) ...
+    photo = _two_large_faces(astronaut)
+    full, quick = analyzer.detect(photo), analyzer.detect(photo, smallest=0.6)
+    assert len(full) == len(quick) == 2
+    for a, b in zip(full, quick, strict=True):
+        assert np.abs(a.landmarks - b.landmarks).mean() < 0.02 * a.quality.eye_distance
+    # ... and the rival is still seen when enrolling.
+    with pytest.raises(TooManyFaces, match=r"I see 2 faces of similar size"):
+        enroll(photo, analyzer, settings)
+
+
+def test_a_small_face_in_a_large_photo_is_still_found(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, settings: Settings
+) -> None:
+    # Too small for the quick look (42 px on its copy), found by the full search.
+    photo = np.full((3000, 4000, 3), 200, np.uint8)
+    photo[700:2236, 1200:2736] = cv2.resize(astronaut, (1536, 1536), interpolation=cv2.INTER_CUBIC)
+    assert len(analyzer.detect(photo, smallest=0.6)) == 1
+    profile = enroll(photo, analyzer, settings)
+    assert 150 < profile.quality.eye_distance < 210
+
+
 def test_picture_without_a_face_is_refused(analyzer: DlibAnalyzer, settings: Settings) -> None:
     from skimage import data
 
