@@ -40,6 +40,9 @@ def test_mp4_is_h264_yuv420p_faststart_silent_and_labelled(
     decoded = list(read_video(result.path))
     assert len(decoded) == 24
     assert np.abs(decoded[5].astype(int) - _frames(astronaut)[5]).mean() < 6
+    # the colours themselves: no shift of level or range in the RGB to YUV conversion
+    shift = decoded[5].reshape(-1, 3).mean(0) - _frames(astronaut)[5].reshape(-1, 3).mean(0)
+    assert np.abs(shift).max() < 2.0
 
 
 def test_gif_has_all_frames_loops_and_says_it_is_generated(
