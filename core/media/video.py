@@ -261,7 +261,9 @@ def _write_mp4(
             # OpenCV's BT.601 conversion to the encoder's yuv420p (even sides, see
             # even_size): the same colours as the encoder's own conversion in a seventh of
             # the time (0.13 against 0.92 ms for a 480x360 frame)
-            planes = cv2.cvtColor(_fit_frame(frame, size), cv2.COLOR_RGB2YUV_I420)
+            planes = np.asarray(
+                cv2.cvtColor(_fit_frame(frame, size), cv2.COLOR_RGB2YUV_I420), np.uint8
+            )
             picture = av.VideoFrame.from_ndarray(planes, format="yuv420p")
             audio.mux_video(stream.encode(picture))
             count += 1
