@@ -983,15 +983,26 @@ def _glasses_frames(lightness: FloatImage, points: Points, unit: float) -> NDArr
     bottom = float(points[36:48, 1].mean()) + 0.55 * unit
     zone = (rows > top) & (rows < bottom) & (fill(shape, _outline(points)) > 127)
     zone &= _grown_parts(points, shape, unit, ((RIGHT_EYE, 0.04), (LEFT_EYE, 0.04))) < 128
-    x0, x1 = sorted((float(points[39, 0]), float(points[42, 0])))
-    y0 = float(points[[21, 22], 1].mean())
-    y1 = float(points[[39, 42], 1].mean()) + 0.05 * unit
+    # Only the zone's strokes count: the morphology runs on a crop around it, wide enough
+    # (twice the largest kernel) that inside the zone it gives what the whole texture does
+    # (a third of the texture for a fifth of this search's time).
+    margin = 2 * (max(3, 2 * round(unit * 0.25 / 2) + 1) // 2 + 1)
+    ys, xs = np.nonzero(zone)
+    if len(ys) == 0:
+        return None
+    c0, r0 = max(int(xs.min()) - margin, 0), max(int(ys.min()) - margin, 0)
+    c1, r1 = min(int(xs.max()) + margin + 1, shape[1]), min(int(ys.max()) + margin + 1, shape[0])
+    crop = np.ascontiguousarray(lightness[r0:r1, c0:c1])
+    zone = zone[r0:r1, c0:c1]
+    x0, x1 = sorted((float(points[39, 0]) - c0, float(points[42, 0]) - c0))
+    y0 = float(points[[21, 22], 1].mean()) - r0
+    y1 = float(points[[39, 42], 1].mean()) + 0.05 * unit - r0
     for width in (0.14, 0.25):
         size = max(3, 2 * round(unit * width / 2) + 1)
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
         best, strongest = None, 0.0
         for operation in (cv2.MORPH_BLACKHAT, cv2.MORPH_TOPHAT):
-            contrast = cv2.morphologyEx(lightness, operation, kernel)
+            contrast = cv2.morphologyEx(crop, operation, kernel)
             strong = ((contrast > 18.0) & zone).astype(np.uint8)
             _, labels, stats, _ = cv2.connectedComponentsWithStats(strong, connectivity=8)
             left, wide = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_WIDTH]
@@ -1018,7 +1029,9 @@ def _glasses_frames(lightness: FloatImage, points: Points, unit: float) -> NDArr
             if stands_out > strongest:
                 best, strongest = frames, stands_out
         if best is not None:
-            return np.asarray(best, np.uint8) * np.uint8(255)
+            frames = np.zeros(shape, np.uint8)
+            frames[r0:r1, c0:c1] = np.asarray(best, np.uint8) * np.uint8(255)
+            return frames
     return None
 
 
