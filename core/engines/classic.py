@@ -985,7 +985,7 @@ def _glasses_frames(lightness: FloatImage, points: Points, unit: float) -> NDArr
     zone &= _grown_parts(points, shape, unit, ((RIGHT_EYE, 0.04), (LEFT_EYE, 0.04))) < 128
     # Only the zone's strokes count: the morphology runs on a crop around it, wide enough
     # (twice the largest kernel) that inside the zone it gives what the whole texture does
-    # (a third of the texture for a fifth of this search's time).
+    # (the devset's textures: _without_glasses 18-37 ms on the whole texture, 10-23 ms).
     margin = 2 * (max(3, 2 * round(unit * 0.25 / 2) + 1) // 2 + 1)
     ys, xs = np.nonzero(zone)
     if len(ys) == 0:
