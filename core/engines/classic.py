@@ -986,7 +986,8 @@ def _glasses_frames(lightness: FloatImage, points: Points, unit: float) -> NDArr
     # Only the zone's strokes count: the morphology runs on a crop around it, wide enough
     # (twice the largest kernel) that inside the zone it gives what the whole texture does
     # (the devset's textures: _without_glasses 18-37 ms on the whole texture, 10-23 ms).
-    margin = 2 * (max(3, 2 * round(unit * 0.25 / 2) + 1) // 2 + 1)
+    sizes = [max(3, 2 * round(unit * width / 2) + 1) for width in (0.14, 0.25)]  # odd
+    margin = 2 * (max(sizes) // 2 + 1)
     ys, xs = np.nonzero(zone)
     if len(ys) == 0:
         return None
@@ -997,8 +998,7 @@ def _glasses_frames(lightness: FloatImage, points: Points, unit: float) -> NDArr
     x0, x1 = sorted((float(points[39, 0]) - c0, float(points[42, 0]) - c0))
     y0 = float(points[[21, 22], 1].mean()) - r0
     y1 = float(points[[39, 42], 1].mean()) + 0.05 * unit - r0
-    for width in (0.14, 0.25):
-        size = max(3, 2 * round(unit * width / 2) + 1)
+    for size in sizes:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
         best, strongest = None, 0.0
         for operation in (cv2.MORPH_BLACKHAT, cv2.MORPH_TOPHAT):

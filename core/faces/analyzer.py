@@ -23,6 +23,7 @@ from core.media.images import RGBImage
 Embedding = NDArray[np.float32]
 Box = tuple[int, int, int, int]
 """x0, y0, x1, y1 in image pixels."""
+_Scored = tuple[Box, float]  # a face's box and its HOG score
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,10 +227,15 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _scale_to(image: RGBImage, max_side: int) -> float:
+    """The scale that brings ``image`` down to at most ``max_side`` pixels (never up)."""
+    return min(1.0, max_side / float(max(image.shape[:2])))
+
+
 def _shrunk(image: RGBImage, max_side: int) -> tuple[RGBImage, float]:
     """``image`` scaled down to at most ``max_side`` pixels, and the scale used."""
     height, width = image.shape[:2]
-    scale = min(1.0, max_side / max(height, width))
+    scale = _scale_to(image, max_side)
     if scale == 1.0:
         return image, scale
     size = (round(width * scale), round(height * scale))
@@ -303,13 +309,47 @@ class DlibAnalyzer:
         others."""
         image = np.ascontiguousarray(image)  # dlib refuses views such as crops
         small, scale = _shrunk(image, self.detect_max_side)
-        found: list[tuple[Box, float]] = []
         if upsample is None:
             upsample = max(small.shape[:2]) <= self.upsample_below
         passes = [0, 1] if upsample else [0]
+        found, below, refused, verified = self._hog(
+            image, small, scale, passes, verify=verify, unsure=unsure
+        )
+        if verify and not found:
+            # Nothing sure: the doubtful boxes (best first), confirmed by the CNN, then
+            # the CNN over the whole picture. A clear selfie never pays for this.
+            for box, score in sorted(below, key=lambda b: -b[1]):
+                if any(box_iou(box, kept) >= 0.3 for kept, _ in found):
+                    continue
+                verified += 1
+                if verified <= self.max_verifications and self._confirm(image, box):
+                    found.append((box, score))
+        if verify and not found:
+            found = self._cnn_boxes(image)
+        if unsure:
+            for box, score in sorted([*below, *refused], key=lambda b: -b[1]):
+                if not any(box_iou(box, kept) >= 0.3 for kept, _ in found):
+                    found.append((box, score))
+        return found
+
+    def _hog(
+        self,
+        image: RGBImage,
+        small: RGBImage,
+        scale: float,
+        passes: list[int],
+        *,
+        verify: bool,
+        unsure: bool,
+    ) -> tuple[list[_Scored], list[_Scored], list[_Scored], int]:
+        """HOG on ``small`` (``image`` at ``scale``), once per upsampling in ``passes``: the
+        sure boxes (scored over the threshold, doubtful ones confirmed by the CNN), the
+        doubtful ones below the threshold, those the CNN refused, and how many it was asked
+        about."""
+        found: list[_Scored] = []
+        below: list[_Scored] = []  # doubtful scores, looked at only if need be
+        refused: list[_Scored] = []
         verified = 0
-        below: list[tuple[Box, float]] = []  # doubtful scores, looked at only if need be
-        refused: list[tuple[Box, float]] = []
         for pass_upsample in passes:
             with self._lock:
                 # When the CNN can confirm, keep doubtful HOG scores too: a clear frontal
@@ -329,22 +369,7 @@ class DlibAnalyzer:
                         refused.append((box, float(score)))
                         continue
                 found.append((box, float(score)))
-        if verify and not found:
-            # Nothing sure: the doubtful boxes (best first), confirmed by the CNN, then
-            # the CNN over the whole picture. A clear selfie never pays for this.
-            for box, score in sorted(below, key=lambda b: -b[1]):
-                if any(box_iou(box, kept) >= 0.3 for kept, _ in found):
-                    continue
-                verified += 1
-                if verified <= self.max_verifications and self._confirm(image, box):
-                    found.append((box, score))
-        if verify and not found:
-            found = self._cnn_boxes(image)
-        if unsure:
-            for box, score in sorted([*below, *refused], key=lambda b: -b[1]):
-                if not any(box_iou(box, kept) >= 0.3 for kept, _ in found):
-                    found.append((box, score))
-        return found
+        return found, below, refused, verified
 
     def _cnn_boxes(self, image: RGBImage) -> list[tuple[Box, float]]:
         """The CNN detector over the whole picture (scaled down): the last try before
@@ -395,19 +420,10 @@ class DlibAnalyzer:
         """The sure faces HOG finds on a small copy of a large picture, when the largest is
         big enough there that any face ``smallest`` times its size would have been found
         too; None when the full search is needed. A 12 MP selfie: 25 ms instead of 90."""
-        coarse, scale = _shrunk(image, _COARSE_SIDE)
-        if scale >= min(1.0, self.detect_max_side / max(image.shape[:2])) * 0.75:
+        if _scale_to(image, _COARSE_SIDE) >= _scale_to(image, self.detect_max_side) * 0.75:
             return None  # not much smaller than the full search's copy: no saving
-        with self._lock:
-            rects, scores, _ = self._detector.run(coarse, 0, self.threshold)
-        found: list[tuple[Box, float]] = []
-        for rect, score in sorted(zip(rects, scores, strict=True), key=lambda r: -r[1]):
-            box = _unscaled(rect, scale)
-            if any(box_iou(box, kept) >= 0.3 for kept, _ in found):
-                continue
-            if score < self.verify_below and not self._confirm(image, box):
-                continue
-            found.append((box, float(score)))
+        coarse, scale = _shrunk(image, _COARSE_SIDE)
+        found = self._hog(image, coarse, scale, [0], verify=True, unsure=False)[0]
         if not found:
             return None
         largest = max(min(x1 - x0, y1 - y0) for (x0, y0, x1, y1), _ in found) * scale
