@@ -29,6 +29,11 @@ _SOURCE_CLIPS = (
 )
 
 
+# How far a face may be turned from the camera (degrees, either way): for a selfie to be
+# enrolled, and for a clip's face to show the swap (further, it fades out).
+MAX_YAW_DEGREES = 40.0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=PREFIX, env_file=".env", extra="ignore", frozen=True
@@ -55,6 +60,9 @@ class Settings(BaseSettings):
     max_video_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
     max_clip_seconds: float = Field(default=30.0, gt=0)
     min_coverage: float = Field(default=0.6, ge=0, le=1)
+    # A clip whose face is turned further than max_yaw_degrees in more than this share of
+    # the frames where it is seen is refused: one frontal selfie cannot cover it.
+    max_turned_share: float = Field(default=0.5, ge=0, le=1)
 
     # Image intake: a cap on bytes and decoded pixels keeps decompression bombs out.
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
@@ -69,7 +77,7 @@ class Settings(BaseSettings):
     min_eye_distance: float = Field(default=40.0, gt=0)
     good_eye_distance: float = Field(default=80.0, gt=0)
     min_sharpness: float = Field(default=60.0, ge=0)
-    max_yaw_degrees: float = Field(default=40.0, gt=0, le=90)
+    max_yaw_degrees: float = Field(default=MAX_YAW_DEGREES, gt=0, le=90)
     # A second face at least this large (relative eye distance) makes a selfie ambiguous.
     rival_face_ratio: float = Field(default=0.6, gt=0, le=1)
 
@@ -293,4 +301,11 @@ def load_settings(**overrides: Any) -> Settings:
         raise BadSettings(_problem(found.group(1), None)) from None
 
 
-__all__ = ["BadSettings", "EngineName", "Settings", "accepted_form", "load_settings"]
+__all__ = [
+    "MAX_YAW_DEGREES",
+    "BadSettings",
+    "EngineName",
+    "Settings",
+    "accepted_form",
+    "load_settings",
+]

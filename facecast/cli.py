@@ -369,6 +369,14 @@ def clips_add(
             f"{m.frames / max(elapsed, 1e-6):.0f} frames/s.",
             highlight=False,
         )
+        if m.turned and m.max_turn is not None:
+            out.print(
+                f"note: the face turns more than {settings.max_yaw_degrees:g}° from the camera "
+                f"in {m.turned:.0%} of the frames (up to {m.max_turn:.0f}°); one frontal "
+                "selfie can't cover that, so the swap fades out there and those frames keep "
+                "the clip's own face.",
+                highlight=False,
+            )
         if settings.broker_url is not None:
             digest = _publish(settings, clip.folder)
             out.print(f"Published to the render workers (sha256 {digest[:12]}).", highlight=False)
@@ -458,7 +466,8 @@ def clips_show(clip_id: Annotated[str, typer.Argument(help="The clip's id.")]) -
     from core.packs.library import ClipLibrary
 
     with user_errors():
-        clip = ClipLibrary(load_settings()).get(clip_id)
+        settings = load_settings()
+        clip = ClipLibrary(settings).get(clip_id)
         m = clip.manifest
         table = Table(show_header=False, title=m.title)
         rows = [
@@ -472,6 +481,13 @@ def clips_show(clip_id: Annotated[str, typer.Argument(help="The clip's id.")]) -
             ),
             ("sound", f"{m.audio} (AAC)" if m.audio else "none"),
             ("face visible", f"{m.coverage:.0%} of frames"),
+            (
+                "head turn",
+                "not measured (made by an older version)"
+                if m.max_turn is None or m.turned is None
+                else f"up to {m.max_turn:.0f}°; past {settings.max_yaw_degrees:g}° (the swap "
+                f"fades out) in {m.turned:.0%} of frames",
+            ),
             ("landmark jitter", f"{m.jitter_raw:.2%} raw -> {m.jitter_smoothed:.2%} smoothed"),
             ("licence", m.licence.name),
             ("source", m.licence.source),

@@ -15,7 +15,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.faces.analyzer import Analyzer, Box, box_iou
-from core.faces.landmarks import Points, apply_similarity, eye_distance, fit_similarity
+from core.faces.landmarks import (
+    Points,
+    apply_similarity,
+    eye_distance,
+    fit_similarity,
+    yaw_degrees,
+)
 from core.media.images import RGBImage
 
 TrackPoints = NDArray[np.float32]
@@ -389,6 +395,32 @@ def steady(
     return result
 
 
+# Degrees past the limit over which a turned face's swap fades out (see turn_strength).
+TURN_FADE = 10.0
+
+
+def turns(landmarks: TrackPoints, visible: NDArray[np.bool_]) -> NDArray[np.float32]:
+    """How far the face is turned from the camera in each frame (degrees, either way; 0
+    where it is not seen)."""
+    turned = np.zeros(len(visible), np.float32)
+    for index in np.flatnonzero(visible):
+        turned[index] = abs(yaw_degrees(landmarks[index]))
+    return turned
+
+
+def turn_strength(
+    landmarks: TrackPoints, visible: NDArray[np.bool_], limit: float, fade: float = TURN_FADE
+) -> NDArray[np.float32]:
+    """How much of the swap each frame shows (0..1): all of it while the face is turned
+    up to ``limit`` degrees, fading to none ``fade`` degrees further (0 where the face is
+    not seen). One frontal selfie shows a face's far side only up to about the turn a
+    selfie itself may have; warped over a face turned further, it stretched the far cheek
+    across the nose, so there the clip keeps its own face. Use steadied landmarks (see
+    :func:`steady`): the turn is read from them frame by frame."""
+    strength = np.clip((limit + fade - turns(landmarks, visible)) / fade, 0.0, 1.0)
+    return np.where(visible, strength, 0.0).astype(np.float32)
+
+
 def rest_shape(landmarks: TrackPoints, visible: NDArray[np.bool_]) -> Points | None:
     """The clip face's resting shape: the per-point median of every visible frame's shape,
     aligned to their mean (an open mouth or a blink in a few frames does not count)."""
@@ -539,6 +571,7 @@ def track_video(
 
 
 __all__ = [
+    "TURN_FADE",
     "FaceTracker",
     "Track",
     "TrackPoints",
@@ -551,4 +584,6 @@ __all__ = [
     "smooth",
     "steady",
     "track_video",
+    "turn_strength",
+    "turns",
 ]

@@ -14,7 +14,7 @@ import tomli_w
 from core.config import Settings
 from core.errors import BadMedia, ClipRejected, NoFaceFound
 from core.faces.analyzer import Analyzer
-from core.faces.tracking import Track, TrackRecorder, TrackSettings
+from core.faces.tracking import Track, TrackRecorder, TrackSettings, steady, turns
 from core.kinds import Motion
 from core.media.audio import read_sound, write_sound
 from core.media.images import RGBImage, load_picture
@@ -181,6 +181,15 @@ def build_clip(
                 f"at least {settings.min_coverage:.0%}. Trim it to where the face is on screen "
                 "with --start/--end, or pick another face with --face."
             )
+        seen = turns(steady(track.landmarks, track.visible), track.visible)[track.visible]
+        turned = float((seen > settings.max_yaw_degrees).mean())
+        if turned > settings.max_turned_share:
+            raise ClipRejected(
+                f"The face is turned more than {settings.max_yaw_degrees:g}° from the camera "
+                f"in {turned:.0%} of the frames (up to {float(seen.max()):.0f}°). One frontal "
+                "selfie can't cover that: those frames would keep the original face. Trim "
+                "the clip to where the face looks at the camera with --start/--end."
+            )
         _write_track(folder, track)
         audio = None
         if request.audio and first and not _is_picture(request.video):
@@ -203,6 +212,8 @@ def build_clip(
             target_face=request.face,
             jitter_raw=round(track.raw_jitter, 5),
             jitter_smoothed=round(track.jitter, 5),
+            max_turn=round(float(seen.max()), 1),
+            turned=round(turned, 4),
             licence=ClipLicence(
                 name=request.licence,
                 source=request.source or request.video.name,

@@ -72,6 +72,11 @@ class ClipManifest(BaseModel):
     target_face: int | None = Field(default=None, ge=1)
     jitter_raw: float = 0.0
     jitter_smoothed: float = 0.0
+    # How far the face turns from the camera: the most (degrees) and the share of the
+    # frames where it is seen that are past the limit a selfie covers (the swap fades out);
+    # None in packs made before it was measured
+    max_turn: float | None = Field(default=None, ge=0, le=90)
+    turned: float | None = Field(default=None, ge=0, le=1)
     licence: ClipLicence
 
 

@@ -1,7 +1,8 @@
 """Rendering a face profile into a clip pack: the fast, per-request half of the work.
 
 With the face track computed ahead, each frame is only warp + blend; frames where the face
-was lost pass through untouched. Frames stream from decoder to encoder, never all in memory.
+was lost, or is turned too far from the camera, pass through untouched. Frames stream
+from decoder to encoder, never all in memory.
 """
 
 from __future__ import annotations
@@ -9,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from core.config import MAX_YAW_DEGREES
 from core.engines.base import BatchSwapper, Reshaping, Swapper, SwapSequence
 from core.errors import ClipNotFound
 from core.faces.landmarks import Points
 from core.faces.profile import FaceProfile
-from core.faces.tracking import rest_shape, steady
+from core.faces.tracking import rest_shape, steady, turn_strength
 from core.media.audio import Sound
 from core.media.images import RGBImage
 from core.media.overlay import add_ai_label
@@ -38,15 +41,19 @@ def render_clip(
     step: int = 1,
     progress: Progress | None = None,
     watermark: Watermarker | None = None,
+    turn_limit: float = MAX_YAW_DEGREES,
 ) -> Iterator[RGBImage]:
     """Yield the clip's frames with ``profile``'s face swapped in.
 
     ``size`` caps the long side in pixels (the clip is never upscaled); ``label`` stamps
     the visible "AI" badge on every frame; ``step`` keeps only every n-th frame (the
-    others are decoded but never swapped); ``watermark`` marks each swapped face.
+    others are decoded but never swapped); ``watermark`` marks each swapped face. Where
+    the clip's face turns past ``turn_limit`` degrees the swap fades out (see
+    :func:`~core.faces.tracking.turn_strength`).
     """
     track = clip.load_track()
     landmarks = steady(track.landmarks, track.visible)
+    strength = turn_strength(landmarks, track.visible, turn_limit)
     total = track.frames
     sequence = SwapSequence(rest=rest_shape(landmarks, track.visible))
     batching = swapper if isinstance(swapper, BatchSwapper) else None
@@ -63,12 +70,18 @@ def render_clip(
 
     def flush() -> Iterator[RGBImage]:
         scale = np.float32(pending[0][1].shape[1] / clip.manifest.width)
-        shown = [(i, f, landmarks[i] * scale) for i, f in pending if track.visible[i]]
+        shown = [(i, f, landmarks[i] * scale) for i, f in pending if strength[i] > 0]
         if batching is not None:
             faces = batching.swap_batch(profile, [f for _, f, _ in shown], [t for *_, t in shown])
         else:
             faces = [swapper.swap(profile, f, t, sequence=sequence) for _, f, t in shown]
         swapped = {i: face for (i, _, _), face in zip(shown, faces, strict=True)}
+        for (index, frame, _), face in zip(shown, faces, strict=True):
+            if strength[index] < 1:  # turning away: part of the way back to the clip's face
+                share = float(strength[index])
+                swapped[index] = np.asarray(
+                    cv2.addWeighted(face, share, frame, 1.0 - share, 0.0), np.uint8
+                )
         for index, frame in pending:
             result = swapped.get(index, frame)  # lost face: the frame passes through
             if watermark is not None and index in swapped:
@@ -107,11 +120,21 @@ def render_to_file(
     max_bytes: int | None = None,
     progress: Progress | None = None,
     marks: Marks | None = None,
+    turn_limit: float = MAX_YAW_DEGREES,
 ) -> EncodedVideo:
     """Render and encode to ``output`` (.mp4 or .gif) within ``max_bytes``; an MP4 carries
-    the clip's sound. ``marks`` watermarks the faces and signs the file."""
+    the clip's sound. ``marks`` watermarks the faces and signs the file; ``turn_limit``:
+    see :func:`render_clip`."""
     watermark = marks.watermarker() if marks is not None else None
-    frames = render_clip(profile, clip, swapper, size=size, progress=progress, watermark=watermark)
+    frames = render_clip(
+        profile,
+        clip,
+        swapper,
+        size=size,
+        progress=progress,
+        watermark=watermark,
+        turn_limit=turn_limit,
+    )
     return encode(
         frames,
         output,

@@ -177,7 +177,14 @@ def render_meme(
         clip = _template_clip(template, settings)
         step = _clip_step(template, clip)
         frames: Iterator[RGBImage] = render_clip(
-            profile, clip, swapper, size=m.size, label=False, step=step, watermark=watermark
+            profile,
+            clip,
+            swapper,
+            size=m.size,
+            label=False,
+            step=step,
+            watermark=watermark,
+            turn_limit=settings.max_yaw_degrees,
         )
     else:
         frames = _effect_frames(template, profile, watermark)

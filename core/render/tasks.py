@@ -38,6 +38,7 @@ class RenderConfig:
     clips_dir: str
     bundled_clips_dir: str
     gif_bytes_per_second: int
+    max_yaw_degrees: float  # past it a clip's face keeps its own (see render_clip)
     # The watermark key (derived for this purpose only) and the C2PA signing files' paths.
     marks: Marks | None = None
 
@@ -52,6 +53,7 @@ class RenderConfig:
             clips_dir=str(settings.resolved_clips_dir),
             bundled_clips_dir=str(settings.bundled_clips_dir),
             gif_bytes_per_second=settings.gif_bytes_per_second,
+            max_yaw_degrees=settings.max_yaw_degrees,
             marks=marks,
         )
 
@@ -67,6 +69,7 @@ class RenderConfig:
             clips_dir=Path(self.clips_dir),
             bundled_clips_dir=Path(self.bundled_clips_dir),
             gif_bytes_per_second=self.gif_bytes_per_second,
+            max_yaw_degrees=self.max_yaw_degrees,
         )
 
 
@@ -153,7 +156,15 @@ def clip_to_file(
     ``settings.gif_bytes_per_second`` unless ``gif_budget`` is false. An MP4 carries the
     clip's sound; ``marks`` watermarks the faces and signs the file."""
     watermark = marks.watermarker() if marks is not None else None
-    frames = render_clip(profile, clip, swapper, size=size, progress=progress, watermark=watermark)
+    frames = render_clip(
+        profile,
+        clip,
+        swapper,
+        size=size,
+        progress=progress,
+        watermark=watermark,
+        turn_limit=settings.max_yaw_degrees,
+    )
     per_second = settings.gif_bytes_per_second or None if gif_budget else None
     return encode(
         frames,

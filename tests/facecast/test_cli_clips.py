@@ -171,3 +171,12 @@ def test_clips_add_keeps_the_sound_unless_no_audio(
         assert (heard is not None) == sound
         if heard is not None:
             assert heard[0] == pytest.approx(CLIP_TONE_AT, abs=0.01)
+
+
+def test_a_clip_of_a_face_turned_away_is_refused_in_one_line(tmp_path: Path, samples: Path) -> None:
+    # the group photo's second face is seen at about 55°, further than a selfie covers
+    run = invoke_facecast(
+        tmp_path / "data",
+        "clips", "add", samples / "t1.jpg", "--id", "turned", "--face", "2", "--seconds", "1",
+    )  # fmt: skip
+    assert_user_error(run, "turned more than 40° from the camera", "--start/--end")

@@ -61,6 +61,9 @@ def test_build_a_pack_from_a_video_with_known_motion(
     assert m.coverage == 1.0
     assert m.licence.name == "CC0-1.0"
     assert m.jitter_smoothed < m.jitter_raw
+    assert m.max_turn is not None
+    assert m.max_turn < 15
+    assert m.turned == 0.0
     track = clip.load_track()
     assert track.frames == len(list(read_video(clip.media))) == 24
     # The stored track is at the stored media's size: 320/400 of the source video.
@@ -259,3 +262,21 @@ def test_a_broken_operator_pack_is_skipped_and_the_library_rereads_only_changes(
     assert library.get("my-pan").title.startswith("Mine: ")
     shutil.rmtree(mine)
     assert "my-pan" not in [clip.id for clip in library.all()]
+
+
+def test_a_clip_whose_face_is_turned_away_is_refused(
+    samples: Path, analyzer: DlibAnalyzer, clip_settings: Settings
+) -> None:
+    # The group photo's second face is seen at about 55°: one frontal selfie cannot cover
+    # its far side, and a still animated into a clip keeps it turned in every frame.
+    source = ClipSource(samples / "t1.jpg", "turned", face=2, seconds=1.0, max_side=480)
+    with pytest.raises(ClipRejected, match=r"turned more than 40° from the camera in \d+%"):
+        build_clip(source, clip_settings, analyzer)
+    assert _leftovers(clip_settings) == []
+    # An operator who accepts such clips gets one whose manifest says so.
+    lenient = clip_settings.model_copy(update={"max_turned_share": 1.0})
+    clip = build_clip(source, lenient, analyzer)
+    assert clip.manifest.turned is not None
+    assert clip.manifest.turned > 0.5
+    assert clip.manifest.max_turn is not None
+    assert clip.manifest.max_turn > 45

@@ -11,12 +11,14 @@ from PIL import Image
 from core.config import Settings
 from core.engines.classic import ClassicSwapper
 from core.engines.reshape import ShapeChange
+from core.faces.analyzer import DlibAnalyzer
 from core.faces.landmarks import INNER_LIPS, extend_points, eye_distance
 from core.faces.profile import FaceProfile
 from core.faces.skin import fill, skin_mask
-from core.faces.tracking import rest_shape, steady
+from core.faces.tracking import rest_shape, steady, turn_strength
 from core.media.images import RGBImage
 from core.media.video import probe_video, read_video
+from core.packs.build import ClipSource, build_clip
 from core.packs.library import TRACK, Clip, ClipLibrary, load_clip
 from core.render.clip import render_clip, render_to_file
 from core.render.tasks import clip_to_file
@@ -218,3 +220,38 @@ def test_the_gif_budget_is_a_setting(
     )
     assert result.size_bytes <= 750_000
     assert result.fps >= 12
+
+
+def test_the_swap_fades_out_where_the_clips_face_turns_away(
+    tmp_path: Path, samples: Path, analyzer: DlibAnalyzer, selfie_profile: FaceProfile
+) -> None:
+    # A clip of the group photo's second face, seen at 43-56° as the camera pushes in
+    # (an operator let it in; by default `clips add` refuses it).
+    settings = Settings(data_dir=tmp_path / "data", max_turned_share=1.0)
+    source = ClipSource(samples / "t1.jpg", "turned", face=2, seconds=1.0, max_side=480)
+    clip = build_clip(source, settings, analyzer)
+    track = clip.load_track()
+    strength = turn_strength(steady(track.landmarks, track.visible), track.visible, 40.0)
+    gone, partly = strength == 0, (strength > 0) & (strength < 1)
+    assert gone.sum() >= 5, strength
+    assert partly.sum() >= 2, strength
+
+    originals = list(read_video(clip.media))
+    faded = list(render_clip(selfie_profile, clip, ClassicSwapper(), label=False))
+    full = list(render_clip(selfie_profile, clip, ClassicSwapper(), label=False, turn_limit=90))
+
+    def change(frames: list[RGBImage], index: int) -> float:
+        """Mean change over the face's box."""
+        (x0, y0), (x1, y1) = track.landmarks[index].min(0), track.landmarks[index].max(0)
+        box = np.s_[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1]
+        return float(np.abs(frames[index][box].astype(np.float32) - originals[index][box]).mean())
+
+    for index in np.flatnonzero(gone):
+        # turned past the fade: the clip's own face, untouched (the stretched swap is not)
+        assert np.array_equal(faded[index], originals[index])
+        assert change(full, index) > 2.0
+    for index in np.flatnonzero(partly):
+        # on the way: that share of the full swap
+        expected = float(strength[index]) * change(full, index)
+        # (rounding to whole levels drops the faintest changes of a small share)
+        assert change(faded, index) == pytest.approx(expected, rel=0.3)
