@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar, Protocol, TypeVar, cast, runtime_checkable
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -33,8 +34,17 @@ class Swapper(Protocol):
         sequence: SwapSequence | None = None,
     ) -> RGBImage:
         """A copy of ``frame`` with the face replaced; ``sequence`` carries state between
-        consecutive frames of one clip."""
+        consecutive frames of one clip, and how much of the new face this frame shows
+        (:attr:`SwapSequence.fade`)."""
         ...
+
+
+def faded(swapped: RGBImage, frame: RGBImage, share: float) -> RGBImage:
+    """``share`` (0..1) of the way from ``frame`` to ``swapped``: a swap that moves none of
+    the face's features, faded (see :attr:`SwapSequence.fade`)."""
+    if share >= 1.0:
+        return swapped
+    return np.asarray(cv2.addWeighted(swapped, share, frame, 1.0 - share, 0.0), np.uint8)
 
 
 @runtime_checkable
@@ -82,6 +92,11 @@ class SwapSequence:
         self._frames = 0
         self._memo: dict[str, tuple[object, object]] = {}
         self._averages: dict[str, NDArray[np.float32]] = {}
+        # How much of the swap the next frame shows (0..1), set by the render: less where
+        # the clip's face turns away (see core.faces.tracking.turn_strength). An engine
+        # that moves the face's features moves them that share of the way too, so the new
+        # face fades in place, with no ghost of the moved features.
+        self.fade = 1.0
 
     def remember(self, key: str, owner: object, make: Callable[[], T]) -> T:
         """``make()``, computed once per clip for ``owner`` (a profile's texture, say)."""
@@ -124,4 +139,4 @@ class SwapSequence:
         return self._colour
 
 
-__all__ = ["BatchSwapper", "Reshaping", "SwapSequence", "Swapper"]
+__all__ = ["BatchSwapper", "Reshaping", "SwapSequence", "Swapper", "faded"]

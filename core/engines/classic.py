@@ -272,6 +272,8 @@ class ClassicSwapper:
         alpha = self._alpha(local, shape, unit, covered, source_like, target_like, light_brows)
         if self.keep_lines:
             alpha *= 1.0 - _thin_lines(target_lab[:, :, 0], local, unit)
+        if sequence is not None and sequence.fade < 1.0:
+            alpha *= np.float32(sequence.fade)
         # (three channels merged: faster than numpy's broadcast over a last axis of three)
         alpha = np.asarray(cv2.merge([alpha, alpha, alpha]), np.float32)
         clip_face = self._tint_kept(parts, region, target_lab, local, stats[1], target_like)
@@ -304,7 +306,12 @@ class ClassicSwapper:
             if sequence is None or rest is None
             else sequence.remember("shape", profile, measure)
         )
-        return change.apply(target) if change.moves else None
+        if not change.moves:
+            return None
+        moved = change.apply(target)
+        if sequence is not None and sequence.fade < 1.0:  # (see SwapSequence.fade)
+            moved = target[:68] + (moved - target[:68]) * np.float32(sequence.fade)
+        return moved
 
     def _texture(
         self, profile: FaceProfile, sequence: SwapSequence | None, unit: float

@@ -9,12 +9,13 @@ alignment with a feathered mask: nothing outside the face crop changes.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from core.engines.base import SwapSequence, faded
 from core.engines.models import ModelStore, session
 from core.errors import ModelUnavailable
 from core.faces.analyzer import Box, Face, describe_faces
@@ -106,9 +107,15 @@ class InSwapper:
         return np.asarray(code / max(float(np.linalg.norm(code)), 1e-6), np.float32)
 
     def swap(
-        self, profile: FaceProfile, frame: RGBImage, target: Points, *, sequence: Any = None
+        self,
+        profile: FaceProfile,
+        frame: RGBImage,
+        target: Points,
+        *,
+        sequence: SwapSequence | None = None,
     ) -> RGBImage:
-        return self.swap_batch(profile, [frame], [target])[0]
+        swapped = self.swap_batch(profile, [frame], [target])[0]
+        return faded(swapped, frame, 1.0 if sequence is None else float(sequence.fade))
 
     def swap_batch(
         self, profile: FaceProfile, frames: list[RGBImage], targets: list[Points]

@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from core.config import MAX_YAW_DEGREES
-from core.engines.base import BatchSwapper, Reshaping, Swapper, SwapSequence
+from core.engines.base import BatchSwapper, Reshaping, Swapper, SwapSequence, faded
 from core.errors import ClipNotFound
 from core.faces.landmarks import Points
 from core.faces.profile import FaceProfile
@@ -73,15 +72,17 @@ def render_clip(
         shown = [(i, f, landmarks[i] * scale) for i, f in pending if strength[i] > 0]
         if batching is not None:
             faces = batching.swap_batch(profile, [f for _, f, _ in shown], [t for *_, t in shown])
+            # turning away: part of the way back to the clip's face
+            faces = [
+                faded(face, frame, float(strength[index]))
+                for (index, frame, _), face in zip(shown, faces, strict=True)
+            ]
         else:
-            faces = [swapper.swap(profile, f, t, sequence=sequence) for _, f, t in shown]
+            faces = []
+            for index, frame, target in shown:
+                sequence.fade = float(strength[index])  # the engine fades its own change
+                faces.append(swapper.swap(profile, frame, target, sequence=sequence))
         swapped = {i: face for (i, _, _), face in zip(shown, faces, strict=True)}
-        for (index, frame, _), face in zip(shown, faces, strict=True):
-            if strength[index] < 1:  # turning away: part of the way back to the clip's face
-                share = float(strength[index])
-                swapped[index] = np.asarray(
-                    cv2.addWeighted(face, share, frame, 1.0 - share, 0.0), np.uint8
-                )
         for index, frame in pending:
             result = swapped.get(index, frame)  # lost face: the frame passes through
             if watermark is not None and index in swapped:

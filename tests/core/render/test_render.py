@@ -250,8 +250,11 @@ def test_the_swap_fades_out_where_the_clips_face_turns_away(
         # turned past the fade: the clip's own face, untouched (the stretched swap is not)
         assert np.array_equal(faded[index], originals[index])
         assert change(full, index) > 2.0
-    for index in np.flatnonzero(partly):
-        # on the way: that share of the full swap
-        expected = float(strength[index]) * change(full, index)
-        # (rounding to whole levels drops the faintest changes of a small share)
-        assert change(faded, index) == pytest.approx(expected, rel=0.3)
+    shares = [change(faded, i) / change(full, i) for i in np.flatnonzero(partly)]
+    for index, share in zip(np.flatnonzero(partly), shares, strict=True):
+        # on the way: about that share of the full swap (the engine fades the selfie's
+        # proportions with it, so the face fades in place rather than as a double image;
+        # that small bend of the clip's face adds a little), more as the face turns back
+        assert strength[index] - 0.1 < share < strength[index] + 0.25
+    by_strength = np.array(shares)[np.argsort(strength[partly])]
+    assert list(by_strength) == sorted(shares)
