@@ -122,10 +122,11 @@ def render_to_file(
     progress: Progress | None = None,
     marks: Marks | None = None,
     turn_limit: float = MAX_YAW_DEGREES,
+    gif_bytes_per_second: int | None = None,
 ) -> EncodedVideo:
-    """Render and encode to ``output`` (.mp4 or .gif) within ``max_bytes``; an MP4 carries
-    the clip's sound. ``marks`` watermarks the faces and signs the file; ``turn_limit``:
-    see :func:`render_clip`."""
+    """Render and encode to ``output`` (.mp4 or .gif) within ``max_bytes`` (a GIF also
+    aiming at ``gif_bytes_per_second``); an MP4 carries the clip's sound. ``marks``
+    watermarks the faces and signs the file; ``turn_limit``: see :func:`render_clip`."""
     watermark = marks.watermarker() if marks is not None else None
     frames = render_clip(
         profile,
@@ -141,6 +142,7 @@ def render_to_file(
         output,
         fps=clip.manifest.fps,
         max_bytes=max_bytes,
+        gif_bytes_per_second=gif_bytes_per_second,
         sound=clip_sound(clip, output),
         sign=marks.sign if marks is not None else None,
     )

@@ -20,9 +20,9 @@ from core.faces.profile import FaceProfile, IdentityEmbedder, enroll
 from core.kinds import EngineName
 from core.media.images import load_picture
 from core.media.provenance import Marks
-from core.media.video import EncodedVideo, encode
+from core.media.video import EncodedVideo
 from core.packs.library import Clip, ClipLibrary
-from core.render.clip import Progress, clip_sound, render_clip
+from core.render.clip import Progress, render_to_file
 from core.render.memes import MemeLibrary, render_meme_to_file
 
 
@@ -155,25 +155,17 @@ def clip_to_file(
     """Render a clip and encode it (.mp4 or .gif) within ``max_bytes``; a GIF also aims at
     ``settings.gif_bytes_per_second`` unless ``gif_budget`` is false. An MP4 carries the
     clip's sound; ``marks`` watermarks the faces and signs the file."""
-    watermark = marks.watermarker() if marks is not None else None
-    frames = render_clip(
+    return render_to_file(
         profile,
         clip,
         swapper,
-        size=size,
-        progress=progress,
-        watermark=watermark,
-        turn_limit=settings.max_yaw_degrees,
-    )
-    per_second = settings.gif_bytes_per_second or None if gif_budget else None
-    return encode(
-        frames,
         output,
-        fps=clip.manifest.fps,
+        size=size,
         max_bytes=max_bytes,
-        gif_bytes_per_second=per_second,
-        sign=marks.sign if marks is not None else None,
-        sound=clip_sound(clip, output),
+        progress=progress,
+        marks=marks,
+        turn_limit=settings.max_yaw_degrees,
+        gif_bytes_per_second=settings.gif_bytes_per_second or None if gif_budget else None,
     )
 
 
