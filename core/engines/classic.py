@@ -125,6 +125,7 @@ class ClassicSwapper:
         shading: float = 0.45,
         tint: float = 0.15,
         keep_brows: bool = True,
+        dense_brows: float = 0.2,
         lip_tint: float = 0.5,
         brow_tint: float = 0.7,
         creases: float = 1.0,
@@ -156,6 +157,8 @@ class ClassicSwapper:
         # The clip's brows move with its expression (a raise, a frown) and sit right on its
         # face; the selfie's, pasted, doubled with them. Kept, they take the selfie's tint.
         self.keep_brows = keep_brows
+        # ...but a selfie's dense, dark brows are pasted
+        self.dense_brows = dense_brows
         self.lip_tint = lip_tint  # how far kept lips / brows move to the selfie's colour
         self.brow_tint = brow_tint
         # Where a smile, a squint or raised brows fold the skin (nose to mouth corners, crow's
@@ -264,19 +267,29 @@ class ClassicSwapper:
             away = outline - middle
             away *= (1.0 + 0.2 * unit / np.maximum(np.linalg.norm(away, axis=1), 1.0))[:, None]
             region = bend(region, before - origin, local, unit, still=middle + away)
-        corrected, source_like, target_like, stats, target_lab = self._match_colour(
-            profile, warped, region, local, unit, covered, sequence, painted, marks
-        )
         parts = self._parts(profile, sequence, texture[:, :, 3])
         light_brows = parts[1] is not None and float(parts[1][0]) > _DARK_BROWS
-        alpha = self._alpha(local, shape, unit, covered, source_like, target_like, light_brows)
+        keep_brows = self.keep_brows and not self._pastes_brows(
+            profile, sequence, texture[:, :, 3], unit, light_brows
+        )
+        corrected, source_like, target_like, stats, target_lab = self._match_colour(
+            profile, warped, region, local, unit, covered, sequence, painted, marks, keep_brows
+        )
+        alpha = self._alpha(
+            local, shape, unit, covered, source_like, target_like, light_brows, keep_brows
+        )
         if self.keep_lines:
-            alpha *= 1.0 - _thin_lines(target_lab[:, :, 0], local, unit)
+            lines = _thin_lines(target_lab[:, :, 0], local, unit)
+            if not keep_brows:  # (not over the selfie's own brow hair)
+                lines *= source_like
+            alpha *= 1.0 - lines
         if sequence is not None and sequence.fade < 1.0:
             alpha *= np.float32(sequence.fade)
         # (three channels merged: faster than numpy's broadcast over a last axis of three)
         alpha = np.asarray(cv2.merge([alpha, alpha, alpha]), np.float32)
-        clip_face = self._tint_kept(parts, region, target_lab, local, stats[1], target_like)
+        clip_face = self._tint_kept(
+            parts, region, target_lab, local, stats[1], target_like, keep_brows
+        )
         blended = clip_face
         blended += (corrected - clip_face) * alpha
         blended += 0.5
@@ -412,6 +425,7 @@ class ClassicSwapper:
         sequence: SwapSequence | None,
         painted: FloatImage,
         marks: NDArray[np.uint8] | None = None,
+        keep_brows: bool = True,
     ) -> tuple[FloatImage, FloatImage, FloatImage, tuple[ColourStats, ColourStats], FloatImage]:
         """The warped face (``source_lab``, CIELAB) recoloured and relit like the target,
         where the source and the target look like skin, and both skins' colour statistics."""
@@ -528,6 +542,8 @@ class ClassicSwapper:
                     chroma += (target_lab[:, :, channel] - chroma) * weight
         if self.skin_tint > 0 and not grey:
             share = grow(target_like) * np.float32(self.skin_tint)
+            if not keep_brows:  # the selfie's pasted brows take no skin's colour
+                share *= grow(source_like)
             for channel in (1, 2):
                 out[:, :, channel] += finer(channel, max(0.6, unit_small * self.tint)) * share
         out[:, :, 0] = np.clip(out[:, :, 0], 0.0, 100.0)
@@ -591,6 +607,7 @@ class ClassicSwapper:
         source_like: FloatImage,
         target_like: FloatImage,
         light_brows: bool,
+        keep_brows: bool,
     ) -> FloatImage:
         """Where the selfie's face goes (0..1): not where the target's own eyes and mouth are
         kept on purpose (so their opening, gaze and speech follow the clip exactly)."""
@@ -605,13 +622,13 @@ class ClassicSwapper:
         # pasted, and whatever in the clip is not skin (a microphone, a pen, glasses'
         # frames, a fringe, a beard) stays in front. Brows are the exception: they carry
         # identity and are hair on both faces.
-        if self.keep_brows:
+        if keep_brows:
             # the clip's brows stay; the selfie's skin around them still comes
             alpha *= source_like * target_like
         else:
             brows = blur(grown_hull(shape, _hull(local[BROWS]), max(1, round(unit * 0.06))), sigma)
             alpha *= brows + (1.0 - brows) * source_like * target_like
-        if self.keep_brows and light_brows:
+        if keep_brows and light_brows:
             # ...but not a selfie's light or grey brow hair: it passes for skin and, pasted
             # beside the clip's dark brows, made a grey smudge. Along the brows the clip
             # shows (its brows take the selfie's tint in _tint_kept). Dark brows, clearly
@@ -659,6 +676,42 @@ class ClassicSwapper:
 
         return measure() if sequence is None else sequence.remember("parts", profile, measure)
 
+    def _pastes_brows(
+        self,
+        profile: FaceProfile,
+        sequence: SwapSequence | None,
+        painted: FloatImage,
+        unit: float,
+        light_brows: bool,
+    ) -> bool:
+        """Whether the selfie's own brows are pasted rather than the clip's kept: when they
+        are dark and dense (``dense_brows`` of the brow band is hair) and its photo shows
+        the face at least about as large as the clip does (an enlarged photo's brow hair
+        is a blur, pasted over the clip's sharp brows a smudge)."""
+        if self.dense_brows <= 0 or light_brows:
+            return False
+        if sequence is not None and sequence.rest is not None:
+            unit = eye_distance(sequence.rest)  # one answer for the whole clip
+        if unit > 1.2 * profile.quality.eye_distance:
+            return False
+        return self._brow_cover(profile, sequence, painted) >= self.dense_brows
+
+    def _brow_cover(
+        self, profile: FaceProfile, sequence: SwapSequence | None, painted: FloatImage
+    ) -> float:
+        """How much of the selfie's brow band is brow hair (0..1), once a clip."""
+
+        def measure() -> float:
+            shape = profile.texture.shape[:2]
+            unit = float(eye_distance(profile.points))
+            lab = to_lab(profile.texture)
+            skin = colour_stats(lab, skin_mask(profile.points, shape, unit))
+            band = _brow_band(profile.points, shape, unit)
+            hair = band & (skin_likeness(lab, skin) < 0.5) & (painted < 128)
+            return float(hair.sum()) / max(float(band.sum()), 1.0)
+
+        return measure() if sequence is None else sequence.remember("brow cover", profile, measure)
+
     def _tint_kept(
         self,
         source_parts: list[NDArray[np.float32] | None],
@@ -667,6 +720,7 @@ class ClassicSwapper:
         local: Points,
         dst: ColourStats,
         target_like: FloatImage,
+        keep_brows: bool,
     ) -> FloatImage:
         """The target's region with the parts it keeps (lips; brows when ``keep_brows``)
         tinted like the selfie's: the same part-versus-skin contrast as on the selfie, in
@@ -674,7 +728,7 @@ class ClassicSwapper:
         unit = float(eye_distance(local))
         shape = region.shape[:2]
         parts = [(OUTER_LIPS, self.lip_tint, False)]
-        if self.keep_brows:
+        if keep_brows:
             parts.append((BROWS, self.brow_tint, True))
         out = region.astype(np.float32)
         pad = max(2, round(unit * 0.05))

@@ -710,3 +710,67 @@ def test_a_selfies_orange_nose_does_not_come_along(
 
 def _hull_of(points: Points) -> Points:
     return np.asarray(cv2.convexHull(points), np.float32).reshape(-1, 2)
+
+
+def _painted_brows(
+    picture: RGBImage, points: Points, colour: tuple[int, int, int], thickness: float
+) -> RGBImage:
+    """``picture`` with both brows painted over along their landmarks, ``thickness`` eye
+    distances thick, softened like hair."""
+    painted = picture.copy()
+    width = max(2, round(eye_distance(points) * thickness))
+    for brow in (points[17:22], points[22:27]):
+        cv2.polylines(painted, [np.round(brow).astype(np.int32)], False, colour, width)
+    return np.asarray(cv2.GaussianBlur(painted, (0, 0), 1.0), np.uint8)
+
+
+def test_a_selfies_dense_dark_brows_are_pasted_and_light_ones_are_not(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, group_photo: RGBImage
+) -> None:
+    """Brows carry much of who it is. Dense, dark ones are pasted (hair on both faces);
+    light or sparse ones, pasted beside the clip's dark brows, made grey smudges, so the
+    clip keeps its own brows, tinted."""
+    points = _only_face(analyzer, astronaut).landmarks
+    clip = np.ascontiguousarray(group_photo[200:520, 380:650])  # a face about as large
+    target = _only_face(analyzer, clip).landmarks
+    auburn = (95, 35, 20)  # dark, and a hue the clip's brows do not have
+    dense = build_profile(*_with_face(analyzer, _painted_brows(astronaut, points, auburn, 0.1)))
+    pasted = ClassicSwapper()
+    kept = ClassicSwapper(dense_brows=0.0)  # always the clip's brows
+    moved = pasted.reshaped(dense, target, None)
+    assert moved is not None
+    band = np.zeros(clip.shape[:2], np.uint8)
+    for brow in (moved[17:22], moved[22:27]):  # where the brows are in the output
+        width = max(2, round(eye_distance(target) * 0.15))
+        cv2.polylines(band, [np.round(brow).astype(np.int32)], False, 255, width)
+
+    def darkest(swapper: ClassicSwapper, profile: FaceProfile) -> NDArray[np.float32]:
+        """The brows' darkest tenth (mean CIELAB)."""
+        lab = to_lab(swapper.swap(profile, clip, target))[band > 0]
+        return np.asarray(lab[lab[:, 0] <= np.percentile(lab[:, 0], 10)].mean(axis=0))
+
+    hair = to_lab(np.full((1, 1, 3), auburn, np.uint8))[0, 0]
+    gap_pasted = float(np.linalg.norm(darkest(pasted, dense) - hair))
+    gap_kept = float(np.linalg.norm(darkest(kept, dense) - hair))
+    # the selfie's auburn brows, relit (6.8 CIELAB units from the paint), not the clip's
+    # own brows tinted towards them (15.6)
+    assert gap_pasted < 9
+    assert gap_kept > gap_pasted + 5
+
+    # blond brows: the clip's own (tinted), exactly as when brows are never pasted
+    blond = build_profile(
+        *_with_face(analyzer, _painted_brows(astronaut, points, (215, 190, 150), 0.1))
+    )
+    assert np.array_equal(pasted.swap(blond, clip, target), kept.swap(blond, clip, target))
+    # the same brows from a photo half the size, enlarged into the clip: a blur of hair,
+    # so the clip's are kept
+    small = cv2.resize(_painted_brows(astronaut, points, auburn, 0.1), (256, 256), cv2.INTER_AREA)
+    half = build_profile(*_with_face(analyzer, np.asarray(small, np.uint8)))
+    assert np.array_equal(pasted.swap(half, clip, target), kept.swap(half, clip, target))
+    # the astronaut's own brows are sparse: kept as well
+    plain = build_profile(astronaut, _only_face(analyzer, astronaut))
+    assert np.array_equal(pasted.swap(plain, clip, target), kept.swap(plain, clip, target))
+
+
+def _with_face(analyzer: DlibAnalyzer, image: RGBImage) -> tuple[RGBImage, Face]:
+    return image, _only_face(analyzer, image)
