@@ -268,9 +268,10 @@ class ClassicSwapper:
             away *= (1.0 + 0.2 * unit / np.maximum(np.linalg.norm(away, axis=1), 1.0))[:, None]
             region = bend(region, before - origin, local, unit, still=middle + away)
         parts = self._parts(profile, sequence, texture[:, :, 3])
-        light_brows = parts[1] is not None and float(parts[1][0]) > _DARK_BROWS
+        brows = parts.contrasts[1]
+        light_brows = brows is not None and float(brows[0]) > _DARK_BROWS
         keep_brows = self.keep_brows and not self._pastes_brows(
-            profile, sequence, texture[:, :, 3], unit, light_brows
+            profile, sequence, unit, light_brows, parts.brow_cover
         )
         corrected, source_like, target_like, stats, target_lab = self._match_colour(
             profile, warped, region, local, unit, covered, sequence, painted, marks, keep_brows
@@ -288,7 +289,7 @@ class ClassicSwapper:
         # (three channels merged: faster than numpy's broadcast over a last axis of three)
         alpha = np.asarray(cv2.merge([alpha, alpha, alpha]), np.float32)
         clip_face = self._tint_kept(
-            parts, region, target_lab, local, stats[1], target_like, keep_brows
+            parts.contrasts, region, target_lab, local, stats[1], target_like, keep_brows
         )
         blended = clip_face
         blended += (corrected - clip_face) * alpha
@@ -664,11 +665,11 @@ class ClassicSwapper:
 
     def _parts(
         self, profile: FaceProfile, sequence: SwapSequence | None, painted: FloatImage
-    ) -> list[NDArray[np.float32] | None]:
+    ) -> _Parts:
         """The selfie's lips and brows against its skin (see _part_contrasts), once a clip;
         ``painted``: where the selfie's glasses were (its texture's fourth channel)."""
 
-        def measure() -> list[NDArray[np.float32] | None]:
+        def measure() -> _Parts:
             glasses = painted > 127
             if not self.unglasses:  # not painted out, but still no brow
                 glasses = _without_glasses(profile.texture, profile.points)[1] > 0.5
@@ -680,9 +681,9 @@ class ClassicSwapper:
         self,
         profile: FaceProfile,
         sequence: SwapSequence | None,
-        painted: FloatImage,
         unit: float,
         light_brows: bool,
+        brow_cover: float,
     ) -> bool:
         """Whether the selfie's own brows are pasted rather than the clip's kept: when they
         are dark and dense (``dense_brows`` of the brow band is hair) and its photo shows
@@ -694,23 +695,7 @@ class ClassicSwapper:
             unit = eye_distance(sequence.rest)  # one answer for the whole clip
         if unit > 1.2 * profile.quality.eye_distance:
             return False
-        return self._brow_cover(profile, sequence, painted) >= self.dense_brows
-
-    def _brow_cover(
-        self, profile: FaceProfile, sequence: SwapSequence | None, painted: FloatImage
-    ) -> float:
-        """How much of the selfie's brow band is brow hair (0..1), once a clip."""
-
-        def measure() -> float:
-            shape = profile.texture.shape[:2]
-            unit = float(eye_distance(profile.points))
-            lab = to_lab(profile.texture)
-            skin = colour_stats(lab, skin_mask(profile.points, shape, unit))
-            band = _brow_band(profile.points, shape, unit)
-            hair = band & (skin_likeness(lab, skin) < 0.5) & (painted < 128)
-            return float(hair.sum()) / max(float(band.sum()), 1.0)
-
-        return measure() if sequence is None else sequence.remember("brow cover", profile, measure)
+        return brow_cover >= self.dense_brows
 
     def _tint_kept(
         self,
@@ -772,22 +757,30 @@ class ClassicSwapper:
         return out
 
 
-def _part_contrasts(
-    profile: FaceProfile, glasses: NDArray[np.bool_]
-) -> list[NDArray[np.float32] | None]:
-    """How the selfie's lips and brow hair differ from its skin, in CIELAB: measured once on
-    the texture, applied to the clip's own lips and brows."""
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """The selfie's lips and brow hair against its skin."""
+
+    contrasts: list[NDArray[np.float32] | None]  # lips, brows: CIELAB less the skin's
+    brow_cover: float  # how much of its brow band is hair (0..1)
+
+
+def _part_contrasts(profile: FaceProfile, glasses: NDArray[np.bool_]) -> _Parts:
+    """How the selfie's lips and brow hair differ from its skin, in CIELAB, and how dense
+    its brows are: measured once on the texture, applied to the clip's own lips and brows."""
     shape = profile.texture.shape[:2]
     unit = float(eye_distance(profile.points))
     lab = to_lab(profile.texture)
     skin = colour_stats(lab, skin_mask(profile.points, shape, unit))
     hair = skin_likeness(lab, skin) < 0.5
     hair &= ~glasses  # a frame is no brow
-    masks = [_lip_mask(profile.points, shape), _brow_band(profile.points, shape, unit) & hair]
-    return [
+    band = _brow_band(profile.points, shape, unit)
+    masks = [_lip_mask(profile.points, shape), band & hair]
+    contrasts = [
         (lab[mask].mean(axis=0) - skin.mean).astype(np.float32) if mask.sum() >= 8 else None
         for mask in masks
     ]
+    return _Parts(contrasts, float(masks[1].sum()) / max(float(band.sum()), 1.0))
 
 
 def _frown_lines(texture: RGBImage, points: Points) -> NDArray[np.uint8]:
