@@ -14,6 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from core.config import Settings
+from core.engines.base import SwapSequence
 from core.engines.models import ModelStore, load_registry, providers, session, sha256_of
 from core.engines.neural import InSwapper, alignment
 from core.engines.registry import make_identity, make_swapper
@@ -315,6 +316,24 @@ def test_clip_frames_go_through_in_batches_with_the_same_result(
     together = swapper.swap_batch(profile, frames, targets)
     one_by_one = [swapper.swap(profile, f, t) for f, t in zip(frames, targets, strict=True)]
     assert all(np.array_equal(a, b) for a, b in zip(together, one_by_one, strict=True))
+
+
+def test_a_faded_frame_shows_that_share_of_the_neural_swap(
+    neural: Settings, analyzer: DlibAnalyzer, astronaut: RGBImage
+) -> None:
+    # (a clip's face turning away: see core.faces.tracking.turn_strength)
+    profile = enroll(astronaut, analyzer, neural, identity=make_identity(neural))
+    swapper = make_swapper(neural)
+    clip = ClipLibrary(neural).get("astronaut-shake")
+    frame = next(iter(read_video(clip.media)))
+    target = clip.load_track().landmarks[0]
+    full = swapper.swap(profile, frame, target)
+    sequence = SwapSequence()
+    sequence.fade = 0.25
+    faded = swapper.swap(profile, frame, target, sequence=sequence)
+    expected = frame + 0.25 * (full.astype(np.float32) - frame)
+    assert np.abs(faded - expected).max() <= 1.0
+    assert np.abs(full.astype(np.float32) - frame).max() > 50  # the full swap did change it
 
 
 def test_a_classic_profile_is_refused_by_the_neural_swapper(
