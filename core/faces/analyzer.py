@@ -23,7 +23,7 @@ from core.media.images import RGBImage
 Embedding = NDArray[np.float32]
 Box = tuple[int, int, int, int]
 """x0, y0, x1, y1 in image pixels."""
-_Scored = tuple[Box, float]  # a face's box and its HOG score
+_Scored = tuple[Box, float]  # a face's box and its detector's score
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ class Analyzer(Protocol):
         upsample: bool | None = None,
         verify: bool = True,
         unsure: bool = False,
-    ) -> list[tuple[Box, float]]:
+    ) -> list[_Scored]:
         """Face boxes and scores only: the fast path for tracking through a video.
         ``unsure`` adds, unconfirmed, the boxes scored under the threshold but not far
         (for looking for a mark, where a false face costs only a look)."""
@@ -87,7 +87,7 @@ class Analyzer(Protocol):
 
 
 class _Locates(Protocol):
-    def detect_boxes(self, image: RGBImage) -> list[tuple[Box, float]]: ...
+    def detect_boxes(self, image: RGBImage) -> list[_Scored]: ...
     def landmarks(self, image: RGBImage, box: Box) -> Points: ...
     def embedding(self, image: RGBImage, landmarks: Points) -> Any: ...
 
@@ -97,7 +97,7 @@ def describe_faces(
     image: RGBImage,
     *,
     embed: bool,
-    boxes: list[tuple[Box, float]] | None = None,
+    boxes: list[_Scored] | None = None,
 ) -> list[Face]:
     """What every analyzer's ``detect`` does with its boxes (found here unless given):
     landmarks, quality and (when asked) the identity vector of each face, sorted left to
@@ -302,7 +302,7 @@ class DlibAnalyzer:
         upsample: bool | None = None,
         verify: bool = True,
         unsure: bool = False,
-    ) -> list[tuple[Box, float]]:
+    ) -> list[_Scored]:
         """Boxes and HOG scores. ``upsample`` None means: only for small pictures;
         ``verify=False`` skips the CNN check (for tracking a face already known);
         ``unsure`` adds the doubtful boxes (down to ``doubtful``) unconfirmed, after the
@@ -371,13 +371,13 @@ class DlibAnalyzer:
                 found.append((box, float(score)))
         return found, below, refused, verified
 
-    def _cnn_boxes(self, image: RGBImage) -> list[tuple[Box, float]]:
+    def _cnn_boxes(self, image: RGBImage) -> list[_Scored]:
         """The CNN detector over the whole picture (scaled down): the last try before
         saying "no face", for faces HOG cannot score at all. Its boxes count as doubtful."""
         small, scale = _shrunk(image, _CNN_MAX_SIDE)
         with self._lock:
             detections = self._verifier(np.ascontiguousarray(small), 0)
-        boxes: list[tuple[Box, float]] = []
+        boxes: list[_Scored] = []
         for detection in sorted(detections, key=lambda d: -d.confidence):
             box = _unscaled(detection.rect, scale)
             if any(box_iou(box, kept) >= 0.3 for kept, _ in boxes):
@@ -416,7 +416,7 @@ class DlibAnalyzer:
         boxes = self._large_faces(image, smallest) if smallest > 0 else None
         return describe_faces(self, image, embed=embed, boxes=boxes)
 
-    def _large_faces(self, image: RGBImage, smallest: float) -> list[tuple[Box, float]] | None:
+    def _large_faces(self, image: RGBImage, smallest: float) -> list[_Scored] | None:
         """The sure faces HOG finds on a small copy of a large picture, when the largest is
         big enough there that any face ``smallest`` times its size would have been found
         too; None when the full search is needed. A 12 MP selfie: 25 ms instead of 90."""
