@@ -20,7 +20,14 @@ from core.faces.analyzer import DlibAnalyzer
 from core.faces.profile import FaceProfile
 from core.media.images import RGBImage
 from core.media.video import encode, read_video
-from core.media.watermark import THRESHOLD, Reading, Watermarker, WatermarkKey, read_faces
+from core.media.watermark import (
+    THRESHOLD,
+    Reading,
+    Watermarker,
+    WatermarkKey,
+    day_number,
+    read_faces,
+)
 from core.packs.library import ClipLibrary
 from core.render.clip import render_clip
 from core.render.memes import MemeLibrary, render_meme
@@ -36,6 +43,9 @@ CLIPS = ("astronaut-pan", "astronaut-push-in", "astronaut-shake", "drawn-astrona
 MEMES = ("earthquake", "to-the-moon", "triggered", "deep-fried")
 PER_SOURCE = 6  # frames sampled from each render (3 made the 95 % bar hang on one frame)
 TODAY = datetime.datetime.now(datetime.UTC).date()
+# The marks are made for TODAY explicitly: a run that crossed midnight between import and
+# the renders marked tomorrow and read up to today, and found nothing
+# (test_a_mark_carries_the_day_it_was_made checks the default day).
 
 Sequence = tuple[list[RGBImage], float]  # frames, frame rate
 
@@ -48,12 +58,14 @@ def renders(selfie_profile: FaceProfile) -> dict[str, Sequence]:
     made: dict[str, Sequence] = {}
     for clip_id in CLIPS:
         clip = ClipLibrary(settings).get(clip_id)
-        frames = list(render_clip(selfie_profile, clip, swapper, watermark=Watermarker(KEY)))
+        frames = list(render_clip(selfie_profile, clip, swapper, watermark=Watermarker(KEY, TODAY)))
         made[clip_id] = frames, clip.manifest.fps
     for meme_id in MEMES:
         template = MemeLibrary(settings).get(meme_id)
         frames = list(
-            render_meme(selfie_profile, template, settings, swapper, watermark=Watermarker(KEY))
+            render_meme(
+                selfie_profile, template, settings, swapper, watermark=Watermarker(KEY, TODAY)
+            )
         )
         made[meme_id] = frames, template.manifest.fps
     return made
@@ -137,6 +149,13 @@ def test_the_watermark_survives(
     assert len(with_face) >= 0.8 * PER_SOURCE * len(renders)
     assert len(found) >= 0.95 * len(with_face), str(missed)
     assert {r.date for r in found} == {TODAY}
+
+
+def test_a_mark_carries_the_day_it_was_made() -> None:
+    before = datetime.datetime.now(datetime.UTC).date()
+    marker = Watermarker(KEY)
+    after = datetime.datetime.now(datetime.UTC).date()
+    assert marker.day in {day_number(before), day_number(after)}
 
 
 def test_unmarked_faces_are_never_taken_for_marked() -> None:
