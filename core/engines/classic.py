@@ -144,6 +144,7 @@ class ClassicSwapper:
         rim: float = 1.0,
         rim_reach: float = 0.25,
         skin_tint: float = 1.0,
+        brow_hair: float = 10.0,
     ) -> None:
         self.feather = feather  # blend ramp width, as a share of the eye distance
         self.max_gain = max_gain  # cap on the colour contrast change
@@ -161,6 +162,11 @@ class ClassicSwapper:
         self.dense_brows = dense_brows
         self.lip_tint = lip_tint  # how far kept lips / brows move to the selfie's colour
         self.brow_tint = brow_tint
+        # Where the clip's brows are kept, they (darker than its skin, by
+        # ``brow_hair`` CIELAB L for all of it) stay whole, at full resolution: the skin
+        # likeness, measured on a small copy and blurred, passed a thin or sparse brown brow
+        # for half skin, and the selfie's skin laid half over it made a washed-out grey brow.
+        self.brow_hair = brow_hair
         # Where a smile, a squint or raised brows fold the skin (nose to mouth corners, crow's
         # feet, under the eyes, the forehead), the detail finer than ``crease_scale`` (same
         # unit) is the clip's: the selfie's smile lines and forehead wrinkles do not freeze
@@ -284,6 +290,9 @@ class ClassicSwapper:
             if not keep_brows:  # (not over the selfie's own brow hair)
                 lines *= source_like
             alpha *= 1.0 - lines
+        if keep_brows and self.brow_hair > 0:
+            skin_light = float(stats[1].mean[0])
+            alpha *= 1.0 - _brow_hair(target_lab[:, :, 0], local, unit, skin_light, self.brow_hair)
         if sequence is not None and sequence.fade < 1.0:
             alpha *= np.float32(sequence.fade)
         # (three channels merged: faster than numpy's broadcast over a last axis of three)
@@ -812,6 +821,29 @@ def _frown_lines(texture: RGBImage, points: Points) -> NDArray[np.uint8]:
     soft = blur(lines, max(1.0, unit * 0.04))
     found[y0:y1, x0:x1] = np.round(np.clip(soft * 1.5, 0.0, 1.0) * 255).astype(np.uint8)
     return found
+
+
+def _brow_hair(
+    lightness: FloatImage, points: Points, unit: float, skin: float, depth: float
+) -> FloatImage:
+    """Where the clip's brows are (0..1), at full resolution: in a band around their
+    landmark lines, a little wider than :func:`_brow_band`'s, what is darker than its skin
+    (``skin``, CIELAB L) by ``depth`` for all of it. The darkness is taken over a brow's
+    width (a blur of 0.04 eye distances), not hair by hair: held hair by hair, a light
+    brow's few darkest hairs stood out of the selfie's skin as a pencilled outline."""
+    shape = lightness.shape[:2]
+    hair = np.zeros(shape, np.float32)
+    x0, y0, x1, y1 = _box_around(points[BROWS], unit * 0.2 + 3.0, shape)
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return hair
+    near = points - np.array([x0, y0], np.float32)
+    drawn = _brow_band(near, (y1 - y0, x1 - x0), unit * 1.5).astype(np.uint8) * np.uint8(255)
+    band = blur(drawn, max(0.5, unit * 0.03))
+    light = blur(np.ascontiguousarray(lightness[y0:y1, x0:x1]), max(0.5, unit * 0.04))
+    dark = skin - 4.0 - light  # (a few levels of shading are skin)
+    found = np.clip(dark * np.float32(1.0 / max(depth, 1.0)), 0.0, 1.0) * band
+    hair[y0:y1, x0:x1] = blur(found, max(0.5, unit * 0.02))
+    return hair
 
 
 def _brow_band(points: Points, shape: tuple[int, int], unit: float) -> NDArray[np.bool_]:

@@ -774,3 +774,36 @@ def test_a_selfies_dense_dark_brows_are_pasted_and_light_ones_are_not(
 
 def _with_face(analyzer: DlibAnalyzer, image: RGBImage) -> tuple[RGBImage, Face]:
     return image, _only_face(analyzer, image)
+
+
+def test_a_clips_thin_brown_brows_stay_whole_where_they_are_kept(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, group_photo: RGBImage
+) -> None:
+    """The clip's brows are kept for a selfie whose brows are sparse (the astronaut's). A
+    thin brown brow passed for half skin in the small, blurred skin likeness, and the
+    selfie's skin laid half over it made a washed-out grey brow. Its hair is now kept whole:
+    the output's brows are the clip's colour."""
+    face = np.ascontiguousarray(group_photo[200:520, 380:650])
+    points = _only_face(analyzer, face).landmarks
+    brown = (110, 70, 45)
+    clip = _painted_brows(face, points, brown, 0.05)
+    target = _only_face(analyzer, clip).landmarks
+    selfie = build_profile(astronaut, _only_face(analyzer, astronaut))
+    untinted = ClassicSwapper(brow_tint=0.0)  # (the tint towards the selfie's brows apart)
+    moved = untinted.reshaped(selfie, target, None)
+    assert moved is not None
+    band = np.zeros(clip.shape[:2], np.uint8)
+    for brow in (moved[17:22], moved[22:27]):  # where the brows are in the output
+        width = max(2, round(eye_distance(target) * 0.15))
+        cv2.polylines(band, [np.round(brow).astype(np.int32)], False, 255, width)
+
+    def darkest(image: RGBImage) -> NDArray[np.float32]:
+        """The brows' darkest tenth (mean CIELAB)."""
+        lab = to_lab(image)[band > 0]
+        return np.asarray(lab[lab[:, 0] <= np.percentile(lab[:, 0], 10)].mean(axis=0))
+
+    hair = darkest(clip)
+    kept = float(np.linalg.norm(darkest(untinted.swap(selfie, clip, target)) - hair))
+    washed = ClassicSwapper(brow_tint=0.0, brow_hair=0.0).swap(selfie, clip, target)
+    assert kept < 1.5, kept  # 0.4
+    assert float(np.linalg.norm(darkest(washed) - hair)) > 4.0  # 7.1: lighter, skin-coloured
