@@ -10,6 +10,7 @@ and takes a few milliseconds per face.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -147,6 +148,7 @@ class ClassicSwapper:
         brow_hair: float = 10.0,
         grain: float = 1.0,
         grain_px: float = 1.0,
+        warm_lips: bool = True,
     ) -> None:
         self.feather = feather  # blend ramp width, as a share of the eye distance
         self.max_gain = max_gain  # cap on the colour contrast change
@@ -177,6 +179,10 @@ class ClassicSwapper:
         # 1.5 pixels identity fell by up to 0.03). ``grain`` is how much (0-1).
         self.grain = grain
         self.grain_px = grain_px
+        # The kept lips' hue turns no cooler (towards blue) than the clip's own: a dark-
+        # skinned selfie's lips, less yellow than his skin, carried as that difference onto
+        # a pale clip's pink lips made them lavender. Their lightness and chroma still move.
+        self.warm_lips = warm_lips
         # Where a smile, a squint or raised brows fold the skin (nose to mouth corners, crow's
         # feet, under the eyes, the forehead), the detail finer than ``crease_scale`` (same
         # unit) is the clip's: the selfie's smile lines and forehead wrinkles do not freeze
@@ -758,7 +764,8 @@ class ClassicSwapper:
             if target_mask.sum() < 8:
                 continue
             lab = target_lab[y0:y1, x0:x1]
-            target_part = lab[target_mask].mean(axis=0) - dst.mean
+            seen = lab[target_mask].mean(axis=0)  # the clip's own part
+            target_part = seen - dst.mean
             shift = (source_part - target_part) * strength
             shift[0] *= 0.6  # lightness carries the clip's light; follow the selfie partly
             if brow:
@@ -772,6 +779,13 @@ class ClassicSwapper:
                 hue = float(np.hypot(shift[1], shift[2]))
                 if hue > self.lip_hue_reach:
                     shift[1:] *= self.lip_hue_reach / max(hue, 1e-6)
+                if self.warm_lips:  # (the same chroma, at the clip's own hue)
+                    own = math.atan2(float(seen[2]), float(seen[1]))
+                    a, b = float(seen[1] + shift[1]), float(seen[2] + shift[2])
+                    if math.atan2(b, a) < own:
+                        chroma = math.hypot(a, b)
+                        shift[1] = chroma * math.cos(own) - float(seen[1])
+                        shift[2] = chroma * math.sin(own) - float(seen[2])
             crop = lab + shift.astype(np.float32)
             crop[:, :, 0] = np.clip(crop[:, :, 0], 0.0, 100.0)
             weight = blur(target_mask.astype(np.float32), max(0.5, unit * 0.015))

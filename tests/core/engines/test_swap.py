@@ -844,3 +844,37 @@ def test_the_clips_fine_grain_shows_in_the_swapped_skin(
     assert follows(ClassicSwapper(**still)) > 0.85  # 0.91
     # (the nose's edges blend the clip's skin in partly: 0.59)
     assert follows(ClassicSwapper(grain=0.0, **still)) < 0.7
+
+
+def test_a_selfies_cool_lips_do_not_turn_the_clips_lips_lavender(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, group_photo: RGBImage
+) -> None:
+    """The clip keeps its own lips, tinted like the selfie's against its skin. A selfie
+    whose lips are much less yellow than its skin (a dark-skinned face's often are), that
+    difference laid on a pale clip's pink lips, made them lavender. Their hue stays the
+    clip's; they still darken and pale like the selfie's."""
+    points = _only_face(analyzer, astronaut).landmarks
+    lips = cv2.GaussianBlur(
+        fill(astronaut.shape[:2], points[OUTER_LIPS]).astype(np.float32) / 255.0, (0, 0), 1.0
+    )
+    lab = to_lab(astronaut)
+    lab[:, :, 0] -= 8.0 * lips  # darker lips...
+    lab[:, :, 2] -= 14.0 * lips  # ...less yellow than the skin
+    cool = np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    selfie = build_profile(cool, _only_face(analyzer, cool))
+    clip = np.ascontiguousarray(group_photo[200:520, 380:650])
+    target = _only_face(analyzer, clip).landmarks
+    inside = cv2.erode(fill(clip.shape[:2], target[OUTER_LIPS]), np.ones((3, 3), np.uint8)) > 127
+    inside &= fill(clip.shape[:2], target[60:68]) < 128  # (the lips, not the mouth)
+    still = {"reshape": 0.0, "reshape_jaw": 0.0}  # (the lips stay where they were)
+
+    def hue(image: RGBImage) -> float:
+        """The lips' mean hue angle (CIELAB, degrees: 0 magenta-red, 90 yellow)."""
+        a, b = to_lab(image)[inside].mean(axis=0)[1:]
+        return float(np.degrees(np.arctan2(b, a)))
+
+    own = hue(clip)
+    kept = hue(ClassicSwapper(**still).swap(selfie, clip, target))
+    cooled = hue(ClassicSwapper(warm_lips=False, **still).swap(selfie, clip, target))
+    assert kept > own - 0.5  # 48.5 -> 48.5
+    assert cooled < own - 2.0  # 45.4: towards magenta
