@@ -1016,7 +1016,8 @@ def _beard(texture: RGBImage, points: Points, scale: float) -> NDArray[np.uint8]
 
 def _thin_lines(lightness: FloatImage, points: Points, unit: float) -> FloatImage:
     """Thin bright or dark lines around the eyes (glasses' frames, light metal ones too),
-    1 where there is one: kept in front of the new face."""
+    1 where there is one: kept in front of the new face. Not the eyes' own, nor the
+    nostrils'."""
     shape = lightness.shape[:2]
     size = max(3, 2 * round(unit * 0.03) + 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
@@ -1037,8 +1038,13 @@ def _thin_lines(lightness: FloatImage, points: Points, unit: float) -> FloatImag
     zone = (rows > top) & (rows < eyes_y + 0.6 * unit)
     near = points - np.array([0.0, first], np.float32)  # the band's own coordinates
     size_band = (last - first, shape[1])
-    eyes = _grown_parts(near, size_band, unit, ((RIGHT_EYE, 0.08), (LEFT_EYE, 0.08)))
-    kept = zone & (eyes < 128) & ~_brow_band(near, size_band, unit)
+    # the eyes' and the nose's lower edge's own lines are no frames (a face looking down
+    # brings its nostrils up into the band: kept, they lay in front of the selfie's nose
+    # as a dark line across it)
+    own = _grown_parts(
+        near, size_band, unit, ((RIGHT_EYE, 0.08), (LEFT_EYE, 0.08), (NOSTRILS, 0.12))
+    )
+    kept = zone & (own < 128) & ~_brow_band(near, size_band, unit)
     found = np.where(kept, found, 0.0).astype(np.float32)
     # the line's whole width, anti-aliased edges included (the zone is a kernel inside
     # the band, so nothing reaches past it)

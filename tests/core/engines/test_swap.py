@@ -824,8 +824,10 @@ def test_the_clips_fine_grain_shows_in_the_swapped_skin(
     target = _only_face(analyzer, clip).landmarks
     selfie = max(analyzer.detect(group_photo), key=lambda f: f.quality.eye_distance)
     profile = build_profile(group_photo, selfie)
-    # the nose (where smiles fold the skin the clip's detail shows anyway)
-    nose = fill(clip.shape[:2], target[[28, 31, 33, 35]]) > 127
+    # down the nose (where smiles fold the skin the clip's detail shows anyway)
+    side = np.array([0.12 * eye_distance(target), 0.0], np.float32)
+    ridge = np.vstack([target[28] - side, target[28] + side, target[30] + side, target[30] - side])
+    nose = fill(clip.shape[:2], ridge) > 127
     still = {"reshape": 0.0, "reshape_jaw": 0.0}  # (the clip's pixels stay where they were)
 
     def fine(values: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -841,9 +843,9 @@ def test_the_clips_fine_grain_shows_in_the_swapped_skin(
         """The share of the clip's grain the swapped nose carries."""
         return carried(swapper.swap(profile, clip, target)) / carried(clip)
 
-    assert follows(ClassicSwapper(**still)) > 0.85  # 0.91
-    # (the nose's edges blend the clip's skin in partly: 0.59)
-    assert follows(ClassicSwapper(grain=0.0, **still)) < 0.7
+    assert follows(ClassicSwapper(**still)) > 0.75  # 0.86
+    # (the nose's edges blend the clip's skin in partly: 0.38)
+    assert follows(ClassicSwapper(grain=0.0, **still)) < 0.6
 
 
 def test_a_selfies_cool_lips_do_not_turn_the_clips_lips_lavender(
@@ -878,3 +880,32 @@ def test_a_selfies_cool_lips_do_not_turn_the_clips_lips_lavender(
     cooled = hue(ClassicSwapper(warm_lips=False, **still).swap(selfie, clip, target))
     assert kept > own - 0.5  # 48.5 -> 48.5
     assert cooled < own - 2.0  # 45.4: towards magenta
+
+
+def test_the_clips_nostril_line_is_not_kept_in_front_like_a_glasses_frame(
+    analyzer: DlibAnalyzer, astronaut: RGBImage, group_photo: RGBImage
+) -> None:
+    """Thin lines between the brows and below the eyes are kept in front of the new face
+    (glasses' frames). The nose's lower edge is there too (higher still when the clip looks
+    down), and its thin dark line was kept across the selfie's nose. It is the selfie's."""
+    points = _only_face(analyzer, astronaut).landmarks
+    line = np.zeros(astronaut.shape[:2], np.uint8)
+    cv2.polylines(line, [np.round(points[31:36]).astype(np.int32)], False, 255, 2)
+    lab = to_lab(astronaut)
+    lab[:, :, 0] -= 20.0 * (line > 0)  # a thin nostril line, 20 L darker than the skin
+    clip = np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    target = _only_face(analyzer, clip).landmarks
+    selfie = max(analyzer.detect(group_photo), key=lambda f: f.quality.eye_distance)
+    profile = build_profile(group_photo, selfie)
+    still = {"reshape": 0.0, "reshape_jaw": 0.0}  # (the line stays where it was painted)
+
+    def darkness(swapper: ClassicSwapper) -> float:
+        """How much darker the output is on the line than beside it (CIELAB L)."""
+        light = to_lab(swapper.swap(profile, clip, target))[:, :, 0]
+        beside = cv2.dilate(line, np.ones((7, 7), np.uint8)) > 0
+        return float(light[beside & (line == 0)].mean() - light[line > 0].mean())
+
+    # as dark as the selfie's own nose makes it when no line is kept at all (24.5 L); kept
+    # as a frame, 30.5
+    kept_none = darkness(ClassicSwapper(keep_lines=False, **still))
+    assert darkness(ClassicSwapper(**still)) < kept_none + 1.0
