@@ -29,6 +29,8 @@ from core.storage.store import Store
 if TYPE_CHECKING:
     from core.jobs.taskiq_runner import TaskiqJobRunner
 
+HOUSEKEEPING_GRACE = 10.0  # seconds a round of housekeeping under way may take to finish
+
 
 def require(module: str, extra: str, because: str) -> None:
     """A clear one-line error when an optional dependency a setting needs is missing."""
@@ -111,9 +113,11 @@ async def build(settings: Settings) -> tuple[web.Application, Service, list[Adap
     application = create_app(service)
     adapters = adapters_for(service, application)
     tasks: list[asyncio.Task[None]] = []
+    stopping = asyncio.Event()
+    housekeeping: list[asyncio.Task[None]] = []
 
     async def start(_: web.Application) -> None:
-        tasks.append(asyncio.create_task(service.housekeeping()))
+        housekeeping.append(asyncio.create_task(service.housekeeping(stopping)))
         if not isinstance(runner, LocalJobRunner):  # workers fetch packs by digest
             folders = [clip.folder for clip in service.clips.all()]
             folders += [template.folder for template in service.memes.all()]
@@ -130,6 +134,10 @@ async def build(settings: Settings) -> tuple[web.Application, Service, list[Adap
     async def stop(_: web.Application) -> None:
         for adapter in adapters:
             await adapter.stop()
+        stopping.set()  # (a round of housekeeping under way finishes, up to a few seconds)
+        for task in housekeeping:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, HOUSEKEEPING_GRACE)
         for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -9,6 +9,7 @@ to consent and quotas, lives here, so a behaviour that differs between platforms
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import re
@@ -176,11 +177,14 @@ class Service:
         worker_marks = self.marks.unsigned() if self.remote and self.marks else self.marks
         self.render_config = RenderConfig.of(settings, marks=worker_marks)
 
-    async def housekeeping(self, every: float = 600.0) -> None:
-        """Delete expired faces, outputs and usage now and then, while the service runs."""
-        while True:
+    async def housekeeping(self, stop: asyncio.Event, every: float = 600.0) -> None:
+        """Delete expired faces, outputs and usage now and then, until ``stop`` is set. A
+        round under way finishes first: cancelled inside a query, its database connection
+        was left checked out, and the pool logged a traceback when it was collected."""
+        while not stop.is_set():
             await self.purge()
-            await asyncio.sleep(every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
 
     async def purge(self) -> None:
         """One round of housekeeping."""

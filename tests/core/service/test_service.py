@@ -365,6 +365,28 @@ async def test_outputs_expire_after_their_ttl(bot: Service, alice_selfie: bytes)
     assert fresh.path.is_file()
 
 
+async def test_housekeeping_finishes_its_round_when_the_service_stops(
+    bot: Service, alice_selfie: bytes
+) -> None:
+    """Stopping the service lets a round of housekeeping under way finish (cancelled inside
+    a query, it left its database connection checked out, and the pool printed a traceback
+    on the way out), and ends the loop at once while it waits for the next round."""
+    (preview,) = only(await talk(bot, Request(ALICE, DM, image=alice_selfie)), Media)
+    old = time.time() - bot.settings.output_ttl_hours * 3600 - 60
+    os.utime(preview.path, (old, old))
+    stop = asyncio.Event()
+    loop = asyncio.create_task(bot.housekeeping(stop))
+    await asyncio.sleep(0)  # the first round starts (its first query)...
+    stop.set()  # ...and the service stops: the round runs whole, and no other
+    await asyncio.wait_for(loop, 30)
+    assert not preview.path.exists()
+    waiting = asyncio.Event()
+    loop = asyncio.create_task(bot.housekeeping(waiting, every=3600))
+    await asyncio.sleep(0.5)  # (its first round done, it waits an hour for the next)
+    waiting.set()
+    await asyncio.wait_for(loop, 5)
+
+
 async def test_a_friends_forget_deletes_memes_of_her(
     bot: Service, alice_selfie: bytes, bob_selfie: bytes
 ) -> None:
